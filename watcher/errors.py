@@ -1,0 +1,129 @@
+"""The one exception tree of watcher.
+
+::
+
+    WatcherError                 str(e) = "message: context: CauseType: cause"
+    ├── ConfigError              file, problems ("feeds[3].url: ...") — raised at load, never mid-run
+    ├── FeedError                url — logged per feed with its reason; never stops other feeds
+    │   ├── FetchError           status, retry_after, gone (timeouts, DNS, 4xx/5xx, too large)
+    │   └── ParseError           not a feed / nothing usable
+    ├── StorageError             any database failure, wrapped inside store.py
+    │   └── SchemaOutdatedError  database revision is not head → "run `watcher db upgrade`"
+    └── DeliveryError            channel, transient: bool (drives retry versus dead letter)
+
+Library exceptions are translated into these at the adapter boundary (fetch, store,
+deliver) with ``raise ... from e``; nothing else in watcher catches a library exception.
+"""
+
+from __future__ import annotations
+
+
+class WatcherError(Exception):
+    """Root of every error watcher raises on purpose."""
+
+    def __init__(self, message: str, *context: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context = tuple(c for c in context if c)
+
+    def __str__(self) -> str:
+        parts = [self.message, *self.context]
+        cause = self.__cause__
+        if cause is not None and str(cause) not in self.message:
+            parts.append(f"{type(cause).__name__}: {cause}")
+        return ": ".join(parts)
+
+
+class ConfigError(WatcherError):
+    """The configuration file cannot be used. Lists every problem found, one per line."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        super().__init__("\n".join(f"{path}: {p}" for p in self.problems))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class FeedError(WatcherError):
+    """A feed could not be polled. Carries the feed URL (credentials masked)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        return f"{self.url}: {super().__str__()}"
+
+
+class FetchError(FeedError):
+    """Fetching failed: network, HTTP status, size or time limits."""
+
+    def __init__(
+        self,
+        url: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        gone: bool = False,
+    ) -> None:
+        super().__init__(url, reason)
+        #: HTTP status when the server answered, else None (DNS, refused, timeout).
+        self.status = status
+        #: Seconds the server asked us to wait (429/503 Retry-After), if any.
+        self.retry_after = retry_after
+        #: True on 410 Gone: the feed is disabled until the operator re-enables it.
+        self.gone = gone
+
+
+class ParseError(FeedError):
+    """The body is not a feed, or nothing usable could be read from it."""
+
+
+class StorageError(WatcherError):
+    """Any database failure."""
+
+
+class SchemaOutdatedError(StorageError):
+    """The database schema is not at the latest migration."""
+
+
+class DeliveryError(WatcherError):
+    """An alert could not be delivered through a channel."""
+
+    def __init__(self, channel: str, reason: str, *, transient: bool, retry_after: float | None = None) -> None:
+        self.channel = channel
+        self.reason = reason
+        #: True when retrying later may succeed (4xx SMTP, 5xx/429 HTTP, network errors).
+        self.transient = transient
+        #: Seconds the receiver asked us to wait (HTTP 429 Retry-After), if any.
+        self.retry_after = retry_after
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        return f"channel {self.channel!r}: {super().__str__()}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password (and token-like query values) masked, for logs and errors."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in userinfo else f"***@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        secretish = ("key", "token", "secret", "password", "passwd", "sig", "auth")
+        masked = [(k, "***" if any(s in k.lower() for s in secretish) else v) for k, v in pairs]
+        query = urlencode(masked, safe="*:/")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -1,0 +1,115 @@
+"""Values that cross pipeline stages. Frozen, plain, and free of library objects.
+
+Speakers and themes are here (not in ``config``) because both ``config`` (which builds them)
+and ``match`` (which compiles them) need them, and pure modules import only ``types``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+HitKind = Literal["speaker", "theme"]
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """A tracked person."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    #: 0-100; higher is stricter. None means the matching contract's default tolerance.
+    threshold: int | None = None
+
+
+@dataclass(frozen=True)
+class Theme:
+    """A tracked theme: every ``all_of`` group, one ``any_of`` phrase (if any), no ``none_of``."""
+
+    name: str
+    all_of: tuple[tuple[str, ...], ...] = ()
+    any_of: tuple[str, ...] = ()
+    none_of: tuple[str, ...] = ()
+    #: 0-100; higher is stricter. None means the matching contract's default tolerance.
+    threshold: int | None = None
+
+
+@dataclass(frozen=True)
+class Article:
+    """One feed entry, reduced to what watcher stores and matches."""
+
+    #: Dedup key, unique within its feed: id/guid, else link, else hash of title+content.
+    key: str
+    #: The feed's own id/guid, else the link; None only when the entry has neither.
+    entry_id: str | None
+    link: str | None
+    #: Plain text (HTML removed, entities decoded, whitespace folded).
+    title: str
+    summary: str
+    content: str
+    #: UTC, or None when the feed gives no usable date.
+    published: datetime | None
+    #: Changes whenever title, summary or content change; drives re-matching.
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """What ``parse`` made of one fetched body."""
+
+    title: str | None
+    articles: tuple[Article, ...]
+    #: Why the feed is malformed (feedparser's bozo exception) when it still yielded entries.
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The matched words in their sentence, exactly as they appear in the article text."""
+
+    #: Which field the sentence comes from: "title", "summary" or "content".
+    field: str
+    #: The sentence (or a window of it) containing the match.
+    text: str
+    #: (start, end) offsets into ``text`` of each matched phrase, for highlighting.
+    spans: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One tracked watch matched by one article."""
+
+    watch: str
+    kind: HitKind
+    #: True when the article attributes speech to the speaker (always False for themes).
+    statement: bool
+    #: 0-100: 100 for an exact match, lower as the match needed more tolerance.
+    score: int
+    evidence: tuple[Evidence, ...] = field(default=())
+
+    @property
+    def evidence_text(self) -> str:
+        """All evidence as one line, for JSON output and plain-text alerts."""
+        return " … ".join(e.text for e in self.evidence)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """The result of one successful HTTP (or file) fetch."""
+
+    #: The URL that was requested.
+    url: str
+    status: int
+    #: None when the server answered 304 Not Modified.
+    body: bytes | None
+    #: Response headers, lower-cased names.
+    headers: dict[str, str]
+    etag: str | None = None
+    last_modified: str | None = None
+    #: The new URL when the server answered a permanent redirect (301/308), else None.
+    moved_to: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.body is None
