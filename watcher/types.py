@@ -113,3 +113,66 @@ class Fetched:
     @property
     def not_modified(self) -> bool:
         return self.body is None
+
+
+FeedStatus = Literal["new", "ok", "empty", "failed", "disabled"]
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What the database remembers about one configured feed."""
+
+    name: str
+    #: The configured URL.
+    url: str
+    #: Where to fetch: the configured URL, or where a permanent redirect moved it.
+    fetch_url: str
+    status: FeedStatus
+    etag: str | None
+    last_modified: str | None
+    last_polled_at: datetime | None
+    next_poll_at: datetime | None
+    #: One-line reason of the last failure (or of the last malformed-but-used body).
+    last_error: str | None
+    consecutive_failures: int
+    entries_seen: int
+
+    @property
+    def first_poll(self) -> bool:
+        """True until the feed has been fetched successfully once."""
+        return self.status == "new"
+
+
+@dataclass(frozen=True)
+class StoredHit:
+    """A hit as stored, with the entry and feed it came from."""
+
+    id: int
+    feed: str
+    entry_id: str | None
+    link: str | None
+    title: str
+    published: datetime | None
+    hit: Hit
+    created: datetime
+
+
+OutboxStatus = Literal["due", "failed", "dead", "sent"]
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One (hit, channel) delivery, as claimed from or listed in the outbox."""
+
+    id: int
+    channel: str
+    status: OutboxStatus
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    stored: StoredHit
+
+    @property
+    def alert_id(self) -> str:
+        """Stable across retries: receivers drop duplicates by it (Message-ID, webhook-id)."""
+        return f"{self.stored.id}.{self.channel}"

@@ -1,0 +1,579 @@
+"""The database: tables, migrations and the DAO the pipeline talks to.
+
+The only module that imports SQLAlchemy. Callers see methods named after pipeline steps
+(``changed_articles``, ``save_poll``, ``claim_due``, ``mark_sent``) and get ``types``
+dataclasses back, never sessions or rows. Every method is one transaction; every
+database failure is raised as ``StorageError``.
+
+SQLite (the default) runs in WAL mode with a busy timeout so that ``watcher poll`` and the
+daemon can share a file; PostgreSQL runs the same code with pool pre-ping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection, Engine
+
+from watcher.errors import SchemaOutdatedError, StorageError, redact_url
+from watcher.types import Article, Evidence, FeedState, Hit, OutboxItem, OutboxStatus, StoredHit
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+feeds = sa.Table(
+    "feeds",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("moved_to", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False, server_default="new"),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("last_polled_at", UTCDateTime),
+    sa.Column("next_poll_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("entries_seen", sa.Integer, nullable=False, server_default="0"),
+)
+
+entries = sa.Table(
+    "entries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("feed_id", sa.ForeignKey("feeds.id", ondelete="CASCADE"), nullable=False),
+    # Keys are guids or URLs of any length; the unique index is on their hash.
+    sa.Column("key_hash", sa.String(40), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("entry_id", sa.Text),
+    sa.Column("link", sa.Text),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("published", UTCDateTime),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("feed_id", "key_hash", name="uq_entries_feed_key"),
+)
+
+hits = sa.Table(
+    "hits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("entry_id", sa.ForeignKey("entries.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("watch", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("statement", sa.Boolean, nullable=False),
+    sa.Column("score", sa.Integer, nullable=False),
+    sa.Column("evidence", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, index=True),
+    # An (entry, watch) pair alerts at most once, even when the entry is edited later.
+    sa.UniqueConstraint("entry_id", "watch", name="uq_hits_entry_watch"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("hit_id", sa.ForeignKey("hits.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("last_error", sa.Text),
+    # A claim is a lease: "host:pid" of the sender and until when it holds the row.
+    sa.Column("claimed_by", sa.Text),
+    sa.Column("claimed_until", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.UniqueConstraint("hit_id", "channel", name="uq_outbox_hit_channel"),
+    sa.Index("ix_outbox_status_due", "status", "next_attempt_at"),
+)
+
+
+@dataclass(frozen=True)
+class PollRecord:
+    """Everything one successful poll of one feed writes, in one transaction."""
+
+    #: The new and changed articles of the poll (unchanged ones are not passed).
+    articles: Sequence[Article]
+    #: Hits per article key.
+    hits: Mapping[str, Sequence[Hit]]
+    #: The outbox rows a hit causes: (channel name, when due). Empty on a silent first poll.
+    route: Callable[[Hit], Sequence[tuple[str, datetime]]]
+    etag: str | None
+    last_modified: str | None
+    moved_to: str | None
+    #: "ok" or "empty"; with ``problem`` set when a malformed body still gave entries.
+    status: str
+    problem: str | None
+    next_poll_at: datetime
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _evidence_json(hit: Hit) -> str:
+    return json.dumps(
+        [{"field": e.field, "text": e.text, "spans": [list(s) for s in e.spans]} for e in hit.evidence],
+        ensure_ascii=False,
+    )
+
+
+def _evidence_from_json(raw: str) -> tuple[Evidence, ...]:
+    return tuple(
+        Evidence(field=e["field"], text=e["text"], spans=tuple((a, b) for a, b in e["spans"]))
+        for e in json.loads(raw)
+    )
+
+
+def migrations_dir() -> Path:
+    """The Alembic scripts: the source tree's ``migrations/``, or the installed copy."""
+    source = Path(__file__).resolve().parent.parent / "migrations"
+    if (source / "env.py").is_file():
+        return source
+    import watcher.migrations  # installed by pyproject's package-dir mapping
+
+    return Path(watcher.migrations.__file__).parent
+
+
+def process_owner() -> str:
+    """The claim owner tag of this process: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_dead(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's claim: only its lease expiry can free it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Store:
+    """All persistent state of watcher. Thread-safe: every call takes its own connection."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        try:
+            self.engine: Engine = sa.create_engine(url, echo=echo, pool_pre_ping=True, future=True)
+        except (exc.ArgumentError, ImportError) as e:
+            raise StorageError(f"cannot open database {redact_url(url)}") from e
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except exc.SQLAlchemyError as e:
+            raise StorageError(f"database error on {redact_url(self.url)}") from e
+
+    # -- schema ----------------------------------------------------------------------
+
+    def _alembic_config(self) -> Any:
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(migrations_dir()))
+        cfg.attributes["engine"] = self.engine
+        return cfg
+
+    def upgrade(self) -> None:
+        """Apply every pending migration."""
+        from alembic import command
+
+        try:
+            command.upgrade(self._alembic_config(), "head")
+        except exc.SQLAlchemyError as e:
+            raise StorageError(f"migrating {redact_url(self.url)} failed") from e
+
+    def check_schema(self) -> None:
+        """Raise SchemaOutdatedError unless the database is at the latest migration."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        with self._tx() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        if current != head:
+            raise SchemaOutdatedError(
+                f"database schema is at {current or 'nothing'}, not {head}",
+                "run `watcher db upgrade`",
+            )
+
+    # -- feeds -----------------------------------------------------------------------
+
+    def sync_feeds(self, configured: Sequence[tuple[str, str]], now: datetime) -> None:
+        """Make sure every configured (name, url) has a row; a changed URL resets its state."""
+        with self._tx() as conn:
+            rows = {r.name: r for r in conn.execute(sa.select(feeds.c.name, feeds.c.url))}
+            for name, url in configured:
+                row = rows.get(name)
+                if row is None:
+                    conn.execute(feeds.insert().values(name=name, url=url, next_poll_at=now))
+                elif row.url != url:
+                    conn.execute(
+                        feeds.update()
+                        .where(feeds.c.name == name)
+                        .values(
+                            url=url, moved_to=None, etag=None, last_modified=None,
+                            status="new", consecutive_failures=0, last_error=None, next_poll_at=now,
+                        )
+                    )
+
+    def feed_states(self, names: Sequence[str] | None = None) -> list[FeedState]:
+        query = sa.select(feeds).order_by(feeds.c.name)
+        if names is not None:
+            query = query.where(feeds.c.name.in_(list(names)))
+        with self._tx() as conn:
+            return [_feed_state(r) for r in conn.execute(query)]
+
+    def feed_state(self, name: str) -> FeedState:
+        states = self.feed_states([name])
+        if not states:
+            raise StorageError(f"no feed named {name!r} in the database", "run `watcher poll` once")
+        return states[0]
+
+    def record_not_modified(self, name: str, now: datetime, next_poll_at: datetime) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                feeds.update()
+                .where(feeds.c.name == name)
+                .values(
+                    last_polled_at=now, next_poll_at=next_poll_at, consecutive_failures=0,
+                    last_error=None,
+                    status=sa.case((feeds.c.status == "failed", "ok"), else_=feeds.c.status),
+                )
+            )
+
+    def record_failure(
+        self, name: str, reason: str, now: datetime, next_poll_at: datetime, *, disable: bool = False
+    ) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                feeds.update()
+                .where(feeds.c.name == name)
+                .values(
+                    status="disabled" if disable else "failed",
+                    last_error=reason,
+                    last_polled_at=now,
+                    next_poll_at=next_poll_at,
+                    consecutive_failures=feeds.c.consecutive_failures + 1,
+                )
+            )
+
+    # -- entries and hits ------------------------------------------------------------
+
+    def changed_articles(self, name: str, articles: Sequence[Article]) -> list[Article]:
+        """The articles not stored yet, or whose content changed since stored.
+
+        Looks up only the keys given, so the cost follows the feed's size, not the table's.
+        """
+        if not articles:
+            return []
+        by_hash = {_key_hash(a.key): a for a in articles}
+        known: dict[str, str] = {}
+        with self._tx() as conn:
+            feed_id = conn.execute(sa.select(feeds.c.id).where(feeds.c.name == name)).scalar_one()
+            hashes = list(by_hash)
+            for i in range(0, len(hashes), 500):
+                chunk = hashes[i : i + 500]
+                query = sa.select(entries.c.key_hash, entries.c.content_hash).where(
+                    entries.c.feed_id == feed_id, entries.c.key_hash.in_(chunk)
+                )
+                known.update({r.key_hash: r.content_hash for r in conn.execute(query)})
+        return [a for h, a in by_hash.items() if known.get(h) != a.content_hash]
+
+    def save_poll(self, name: str, record: PollRecord, now: datetime) -> int:
+        """Store new and changed entries, their hits and the alerts they cause, atomically.
+
+        A hit for an (entry, watch) pair that already has one is dropped, so an edited
+        entry never alerts twice. Returns the number of new hits.
+        """
+        new_hits = 0
+        with self._tx() as conn:
+            feed_id = conn.execute(sa.select(feeds.c.id).where(feeds.c.name == name)).scalar_one()
+            inserted = 0
+            for article in record.articles:
+                entry_pk, is_new = _upsert_entry(conn, feed_id, article, now)
+                inserted += is_new
+                for hit in record.hits.get(article.key, ()):
+                    hit_pk = _insert_hit(conn, entry_pk, hit, now)
+                    if hit_pk is None:
+                        continue
+                    new_hits += 1
+                    for channel, due in record.route(hit):
+                        conn.execute(
+                            outbox.insert().values(
+                                hit_id=hit_pk, channel=channel, status="due",
+                                next_attempt_at=due, created_at=now,
+                            )
+                        )
+            values: dict[str, Any] = dict(
+                status=record.status,
+                last_error=record.problem,
+                etag=record.etag,
+                last_modified=record.last_modified,
+                last_polled_at=now,
+                next_poll_at=record.next_poll_at,
+                consecutive_failures=0,
+                entries_seen=feeds.c.entries_seen + inserted,
+            )
+            if record.moved_to:
+                values["moved_to"] = record.moved_to
+            conn.execute(feeds.update().where(feeds.c.id == feed_id).values(**values))
+        return new_hits
+
+    def list_hits(self, since: datetime | None = None, limit: int | None = None) -> list[StoredHit]:
+        """Stored hits, newest first."""
+        query = _stored_hit_select().order_by(hits.c.created_at.desc(), hits.c.id.desc())
+        if since is not None:
+            query = query.where(hits.c.created_at >= since)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._tx() as conn:
+            return [_stored_hit(r) for r in conn.execute(query)]
+
+    # -- outbox ----------------------------------------------------------------------
+
+    def release_dead_claims(self) -> int:
+        """Free the rows claimed by processes of this host that no longer exist (crashed)."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(outbox.c.id, outbox.c.claimed_by).where(outbox.c.claimed_by.is_not(None))
+            ).all()
+            dead = [r.id for r in rows if _owner_is_dead(r.claimed_by)]
+            if dead:
+                conn.execute(
+                    outbox.update()
+                    .where(outbox.c.id.in_(dead))
+                    .values(claimed_by=None, claimed_until=None)
+                )
+        return len(dead)
+
+    def claim_due(self, now: datetime, *, owner: str, lease: timedelta, limit: int = 100) -> list[OutboxItem]:
+        """Claim up to ``limit`` due rows for ``owner`` until ``now + lease``.
+
+        A claim survives a crash only until its lease ends (or until the next start on the
+        same host sees its owner is gone), so every row is eventually sent or still due.
+        """
+        due = (
+            sa.select(outbox.c.id)
+            .where(
+                outbox.c.status.in_(("due", "failed")),
+                outbox.c.next_attempt_at <= now,
+                sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
+            )
+            .order_by(outbox.c.next_attempt_at, outbox.c.id)
+            .limit(limit)
+        )
+        claimed: list[int] = []
+        with self._tx() as conn:
+            for row_id in conn.execute(due).scalars().all():
+                # The guard in WHERE makes the claim atomic against a concurrent sender.
+                result = conn.execute(
+                    outbox.update()
+                    .where(
+                        outbox.c.id == row_id,
+                        sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
+                    )
+                    .values(claimed_by=owner, claimed_until=now + lease, attempts=outbox.c.attempts + 1)
+                )
+                if result.rowcount == 1:
+                    claimed.append(row_id)
+        return self._outbox_items(claimed)
+
+    def mark_sent(self, ids: Sequence[int], now: datetime) -> None:
+        self._set_outbox(ids, status="sent", sent_at=now, last_error=None)
+
+    def mark_failed(self, ids: Sequence[int], error: str, next_attempt_at: datetime) -> None:
+        self._set_outbox(ids, status="failed", last_error=error, next_attempt_at=next_attempt_at)
+
+    def mark_dead(self, ids: Sequence[int], error: str) -> None:
+        self._set_outbox(ids, status="dead", last_error=error)
+
+    def release(self, ids: Sequence[int]) -> None:
+        """Give claimed rows back untouched (shutdown before they were sent)."""
+        with self._tx() as conn:
+            conn.execute(
+                outbox.update()
+                .where(outbox.c.id.in_(list(ids)))
+                .values(claimed_by=None, claimed_until=None, attempts=outbox.c.attempts - 1)
+            )
+
+    def retry(self, ids: Sequence[int] | None, now: datetime) -> int:
+        """Make failed or dead rows due now (all of them when ``ids`` is None)."""
+        query = outbox.update().where(outbox.c.status.in_(("failed", "dead")))
+        if ids is not None:
+            query = query.where(outbox.c.id.in_(list(ids)))
+        with self._tx() as conn:
+            result = conn.execute(query.values(status="due", next_attempt_at=now, claimed_by=None, claimed_until=None))
+        return int(result.rowcount)
+
+    def list_outbox(self, status: OutboxStatus | None = None, limit: int | None = None) -> list[OutboxItem]:
+        query = sa.select(outbox.c.id).order_by(outbox.c.id.desc())
+        if status is not None:
+            query = query.where(outbox.c.status == status)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._tx() as conn:
+            ids = list(conn.execute(query).scalars())
+        return self._outbox_items(ids)
+
+    def next_due(self) -> datetime | None:
+        """When the earliest pending row becomes due, if any."""
+        query = sa.select(sa.func.min(outbox.c.next_attempt_at)).where(outbox.c.status.in_(("due", "failed")))
+        with self._tx() as conn:
+            return conn.execute(query).scalar_one_or_none()  # type: ignore[no-any-return]
+
+    def _set_outbox(self, ids: Sequence[int], **values: Any) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                outbox.update()
+                .where(outbox.c.id.in_(list(ids)))
+                .values(claimed_by=None, claimed_until=None, **values)
+            )
+
+    def _outbox_items(self, ids: Sequence[int]) -> list[OutboxItem]:
+        if not ids:
+            return []
+        query = (
+            _stored_hit_select()
+            .add_columns(
+                outbox.c.id.label("outbox_id"), outbox.c.channel, outbox.c.status.label("outbox_status"),
+                outbox.c.attempts, outbox.c.next_attempt_at, outbox.c.last_error,
+            )
+            .join_from(hits, outbox, outbox.c.hit_id == hits.c.id)
+            .where(outbox.c.id.in_(list(ids)))
+        )
+        with self._tx() as conn:
+            rows = {r.outbox_id: r for r in conn.execute(query)}
+        return [
+            OutboxItem(
+                id=r.outbox_id, channel=r.channel, status=r.outbox_status, attempts=r.attempts,
+                next_attempt_at=r.next_attempt_at, last_error=r.last_error, stored=_stored_hit(r),
+            )
+            for r in (rows[i] for i in ids if i in rows)
+        ]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    # WAL lets the daemon and `watcher poll`/`hits` use one file at once; the busy timeout
+    # turns "database is locked" into a short wait.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _feed_state(r: Any) -> FeedState:
+    return FeedState(
+        name=r.name, url=r.url, fetch_url=r.moved_to or r.url, status=r.status, etag=r.etag,
+        last_modified=r.last_modified, last_polled_at=r.last_polled_at, next_poll_at=r.next_poll_at,
+        last_error=r.last_error, consecutive_failures=r.consecutive_failures, entries_seen=r.entries_seen,
+    )
+
+
+def _upsert_entry(conn: Connection, feed_id: int, a: Article, now: datetime) -> tuple[int, bool]:
+    values = dict(
+        entry_id=a.entry_id, link=a.link, title=a.title, published=a.published,
+        content_hash=a.content_hash, updated_at=now,
+    )
+    key_hash = _key_hash(a.key)
+    existing = conn.execute(
+        sa.select(entries.c.id).where(entries.c.feed_id == feed_id, entries.c.key_hash == key_hash)
+    ).scalar_one_or_none()
+    if existing is not None:
+        conn.execute(entries.update().where(entries.c.id == existing).values(**values))
+        return existing, False
+    pk = conn.execute(
+        entries.insert().values(feed_id=feed_id, key_hash=key_hash, key=a.key, first_seen_at=now, **values)
+    ).inserted_primary_key[0]
+    return int(pk), True
+
+
+def _insert_hit(conn: Connection, entry_pk: int, hit: Hit, now: datetime) -> int | None:
+    exists = conn.execute(
+        sa.select(hits.c.id).where(hits.c.entry_id == entry_pk, hits.c.watch == hit.watch)
+    ).first()
+    if exists is not None:
+        return None
+    pk = conn.execute(
+        hits.insert().values(
+            entry_id=entry_pk, watch=hit.watch, kind=hit.kind, statement=hit.statement,
+            score=hit.score, evidence=_evidence_json(hit), created_at=now,
+        )
+    ).inserted_primary_key[0]
+    return int(pk)
+
+
+def _stored_hit_select() -> sa.Select[Any]:
+    return (
+        sa.select(
+            hits.c.id.label("hit_id"), hits.c.watch, hits.c.kind, hits.c.statement, hits.c.score,
+            hits.c.evidence, hits.c.created_at, entries.c.entry_id, entries.c.link, entries.c.title,
+            entries.c.published, feeds.c.name.label("feed"),
+        )
+        .select_from(hits)
+        .join(entries, entries.c.id == hits.c.entry_id)
+        .join(feeds, feeds.c.id == entries.c.feed_id)
+    )
+
+
+def _stored_hit(r: Any) -> StoredHit:
+    return StoredHit(
+        id=r.hit_id, feed=r.feed, entry_id=r.entry_id, link=r.link, title=r.title,
+        published=r.published, created=r.created_at,
+        hit=Hit(
+            watch=r.watch, kind=r.kind, statement=bool(r.statement), score=r.score,
+            evidence=_evidence_from_json(r.evidence),
+        ),
+    )
