@@ -1,0 +1,185 @@
+"""One poll of one feed, top-down: fetch → parse → dedup/store → match → record hits + outbox.
+
+Delivery of what the outbox holds is ``deliver.flush_outbox``; scheduling both is
+``service``. A failing feed is a result, never an exception: ``poll_feed`` returns a
+``PollResult`` with the reason, records it on the feed, and the other feeds go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from watcher.config import ChannelSettings, FeedSettings
+from watcher.errors import FeedError, FetchError, StorageError, redact_url
+from watcher.parse import parse_feed
+from watcher.store import PollRecord, Store
+from watcher.types import Article, Fetched, FeedState, Hit
+
+log = logging.getLogger(__name__)
+
+#: A feed that keeps failing is retried at most this far apart.
+MAX_BACKOFF = timedelta(days=1)
+
+
+class Fetcher(Protocol):
+    def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None, timeout: float
+    ) -> Fetched: ...
+
+
+class Matcher(Protocol):
+    def match(self, article: Article) -> list[Hit]: ...
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll of one feed did."""
+
+    feed: str
+    url: str
+    #: New or changed entries stored.
+    new: int = 0
+    #: New hits recorded (each alerts through the channels that route it).
+    hits: int = 0
+    not_modified: bool = False
+    #: One-line reason when the poll failed; None on success.
+    error: str | None = None
+
+
+def poll_feed(
+    feed: FeedSettings,
+    *,
+    store: Store,
+    fetcher: Fetcher,
+    matcher: Matcher,
+    channels: Sequence[ChannelSettings],
+    now: Callable[[], datetime],
+) -> PollResult:
+    """Poll one feed and record everything it brings. Never raises for a feed's own faults."""
+    state = store.feed_state(feed.name)
+    url = state.fetch_url
+    if state.status == "disabled":
+        return PollResult(feed.name, url, error=f"disabled: {state.last_error}; fix the URL in the config")
+    try:
+        fetched = fetcher.fetch(
+            url, etag=state.etag, last_modified=state.last_modified, timeout=feed.timeout.total_seconds()
+        )
+        started = now()
+        if fetched.not_modified:
+            store.record_not_modified(feed.name, started, _next_poll(feed, started))
+            return PollResult(feed.name, url, not_modified=True)
+        assert fetched.body is not None
+        parsed = parse_feed(fetched.body, url=fetched.moved_to or url, headers=fetched.headers)
+        changed = store.changed_articles(feed.name, parsed.articles)
+        found = {a.key: hits for a in changed if (hits := matcher.match(a))}
+        alert = feed.alert_on_first_poll or not state.first_poll
+        record = PollRecord(
+            articles=changed,
+            hits=found,
+            route=(lambda hit: route(hit, channels, started)) if alert else (lambda hit: ()),
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+            moved_to=fetched.moved_to,
+            status="ok" if parsed.articles else "empty",
+            problem=parsed.problem,
+            next_poll_at=_next_poll(feed, started),
+        )
+        new_hits = store.save_poll(feed.name, record, started)
+    except FeedError as e:
+        _record_failure(store, feed, state, e, now())
+        return PollResult(feed.name, url, error=e.reason)
+    except StorageError as e:
+        # The poll's transaction rolled back: its entries are seen again next time.
+        log.error("feed %s (%s): not stored: %s", feed.name, redact_url(url), e)
+        return PollResult(feed.name, url, error=f"not stored: {e}")
+    if fetched.moved_to:
+        log.warning("feed %s moved permanently to %s; update feeds.yaml", feed.name, redact_url(fetched.moved_to))
+    if new_hits and not alert:
+        log.info("feed %s: first poll, %d hits stored without alerting", feed.name, new_hits)
+    return PollResult(feed.name, url, new=len(changed), hits=new_hits)
+
+
+def poll_feeds(
+    feeds: Sequence[FeedSettings],
+    *,
+    store: Store,
+    fetcher: Fetcher,
+    matcher: Matcher,
+    channels: Sequence[ChannelSettings],
+    now: Callable[[], datetime],
+    workers: int = 8,
+) -> list[PollResult]:
+    """Poll several feeds concurrently; one slow feed holds only its own worker."""
+
+    def one(feed: FeedSettings) -> PollResult:
+        return poll_feed(feed, store=store, fetcher=fetcher, matcher=matcher, channels=channels, now=now)
+
+    if not feeds:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(feeds))), thread_name_prefix="poll") as pool:
+        return list(pool.map(one, feeds))
+
+
+def route(hit: Hit, channels: Sequence[ChannelSettings], now: datetime) -> list[tuple[str, datetime]]:
+    """The channels a hit goes to, each with when its alert is due.
+
+    A channel takes a hit when its ``watches`` name the hit's watch (or are unset) and, with
+    ``statements_only``, when the hit is a statement. Immediate channels are due now; a
+    digest channel's alerts are due together at the end of the current digest period.
+    """
+    routed = []
+    for channel in channels:
+        if channel.watches is not None and hit.watch not in channel.watches:
+            continue
+        if channel.statements_only and not hit.statement:
+            continue
+        due = now if channel.digest is None else digest_due(now, channel.digest)
+        routed.append((channel.name, due))
+    return routed
+
+
+def digest_due(now: datetime, period: timedelta) -> datetime:
+    """The end of the digest period containing ``now``.
+
+    Periods are aligned to the Unix epoch in UTC, so "daily" digests go out at midnight UTC
+    and "hourly" ones on the hour, whatever time the daemon started.
+    """
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    seconds = period.total_seconds()
+    periods = math.floor((now - epoch).total_seconds() / seconds) + 1
+    return epoch + timedelta(seconds=periods * seconds)
+
+
+def failure_delay(interval: timedelta, failures: int, retry_after: float | None) -> timedelta:
+    """How long to wait after the ``failures``-th failure in a row.
+
+    Doubles from the feed's interval up to a day, with ±10% jitter so that feeds failing
+    together (an outage) do not retry together; never sooner than the server's Retry-After.
+    """
+    base = min(interval * (2 ** min(failures, 16)), MAX_BACKOFF)
+    delay = base * random.uniform(0.9, 1.1)
+    if retry_after is not None:
+        delay = max(delay, min(timedelta(seconds=retry_after), MAX_BACKOFF))
+    return delay
+
+
+def _next_poll(feed: FeedSettings, now: datetime) -> datetime:
+    return now + feed.interval
+
+
+def _record_failure(store: Store, feed: FeedSettings, state: FeedState, error: FeedError, now: datetime) -> None:
+    retry_after = error.retry_after if isinstance(error, FetchError) else None
+    gone = isinstance(error, FetchError) and error.gone
+    next_at = now + failure_delay(feed.interval, state.consecutive_failures, retry_after)
+    log.warning("feed %s: %s", feed.name, error)
+    try:
+        store.record_failure(feed.name, error.reason, now, next_at, disable=gone)
+    except StorageError as e:
+        log.error("feed %s: could not record the failure: %s", feed.name, e)

@@ -1,0 +1,249 @@
+"""Composition root and daemon: builds the parts once, then schedules polls and delivery.
+
+``make_watcher`` is the only place adapters are constructed; tests pass fakes or real
+loopback-backed parts by argument. ``run_daemon`` is ``watcher run``: one APScheduler job
+per feed (its interval, with jitter, never two at once), one delivery job woken after any
+poll that recorded hits, clean stop on SIGTERM/SIGINT and config reload on SIGHUP.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from watcher import __version__
+from watcher.config import Config, FeedSettings, load_config
+from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels
+from watcher.errors import WatcherError
+from watcher.fetch import Fetcher
+from watcher.match import Matcher
+from watcher.pipeline import Fetcher as FetcherProtocol
+from watcher.pipeline import Matcher as MatcherProtocol
+from watcher.pipeline import PollResult, poll_feed, poll_feeds
+from watcher.store import Store, process_owner
+
+log = logging.getLogger(__name__)
+
+#: How often the daemon looks for due alerts when no poll woke it (digests, retries).
+DELIVERY_TICK = timedelta(seconds=5)
+#: How long a stopping daemon waits for in-flight polls before abandoning them.
+STOP_GRACE = timedelta(seconds=8)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Watcher:
+    """The assembled service: config plus the adapters every command works through."""
+
+    config: Config
+    store: Store
+    fetcher: FetcherProtocol
+    matcher: MatcherProtocol
+    channels: dict[str, Channel]
+    now: Callable[[], datetime] = utcnow
+    owner: str = field(default_factory=process_owner)
+
+    def poll(self, names: Sequence[str] | None = None) -> list[PollResult]:
+        """Poll every configured feed (or those named) once, concurrently."""
+        feeds = [f for f in self.config.feeds if names is None or f.name in names]
+        return poll_feeds(
+            feeds, store=self.store, fetcher=self.fetcher, matcher=self.matcher,
+            channels=self.config.channels, now=self.now,
+        )
+
+    def poll_one(self, feed: FeedSettings) -> PollResult:
+        return poll_feed(
+            feed, store=self.store, fetcher=self.fetcher, matcher=self.matcher,
+            channels=self.config.channels, now=self.now,
+        )
+
+    def deliver(self, stop: threading.Event | None = None) -> DeliveryReport:
+        """Send every alert that is due now."""
+        return flush_outbox(self.store, self.channels, now=self.now(), owner=self.owner, stop=stop)
+
+    def close(self) -> None:
+        self.store.close()
+        close = getattr(self.fetcher, "close", None)
+        if close is not None:
+            close()
+
+
+def make_watcher(
+    config: Config,
+    *,
+    store: Store | None = None,
+    fetcher: FetcherProtocol | None = None,
+    matcher: MatcherProtocol | None = None,
+    channels: dict[str, Channel] | None = None,
+    now: Callable[[], datetime] = utcnow,
+    upgrade: bool = True,
+) -> Watcher:
+    """Build a Watcher for ``config``; any part given is used instead of the real one.
+
+    With ``upgrade`` the database is migrated to the latest schema first (``run`` and
+    ``poll`` do this); without it an outdated schema raises SchemaOutdatedError.
+    """
+    store = store or Store(config.database_url)
+    if upgrade:
+        store.upgrade()
+    else:
+        store.check_schema()
+    store.sync_feeds([(f.name, f.url) for f in config.feeds], now())
+    store.release_dead_claims()
+    return Watcher(
+        config=config,
+        store=store,
+        fetcher=fetcher or Fetcher(user_agent=f"watcher/{__version__} (feed monitor)"),
+        matcher=matcher or Matcher(config.speakers, config.themes),
+        channels=channels if channels is not None else make_channels(config),
+        now=now,
+    )
+
+
+class Daemon:
+    """``watcher run``: the scheduler, its jobs, signals and a clean stop."""
+
+    def __init__(self, watcher: Watcher, config_path: str, env: dict[str, str] | None = None) -> None:
+        self.watcher = watcher
+        self.config_path = config_path
+        self.env = env
+        self.stop = threading.Event()
+        self.in_flight = _InFlight()
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=8)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT. Returns the process exit code."""
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self._on_reload)
+        self._schedule_feeds()
+        self.scheduler.add_job(
+            self._deliver, IntervalTrigger(seconds=DELIVERY_TICK.total_seconds()), id="deliver",
+            next_run_time=utcnow(),
+        )
+        self.scheduler.start()
+        log.info("watcher %s running: %d feeds, %d channels", __version__,
+                 len(self.watcher.config.feeds), len(self.watcher.channels))
+        while not self.stop.wait(1.0):
+            pass
+        return self._shutdown()
+
+    def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        self.stop.set()
+
+    def _on_reload(self, _signum: int, _frame: FrameType | None) -> None:
+        # Load in a thread: a signal handler must not block the main loop on file I/O.
+        threading.Thread(target=self.reload, name="reload", daemon=True).start()
+
+    def reload(self) -> None:
+        """Re-read the config; on any error keep running with the last good one."""
+        try:
+            config = load_config(self.config_path, self.env)
+            self.watcher.store.sync_feeds([(f.name, f.url) for f in config.feeds], utcnow())
+            channels = make_channels(config)
+            matcher = Matcher(config.speakers, config.themes)
+        except WatcherError as e:
+            log.error("config reload failed, keeping the last good config:\n%s", e)
+            return
+        self.watcher.config, self.watcher.channels, self.watcher.matcher = config, channels, matcher
+        self._schedule_feeds()
+        log.info("config reloaded: %d feeds", len(config.feeds))
+
+    def _schedule_feeds(self) -> None:
+        wanted = {f"feed:{f.name}": f for f in self.watcher.config.feeds}
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("feed:") and job.id not in wanted:
+                job.remove()
+        states = {s.name: s for s in self.watcher.store.feed_states()}
+        for job_id, feed in wanted.items():
+            seconds = feed.interval.total_seconds()
+            state = states.get(feed.name)
+            first = max(utcnow(), state.next_poll_at) if state and state.next_poll_at else utcnow()
+            self.scheduler.add_job(
+                self._poll, IntervalTrigger(seconds=seconds, jitter=min(seconds * 0.1, 60)),
+                args=[feed.name], id=job_id, replace_existing=True, next_run_time=first,
+            )
+
+    def _poll(self, name: str) -> None:
+        feed = next((f for f in self.watcher.config.feeds if f.name == name), None)
+        if feed is None or self.stop.is_set():
+            return
+        state = self.watcher.store.feed_state(name)
+        if state.next_poll_at and state.next_poll_at > utcnow() + timedelta(seconds=1):
+            return  # backing off after failures, or told to wait by Retry-After
+        with self.in_flight.job():
+            result = self.watcher.poll_one(feed)
+        if result.error:
+            log.warning("feed %s: %s", name, result.error)
+        elif result.new:
+            log.info("feed %s: %d new or changed entries, %d hits", name, result.new, result.hits)
+        if result.hits and not self.stop.is_set():
+            self.scheduler.modify_job("deliver", next_run_time=utcnow())
+
+    def _deliver(self) -> None:
+        with self.in_flight.job():
+            report = self.watcher.deliver(stop=self.stop)
+        if report.sent or report.failed or report.dead:
+            log.info("delivery: %s", report)
+
+    def _shutdown(self) -> int:
+        self.scheduler.shutdown(wait=False)
+        abandoned = self.in_flight.wait_idle(STOP_GRACE.total_seconds())
+        if abandoned:
+            # Each poll and each delivery mark is one transaction: abandoning one loses
+            # nothing; its entries are fetched again and its alerts stay due.
+            log.warning("abandoning %d unfinished jobs; they will be redone on the next start", abandoned)
+            self.watcher.close()
+            logging.shutdown()
+            os._exit(0)
+        self.watcher.close()
+        log.info("stopped")
+        return 0
+
+
+class _InFlight:
+    """Counts running jobs, so that a stop can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def job(self) -> Iterator[None]:
+        with self._cond:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for every job to end; return how many still run."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._count and time.monotonic() < deadline:
+                self._cond.wait(deadline - time.monotonic())
+            return self._count
