@@ -1,0 +1,123 @@
+"""The DAO on real databases: dedup, at-most-once hits, outbox claims, migrations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from watcher.errors import SchemaOutdatedError
+from watcher.store import PollRecord, Store, process_owner
+from watcher.types import Article, Evidence, Hit
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def article(key: str, content: str = "body") -> Article:
+    return Article(key=key, entry_id=key, link=f"https://news.example/{key}", title=f"Title {key}",
+                   summary="", content=content, published=NOW, content_hash=f"hash-{content}")
+
+
+def hit(watch: str = "Jen Zhu Scott") -> Hit:
+    return Hit(watch=watch, kind="speaker", statement=True, score=100,
+               evidence=(Evidence("content", "Jen Zhu Scott said so.", ((0, 13),)),))
+
+
+def record(articles: list[Article], hits: dict[str, list[Hit]], channels: tuple[str, ...] = ("desk",)) -> PollRecord:
+    return PollRecord(articles=articles, hits=hits, route=lambda h: [(c, NOW) for c in channels],
+                      etag='"v1"', last_modified=None, moved_to=None, status="ok", problem=None,
+                      next_poll_at=NOW + timedelta(minutes=15))
+
+
+@pytest.fixture
+def store(database_url: str) -> Store:
+    s = Store(database_url)
+    s.upgrade()
+    s.sync_feeds([("wire", "https://news.example/rss")], NOW)
+    yield s
+    s.close()
+
+
+def test_new_entries_are_stored_once_and_unchanged_ones_skipped(store: Store) -> None:
+    a, b = article("a"), article("b")
+    assert store.changed_articles("wire", [a, b]) == [a, b]
+    store.save_poll("wire", record([a, b], {}), NOW)
+    assert store.changed_articles("wire", [a, b]) == []
+    state = store.feed_state("wire")
+    assert (state.status, state.entries_seen, state.etag) == ("ok", 2, '"v1"')
+
+
+def test_an_edited_entry_is_matched_again_but_alerts_at_most_once_per_watch(store: Store) -> None:
+    store.save_poll("wire", record([article("a")], {"a": [hit()]}), NOW)
+    edited = article("a", content="edited body")
+    assert store.changed_articles("wire", [edited]) == [edited]
+    new = store.save_poll("wire", record([edited], {"a": [hit(), hit("US-China AI collaboration")]}), NOW)
+    assert new == 1  # only the watch that had not hit before
+    assert sorted(h.hit.watch for h in store.list_hits()) == ["Jen Zhu Scott", "US-China AI collaboration"]
+    assert len(store.list_outbox()) == 2
+    assert store.feed_state("wire").entries_seen == 1
+
+
+def test_hits_keep_their_evidence(store: Store) -> None:
+    store.save_poll("wire", record([article("a")], {"a": [hit()]}), NOW)
+    [stored] = store.list_hits(since=NOW - timedelta(hours=1))
+    assert stored.hit.evidence == hit().evidence
+    assert (stored.feed, stored.title, stored.created) == ("wire", "Title a", NOW)
+
+
+def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(store: Store) -> None:
+    store.save_poll("wire", record([article("a")], {"a": [hit()]}), NOW)
+    [item] = store.claim_due(NOW, owner="host:1", lease=timedelta(minutes=5))
+    assert item.attempts == 1 and item.alert_id == f"{item.stored.id}.desk"
+    assert store.claim_due(NOW, owner="host:2", lease=timedelta(minutes=5)) == []
+    [again] = store.claim_due(NOW + timedelta(minutes=6), owner="host:2", lease=timedelta(minutes=5))
+    assert again.id == item.id and again.attempts == 2 and again.alert_id == item.alert_id
+
+
+def test_claims_of_a_dead_process_are_released_on_start(store: Store) -> None:
+    store.save_poll("wire", record([article("a")], {"a": [hit()]}), NOW)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owner = process_owner().rsplit(":", 1)[0] + ":" + dead.stdout.strip()
+    store.claim_due(NOW, owner=owner, lease=timedelta(hours=1))
+    store.claim_due(NOW, owner=process_owner(), lease=timedelta(hours=1))  # nothing left to claim
+    assert store.release_dead_claims() == 1
+    assert len(store.claim_due(NOW, owner=process_owner(), lease=timedelta(hours=1))) == 1
+
+
+def test_failed_rows_wait_for_their_next_attempt_and_dead_rows_for_retry(store: Store) -> None:
+    store.save_poll("wire", record([article("a"), article("b")], {"a": [hit()], "b": [hit()]}), NOW)
+    first, second = store.claim_due(NOW, owner="h:1", lease=timedelta(minutes=5))
+    store.mark_failed([first.id], "421 try later", NOW + timedelta(minutes=2))
+    store.mark_dead([second.id], "550 no such user")
+    assert store.claim_due(NOW + timedelta(minutes=1), owner="h:1", lease=timedelta(minutes=5)) == []
+    [retried] = store.claim_due(NOW + timedelta(minutes=3), owner="h:1", lease=timedelta(minutes=5))
+    assert retried.id == first.id and retried.last_error == "421 try later"
+    store.mark_sent([retried.id], NOW)
+    assert [i.id for i in store.list_outbox("dead")] == [second.id]
+    assert store.retry(None, NOW) == 1
+    assert [i.id for i in store.claim_due(NOW, owner="h:1", lease=timedelta(minutes=5))] == [second.id]
+
+
+def test_failures_count_up_and_gone_feeds_are_disabled(store: Store) -> None:
+    store.record_failure("wire", "HTTP 503 Service Unavailable", NOW, NOW + timedelta(minutes=30))
+    store.record_failure("wire", "HTTP 410 Gone", NOW, NOW + timedelta(days=1), disable=True)
+    state = store.feed_state("wire")
+    assert (state.status, state.consecutive_failures, state.last_error) == ("disabled", 2, "HTTP 410 Gone")
+
+
+def test_a_changed_url_in_the_config_starts_the_feed_afresh(store: Store) -> None:
+    store.save_poll("wire", record([article("a")], {}), NOW)
+    store.sync_feeds([("wire", "https://news.example/atom")], NOW)
+    state = store.feed_state("wire")
+    assert (state.fetch_url, state.status, state.etag) == ("https://news.example/atom", "new", None)
+
+
+def test_an_unmigrated_database_is_refused_with_the_fix(database_url: str) -> None:
+    store = Store(database_url)
+    with pytest.raises(SchemaOutdatedError, match="watcher db upgrade"):
+        store.check_schema()
+    store.upgrade()
+    store.check_schema()
+    store.close()
