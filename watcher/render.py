@@ -1,0 +1,390 @@
+"""Turn outbox items into what a channel sends: emails and webhook payloads.
+
+Pure: no network, no database, no clock (``now`` is a parameter). The Jinja2 templates in
+``watcher/templates/`` are read once, on first use.
+
+Titles, evidence, links and feed texts come from strangers, so three rules hold everywhere:
+
+* no CR, LF or other control character reaches an email header (they are folded to spaces);
+* HTML is produced only by templates with autoescape on, never by string concatenation;
+* only ``http``/``https`` links become anchors or payload links (see :func:`safe_link`);
+  ``javascript:``, ``data:`` and the like are never clickable.
+
+The webhook payload schema is documented in :func:`webhook_payload` and ``docs/webhook.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jinja2
+
+from watcher.types import Evidence, OutboxItem, StoredHit
+
+#: Longest subject we build; mail clients show about this much and folding stays readable.
+SUBJECT_MAX = 120
+#: Longest value of the X-Watcher-* headers (digests list several watches).
+HEADER_MAX = 200
+#: Webhook payload types, versioned: a breaking change gets a new ``.vN``.
+HIT_TYPE = "watcher.hit.v1"
+DIGEST_TYPE = "watcher.digest.v1"
+TEST_TYPE = "watcher.test.v1"
+
+# C0/C1 controls and the Unicode line/paragraph separators: anything a mail header parser
+# or a terminal might treat as a line break.
+_CONTROL_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of evidence text, highlighted when it is part of a matched phrase."""
+
+    text: str
+    marked: bool
+
+
+@dataclass(frozen=True)
+class _HitView:
+    """What the templates show for one hit; every string is still raw (templates escape)."""
+
+    watch: str
+    verb: str
+    kind: str
+    statement: bool
+    score: int
+    title: str
+    evidence: tuple[tuple[str, tuple[Segment, ...]], ...]
+    feed: str
+    published: str
+    link: str | None
+    link_refused: bool
+
+
+# -- small text rules ------------------------------------------------------------------
+
+
+def one_line(value: str) -> str:
+    """``value`` with control characters and line breaks folded into single spaces."""
+    return _SPACES.sub(" ", _CONTROL_CHAR.sub(" ", value)).strip()
+
+
+def header_text(value: str, limit: int = HEADER_MAX) -> str:
+    """``value`` made safe for one header: :func:`one_line`, cut to ``limit`` characters."""
+    return _cut(one_line(value), limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def safe_link(url: str | None) -> str | None:
+    """The link if it is an absolute http(s) URL without control characters, else None.
+
+    Everything else (``javascript:``, ``data:``, ``file:``, relative or malformed links) is
+    refused, so no template and no payload ever offers it as something to follow.
+    """
+    if not url:
+        return None
+    url = url.strip()
+    if _CONTROL_CHAR.search(url) or " " in url:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return url
+
+
+def segments(evidence: Evidence) -> tuple[Segment, ...]:
+    """Split evidence text into plain and highlighted runs.
+
+    Spans are clipped to the text and overlapping spans merged, so a bad span from a
+    stored hit can never raise or duplicate text.
+    """
+    # One for one, so the spans' offsets still point at the same characters.
+    text = _CONTROL_CHAR.sub(" ", evidence.text)
+    merged: list[list[int]] = []
+    for start, end in sorted((max(0, a), min(len(text), b)) for a, b in evidence.spans):
+        if start >= end:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    out: list[Segment] = []
+    pos = 0
+    for start, end in merged:
+        if start > pos:
+            out.append(Segment(text[pos:start], False))
+        out.append(Segment(text[start:end], True))
+        pos = end
+    if pos < len(text):
+        out.append(Segment(text[pos:], False))
+    return tuple(out)
+
+
+def _published(stored: StoredHit) -> str:
+    if stored.published is None:
+        return "unknown"
+    return stored.published.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _verb(stored: StoredHit) -> str:
+    if stored.hit.kind == "theme":
+        return ""
+    return "said" if stored.hit.statement else "mentioned"
+
+
+def _view(stored: StoredHit) -> _HitView:
+    return _HitView(
+        watch=stored.hit.watch,
+        verb=_verb(stored),
+        kind=stored.hit.kind,
+        statement=stored.hit.statement,
+        score=stored.hit.score,
+        title=one_line(stored.title) or "(no title)",
+        evidence=tuple((e.field, segments(e)) for e in stored.hit.evidence),
+        feed=one_line(stored.feed),
+        published=_published(stored),
+        link=safe_link(stored.link),
+        link_refused=bool(stored.link) and safe_link(stored.link) is None,
+    )
+
+
+def _newest_first(items: Sequence[OutboxItem]) -> list[OutboxItem]:
+    # "Newest" is when the article was published; detection time stands in when the feed
+    # gave no date, and the row id breaks ties so the order is stable.
+    def key(item: OutboxItem) -> tuple[datetime, int]:
+        return (item.stored.published or item.stored.created, item.id)
+
+    return sorted(items, key=key, reverse=True)
+
+
+def group_by_watch(items: Sequence[OutboxItem]) -> list[tuple[str, list[OutboxItem]]]:
+    """Digest order: one group per watch, newest item first in each, newest group first."""
+    groups: dict[str, list[OutboxItem]] = {}
+    for item in _newest_first(items):
+        groups.setdefault(item.stored.hit.watch, []).append(item)
+    return list(groups.items())
+
+
+# -- subjects and ids ------------------------------------------------------------------
+
+
+def alert_subject(stored: StoredHit, *, test: bool = False) -> str:
+    """``[watcher] <speaker> said: <title>``, ``... mentioned: ...`` or ``[watcher] <theme>: <title>``."""
+    verb = _verb(stored)
+    prefix = "[watcher] test alert: " if test else "[watcher] "
+    head = f"{prefix}{stored.hit.watch} {verb}: " if verb else f"{prefix}{stored.hit.watch}: "
+    return header_text(head + (stored.title or "(no title)"), SUBJECT_MAX)
+
+
+def digest_subject(items: Sequence[OutboxItem]) -> str:
+    """``[watcher] 3 new alerts: Jen Zhu Scott (2), US-China AI collaboration (1)``."""
+    count = len(items)
+    noun = "alert" if count == 1 else "alerts"
+    watches = ", ".join(f"{watch} ({len(group)})" for watch, group in group_by_watch(items))
+    return header_text(f"[watcher] {count} new {noun}: {watches}", SUBJECT_MAX)
+
+
+def _domain(sender: str) -> str:
+    _, address = parseaddr(sender)
+    domain = address.rpartition("@")[2]
+    return domain if re.fullmatch(r"[A-Za-z0-9.-]+", domain or "") else "watcher.invalid"
+
+
+def _atom(value: str) -> str:
+    # Percent-encoding keeps channel names of any spelling valid inside a Message-ID / List-ID.
+    return quote(value, safe="").replace(".", "%2E").replace("~", "%7E")
+
+
+def message_id(alert_id: str, sender: str) -> str:
+    """The Message-ID of an alert: the same on every retry, so receivers can drop duplicates."""
+    return f"<watcher.{_atom(alert_id)}@{_domain(sender)}>"
+
+
+def digest_message_id(items: Sequence[OutboxItem], sender: str) -> str:
+    """The Message-ID of a digest, derived from its alert ids: a retried digest keeps it."""
+    return f"<watcher.{digest_id(items)}@{_domain(sender)}>"
+
+
+def list_id(channel: str, sender: str) -> str:
+    """RFC 2919 List-ID naming the channel, so inbox rules can file all its alerts."""
+    label = re.sub(r"[^A-Za-z0-9-]+", "-", channel).strip("-").lower() or "channel"
+    return f"watcher {header_text(channel, 60)} <{label}.watcher.{_domain(sender)}>"
+
+
+# -- email -----------------------------------------------------------------------------
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("watcher", "templates"),
+        # Autoescape on for HTML (and any template string); the .txt templates are plain.
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _body(name: str, **context: Any) -> tuple[str, str]:
+    env = _templates()
+    return env.get_template(f"{name}.txt").render(**context), env.get_template(f"{name}.html").render(**context)
+
+
+def _message(
+    headers: dict[str, str], *, sender: str, to: Sequence[str], now: datetime, channel: str, parts: tuple[str, str]
+) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    msg["Date"] = format_datetime(now.astimezone(UTC))
+    msg["List-ID"] = list_id(channel, sender)
+    # RFC 3834: tells auto-responders not to answer alerts.
+    msg["Auto-Submitted"] = "auto-generated"
+    for name, value in headers.items():
+        msg[name] = value
+    text, html = parts
+    msg.set_content(text, charset="utf-8")
+    msg.add_alternative(html, subtype="html", charset="utf-8")
+    return msg
+
+
+def render_alert(
+    item: OutboxItem, *, sender: str, to: Sequence[str], now: datetime, test: bool = False
+) -> EmailMessage:
+    """One alert as a multipart/alternative (text + HTML) email.
+
+    Headers: Subject (see :func:`alert_subject`), From, To, Date (``now``), a Message-ID
+    derived from ``item.alert_id``, List-ID, Auto-Submitted, X-Watcher-Watch,
+    X-Watcher-Feed and X-Watcher-Alert-Id; with ``test`` also X-Watcher-Test.
+    """
+    stored = item.stored
+    subject = alert_subject(stored, test=test)
+    parts = _body("alert", hit=_view(stored), subject=subject, test=test)
+    headers = {
+        "Subject": subject,
+        "Message-ID": message_id(item.alert_id, sender),
+        "X-Watcher-Watch": header_text(stored.hit.watch),
+        "X-Watcher-Feed": header_text(stored.feed),
+        "X-Watcher-Alert-Id": header_text(item.alert_id),
+    }
+    if test:
+        headers["X-Watcher-Test"] = "yes"
+    return _message(headers, sender=sender, to=to, now=now, channel=item.channel, parts=parts)
+
+
+def render_digest(items: Sequence[OutboxItem], *, sender: str, to: Sequence[str], now: datetime) -> EmailMessage:
+    """Several alerts of one channel as one email, grouped by watch, newest first.
+
+    X-Watcher-Watch and X-Watcher-Feed list every watch and feed in the digest, comma
+    separated, in digest order.
+    """
+    if not items:
+        raise ValueError("a digest needs at least one alert")
+    groups = group_by_watch(items)
+    subject = digest_subject(items)
+    views = [(watch, [_view(i.stored) for i in group]) for watch, group in groups]
+    parts = _body("digest", groups=views, count=len(items), subject=subject)
+    feeds = dict.fromkeys(i.stored.feed for _, group in groups for i in group)
+    headers = {
+        "Subject": subject,
+        "Message-ID": digest_message_id(items, sender),
+        "X-Watcher-Watch": header_text(", ".join(watch for watch, _ in groups)),
+        "X-Watcher-Feed": header_text(", ".join(feeds)),
+    }
+    return _message(headers, sender=sender, to=to, now=now, channel=items[0].channel, parts=parts)
+
+
+# -- webhook ---------------------------------------------------------------------------
+
+
+def _hit_fields(item: OutboxItem) -> dict[str, Any]:
+    stored = item.stored
+    return {
+        "id": item.alert_id,
+        "watch": stored.hit.watch,
+        "kind": stored.hit.kind,
+        "statement": stored.hit.statement,
+        "score": stored.hit.score,
+        "evidence": [
+            {"field": e.field, "text": e.text, "spans": [[a, b] for a, b in e.spans]} for e in stored.hit.evidence
+        ],
+        "entry": {
+            "title": stored.title,
+            "link": safe_link(stored.link),
+            "published": _iso(stored.published),
+            "feed": stored.feed,
+        },
+        "detected_at": _iso(stored.created),
+    }
+
+
+def webhook_payload(item: OutboxItem, *, test: bool = False) -> dict[str, Any]:
+    """The JSON body of one alert. Schema ``watcher.hit.v1`` (``watcher.test.v1`` for tests)::
+
+        {
+          "type": "watcher.hit.v1",
+          "id": "42.ops-webhook",          # alert id; equals the webhook-id header
+          "watch": "Jen Zhu Scott",         # speaker or theme name from the config
+          "kind": "speaker" | "theme",
+          "statement": true,                # the article attributes speech to the speaker
+          "score": 100,                     # 0-100, 100 = exact match
+          "evidence": [{"field": "title"|"summary"|"content",
+                        "text": "...",        # the sentence, as in the article
+                        "spans": [[start, end], ...]}],  # matched phrases, offsets into text
+          "entry": {"title": "...",
+                    "link": "https://..." | null,  # only http(s) links; null otherwise
+                    "published": "2024-05-01T12:00:00Z" | null,
+                    "feed": "reuters"},     # feed name from the config
+          "detected_at": "2024-05-01T12:03:00Z"
+        }
+
+    Fields are only ever added within a version; receivers should ignore unknown fields.
+    """
+    return {"type": TEST_TYPE if test else HIT_TYPE, **_hit_fields(item)}
+
+
+def webhook_digest_payload(items: Sequence[OutboxItem]) -> dict[str, Any]:
+    """The JSON body of a digest. Schema ``watcher.digest.v1``::
+
+        {"type": "watcher.digest.v1", "id": "<digest id>", "channel": "...", "count": 3,
+         "hits": [<watcher.hit.v1 object without "type">, ...]}   # grouped by watch, newest first
+
+    ``id`` is derived from the alert ids, so a retried digest keeps it (and its webhook-id).
+    """
+    if not items:
+        raise ValueError("a digest needs at least one alert")
+    ordered = [item for _, group in group_by_watch(items) for item in group]
+    return {
+        "type": DIGEST_TYPE,
+        "id": digest_id(items),
+        "channel": items[0].channel,
+        "count": len(items),
+        "hits": [_hit_fields(item) for item in ordered],
+    }
+
+
+def digest_id(items: Sequence[OutboxItem]) -> str:
+    """A stable id for a set of alerts: ``digest.<hash of the sorted alert ids>``."""
+    ids = "\n".join(sorted(item.alert_id for item in items))
+    return "digest." + hashlib.sha256(ids.encode()).hexdigest()[:24]
