@@ -1,0 +1,644 @@
+"""Fetch a feed's bytes over HTTP(S) or from a local file → ``Fetched``. An I/O adapter.
+
+Rules (each one is a test in ``tests/test_fetch.py``):
+
+* One ``requests.Session`` per ``Fetcher``, with a descriptive User-Agent and
+  ``Accept-Encoding: gzip, deflate``. Conditional GET: the stored ETag / Last-Modified go out as
+  If-None-Match / If-Modified-Since; a 304 gives ``Fetched(body=None)``.
+* ``timeout`` is a TOTAL deadline for the whole fetch (connect, every redirect hop, headers and
+  body). A watchdog shuts the fetch's sockets down when it expires, because a per-socket
+  timeout bounds one ``recv()`` only and a server trickling a byte a second never trips it.
+  Name resolution (``getaddrinfo``) cannot be interrupted and runs under the OS resolver's
+  own timeout.
+* The body cap counts DECOMPRESSED bytes, so a gzip bomb or an endless body stops at the cap.
+* Redirects are followed by hand (at most ``max_redirects`` hops, http/https targets only, a
+  loop is reported as one). ``moved_to`` is where the unbroken run of permanent redirects
+  (301/308) from the requested URL ends: ``A -301-> B -302-> C`` moves the feed to B.
+* 410 → ``FetchError(gone=True)``; 429/503 → ``FetchError(retry_after=...)``; any other status
+  outside 2xx/304 → ``FetchError(status=...)`` with reason ``"HTTP 404 Not Found"``.
+* An empty 200 is a success with ``body=b""``: whether that is a feed is the parser's call
+  (it raises ``ParseError("empty body")``), and fetch stays about transport only.
+* Network failures become ``FetchError`` with a one-line reason ("could not resolve host X",
+  "connection refused", "TLS error: certificate verify failed (...)", "timed out after 20s").
+  Library exceptions are translated in ``_HttpFetch._wrap_errors`` only. The cause chained
+  with ``from`` is the innermost OS/TLS error, whose text never holds the URL's path or query.
+* Every URL in an error or a log line goes through ``redact_url``.
+* A local path or ``file://`` URL is read from disk under the same cap; its ETag is derived
+  from mtime and size, so an unchanged file gives a 304-like ``Fetched(body=None)``.
+
+Thread safety: one ``Fetcher`` may serve a small thread pool. Each fetch only reads the
+session's settings (headers, adapters) and passes its own per-request headers; the urllib3
+connection pool and the cookie jar lock internally; each fetch's deadline lives in a
+thread-local. Call ``close()`` once no fetch is running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import http
+import http.client
+import logging
+import os
+import socket
+import ssl
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urljoin, urlsplit
+from urllib.request import url2pathname
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from watcher import __version__
+from watcher.errors import FetchError, redact_url
+from watcher.types import Fetched
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_REDIRECTS = 5
+USER_AGENT = (
+    f"watcher/{__version__} (+https://github.com/watcher-feeds/watcher; feed monitor)"
+)
+ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.8"
+
+_CHUNK_BYTES = 64 * 1024
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_PERMANENT_STATUSES = frozenset({301, 308})
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+class Fetcher:
+    """Fetches feeds through one shared ``requests.Session``. See the module docstring for rules."""
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        user_agent: str = USER_AGENT,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_redirects = max_redirects
+        self._session = requests.Session()
+        adapter = _WatchedAdapter(
+            max_retries=0
+        )  # retrying is the pipeline's job (backoff per feed)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        # Set explicitly: requests adds br/zstd when those packages happen to be installed.
+        self._session.headers.update(
+            {
+                "User-Agent": user_agent,
+                "Accept": ACCEPT,
+                "Accept-Encoding": "gzip, deflate",
+            }
+        )
+
+    def fetch(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        timeout: float,
+    ) -> Fetched:
+        """Fetch ``url`` (http, https, ``file://`` or a local path) within ``timeout`` seconds in total.
+
+        ``etag`` and ``last_modified`` are the validators stored from the previous fetch. On a 304
+        the returned validators are the server's new ones when it sent any, else the ones given,
+        so the caller can always store ``Fetched.etag`` / ``Fetched.last_modified`` as they are.
+
+        Raises:
+            FetchError: with a one-line ``reason``; ``status``, ``retry_after`` and ``gone`` set
+                when the server answered.
+        """
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        try:
+            scheme = urlsplit(url).scheme.lower()
+        except ValueError:
+            raise FetchError(redact_url(url), "invalid URL") from None
+        if scheme in ("http", "https"):
+            fetch = _HttpFetch(
+                self._session, url, timeout, self.max_bytes, self.max_redirects
+            )
+            return fetch.run(etag=etag, last_modified=last_modified)
+        # A one-letter scheme is a Windows drive ("C:\feeds\x.xml"), not a URL.
+        if scheme in ("", "file") or len(scheme) == 1:
+            return self._fetch_file(url, etag=etag)
+        raise FetchError(
+            redact_url(url),
+            f"unsupported URL scheme {scheme!r} (use http, https or a file path)",
+        )
+
+    def close(self) -> None:
+        """Close the pooled connections. Call once no fetch is in progress."""
+        self._session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _fetch_file(self, url: str, *, etag: str | None) -> Fetched:
+        shown = redact_url(url)
+        path = _local_path(url)
+        with _file_errors(shown):
+            # O_NONBLOCK so a FIFO cannot block the open; regular files ignore it.
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            with os.fdopen(fd, "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    # Directories, devices (/dev/zero is endless) and pipes are not feed files.
+                    raise FetchError(shown, "not a regular file")
+                tag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+                modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+                headers = {"etag": tag, "last-modified": modified}
+                if etag == tag:
+                    return Fetched(
+                        url=url,
+                        status=304,
+                        body=None,
+                        headers=headers,
+                        etag=tag,
+                        last_modified=modified,
+                    )
+                if st.st_size > self.max_bytes:
+                    raise _too_large(url, self.max_bytes, "file")
+                # Read one byte past the cap: the file may have grown since fstat.
+                body = f.read(self.max_bytes + 1)
+        if len(body) > self.max_bytes:
+            raise _too_large(url, self.max_bytes, "file")
+        headers["content-length"] = str(len(body))
+        return Fetched(
+            url=url,
+            status=200,
+            body=body,
+            headers=headers,
+            etag=tag,
+            last_modified=modified,
+        )
+
+
+class _HttpFetch:
+    """One HTTP(S) fetch: its deadline, its redirect hops, and its error translation."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        url: str,
+        timeout: float,
+        max_bytes: int,
+        max_redirects: int,
+    ) -> None:
+        self.session = session
+        self.max_bytes = max_bytes
+        self.max_redirects = max_redirects
+        self.url = url
+        self.shown = redact_url(url)
+        self.timeout = timeout
+        #: The URL of the hop in progress (differs from ``url`` after a redirect).
+        self.hop = url
+
+    def run(self, *, etag: str | None, last_modified: str | None) -> Fetched:
+        headers = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        seen = {self.url}
+        moved_to: str | None = None
+        permanent_so_far = True
+        with _Deadline(self.timeout) as deadline:
+            for _ in range(self.max_redirects + 1):
+                with self._wrap_errors(deadline):
+                    if deadline.expired:
+                        raise self._timed_out()
+                    response = self.session.get(
+                        self.hop,
+                        headers=headers,
+                        stream=True,
+                        allow_redirects=False,
+                        # Per-socket timeouts too, so connect and each read stop by the deadline
+                        # even where the watchdog has no socket to shut down yet.
+                        timeout=deadline.remaining(),
+                    )
+                    with response:
+                        if response.status_code not in _REDIRECT_STATUSES:
+                            fetched = self._finish(
+                                response, deadline, etag, last_modified, moved_to
+                            )
+                            logger.debug(
+                                "fetched %s: HTTP %s", self.shown, fetched.status
+                            )
+                            return fetched
+                        # Closed unread: a redirect's body (possibly endless) is never needed.
+                        target = self._redirect_target(response)
+                permanent_so_far = (
+                    permanent_so_far and response.status_code in _PERMANENT_STATUSES
+                )
+                if permanent_so_far:
+                    moved_to = target
+                if target in seen:
+                    raise FetchError(
+                        self.shown, f"redirect loop at {redact_url(target)}"
+                    )
+                seen.add(target)
+                self.hop = target
+        raise FetchError(
+            self.shown, f"too many redirects (more than {self.max_redirects})"
+        )
+
+    def _redirect_target(self, response: requests.Response) -> str:
+        location = response.headers.get("location")
+        if not location:
+            raise FetchError(
+                self.shown,
+                f"HTTP {response.status_code} redirect without a Location header",
+            )
+        target = urljoin(self.hop, location.strip())
+        # A server must not be able to point watcher at file:// or other local resources.
+        if urlsplit(target).scheme.lower() not in ("http", "https"):
+            raise FetchError(
+                self.shown, f"redirect to an unsupported URL: {redact_url(target)}"
+            )
+        return target
+
+    def _finish(
+        self,
+        response: requests.Response,
+        deadline: _Deadline,
+        etag: str | None,
+        last_modified: str | None,
+        moved_to: str | None,
+    ) -> Fetched:
+        status = response.status_code
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        if moved_to == self.url:
+            moved_to = None
+        if status == 304:
+            return Fetched(
+                url=self.url,
+                status=status,
+                body=None,
+                headers=headers,
+                etag=headers.get("etag", etag),
+                last_modified=headers.get("last-modified", last_modified),
+                moved_to=moved_to,
+            )
+        if not 200 <= status < 300:
+            raise self._status_error(status, headers)
+        body = self._read_body(response, deadline)
+        return Fetched(
+            url=self.url,
+            status=status,
+            body=body,
+            headers=headers,
+            etag=headers.get("etag"),
+            last_modified=headers.get("last-modified"),
+            moved_to=moved_to,
+        )
+
+    def _status_error(self, status: int, headers: dict[str, str]) -> FetchError:
+        try:
+            reason = f"HTTP {status} {http.HTTPStatus(status).phrase}"
+        except (
+            ValueError
+        ):  # a non-standard code; the server's own phrase is stranger's text
+            reason = f"HTTP {status}"
+        retry_after = None
+        if status in _RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(
+                headers.get("retry-after"), now=datetime.now(UTC)
+            )
+            if retry_after is not None:
+                reason += f" (retry after {retry_after:.0f}s)"
+        return FetchError(
+            self.shown,
+            reason,
+            status=status,
+            retry_after=retry_after,
+            gone=status == 410,
+        )
+
+    def _read_body(self, response: requests.Response, deadline: _Deadline) -> bytes:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise _too_large(self.url, self.max_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        # iter_content decodes gzip/deflate; urllib3 >= 2.6 bounds each decoded chunk to the
+        # chunk size, so a bomb is stopped after at most cap + one chunk in memory.
+        for chunk in response.iter_content(_CHUNK_BYTES):
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise _too_large(self.url, self.max_bytes)
+            if deadline.expired:
+                raise self._timed_out()
+            chunks.append(chunk)
+        # Once the watchdog has shut the socket, a body without Content-Length ends like a
+        # complete one: only the clock tells a truncated body from a whole one.
+        if deadline.expired:
+            raise self._timed_out()
+        return b"".join(chunks)
+
+    def _timed_out(self) -> FetchError:
+        return FetchError(self.shown, f"timed out after {self.timeout:g}s")
+
+    @contextlib.contextmanager
+    def _wrap_errors(self, deadline: _Deadline) -> Iterator[None]:
+        """Translate requests/urllib3/socket/TLS errors into ``FetchError``: the only such place."""
+        try:
+            yield
+        except FetchError:
+            raise
+        except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException) as e:
+            # requests.RequestException is an OSError.
+            if deadline.expired:
+                # The error is an artifact of the watchdog shutting the socket down.
+                raise self._timed_out() from None
+            reason, cause = self._describe(e)
+            raise FetchError(self.shown, reason) from cause
+
+    def _describe(self, error: BaseException) -> tuple[str, BaseException | None]:
+        """A one-line reason for a network error, and the error to chain as its cause.
+
+        Only errors from below the libraries (socket, ssl, http.client) are chained: the
+        requests/urllib3 wrappers repeat the URL's path and query, which may hold a token.
+        """
+        chain = _exception_chain(error)
+        below = [
+            e
+            for e in chain
+            if not isinstance(
+                e, (requests.RequestException, urllib3.exceptions.HTTPError)
+            )
+        ]
+
+        def find(
+            *types: type[BaseException], among: list[BaseException] = below
+        ) -> BaseException | None:
+            return next((e for e in among if isinstance(e, types)), None)
+
+        if found := find(socket.gaierror):
+            return f"could not resolve host {urlsplit(self.hop).hostname}", found
+        if isinstance(
+            found := find(ssl.SSLCertVerificationError), ssl.SSLCertVerificationError
+        ):
+            return (
+                f"TLS error: certificate verify failed ({found.verify_message})",
+                found,
+            )
+        if isinstance(found := find(ssl.SSLError), ssl.SSLError):
+            detail = (found.reason or "handshake failed").lower().replace("_", " ")
+            return f"TLS error: {detail}", found
+        if found := find(ConnectionRefusedError):
+            return "connection refused", found
+        # urllib3's NewConnectionError subclasses its ConnectTimeoutError; it is not a timeout.
+        timeouts = [
+            e for e in chain if not isinstance(e, urllib3.exceptions.NewConnectionError)
+        ]
+        if find(
+            TimeoutError,
+            urllib3.exceptions.TimeoutError,
+            requests.Timeout,
+            among=timeouts,
+        ):
+            return f"timed out after {self.timeout:g}s", find(TimeoutError)
+        if found := find(
+            ConnectionResetError
+        ):  # includes http.client.RemoteDisconnected
+            return "connection closed by the server", found
+        if find(
+            urllib3.exceptions.DecodeError,
+            requests.exceptions.ContentDecodingError,
+            among=chain,
+        ):
+            return "could not decompress the response (bad gzip/deflate data)", find(
+                Exception
+            )
+        if find(
+            requests.exceptions.InvalidURL,
+            urllib3.exceptions.LocationValueError,
+            among=chain,
+        ):
+            return "invalid URL", None
+        if find(
+            http.client.HTTPException, urllib3.exceptions.ProtocolError, among=chain
+        ):
+            return "the server sent a broken response or dropped the connection", find(
+                Exception
+            )
+        if isinstance(found := find(OSError), OSError) and found.strerror:
+            return f"network error: {found.strerror.lower()}", found
+        return f"network error ({type(error).__name__})", find(Exception)
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header value, or None when absent or unreadable.
+
+    Both forms of RFC 9110: delay-seconds (``"120"``) and an HTTP-date, counted from ``now``
+    (timezone-aware). A date in the past means 0.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000" parses naive; HTTP-dates are always GMT
+        when = when.replace(tzinfo=UTC)
+    return max((when - now).total_seconds(), 0.0)
+
+
+def _exception_chain(error: BaseException) -> list[BaseException]:
+    """``error`` and everything it wraps, outermost first.
+
+    requests wraps urllib3 (in ``args``), urllib3 wraps socket/ssl errors (in ``reason``,
+    ``args`` or ``__cause__``), so all of these are followed.
+    """
+    chain: list[BaseException] = []
+    todo = [error]
+    while todo:
+        current = todo.pop(0)
+        if any(current is seen for seen in chain):
+            continue
+        chain.append(current)
+        linked = (
+            getattr(current, "reason", None),
+            current.__cause__,
+            current.__context__,
+            *current.args,
+        )
+        todo.extend(e for e in linked if isinstance(e, BaseException))
+    return chain
+
+
+class _Deadline:
+    """The total time one fetch may take; shuts the fetch's sockets down when it is up.
+
+    Entering makes it the current thread's deadline, which ``_WatchedHTTPConnection`` reads to
+    register every socket the fetch connects or reuses.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._fired = False
+        self._done = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Self:
+        _current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            # A connection back in the pool must not be shut down by a late-firing timer.
+            self._done = True
+            self._sockets.clear()
+        _current.deadline = None
+
+    @property
+    def expired(self) -> bool:
+        return self._fired or time.monotonic() >= self._end
+
+    def remaining(self) -> float:
+        return max(self._end - time.monotonic(), 0.001)
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self._done:
+                return
+            if self._fired:
+                _shutdown(sock)
+            else:
+                self._sockets.append(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._fired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+
+_current = threading.local()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    # socket.socket.shutdown, not SSLSocket.shutdown: the latter tears down TLS state that the
+    # fetching thread is still using. Shutting the fd down wakes its blocked recv() with EOF.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _watch_socket(sock: socket.socket | None) -> None:
+    deadline = getattr(_current, "deadline", None)
+    if deadline is not None and isinstance(sock, socket.socket):
+        deadline.watch(sock)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    """A urllib3 connection whose socket the current fetch's deadline can shut down."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _watch_socket(
+            sock
+        )  # before any TLS handshake, so a stalled handshake is covered too
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        # A kept-alive connection's socket was made during an earlier fetch.
+        _watch_socket(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """An HTTPAdapter whose pools (direct or through an HTTP proxy) use watched connections."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+def _local_path(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "file":
+        return os.path.expanduser(url)
+    if parts.netloc not in ("", "localhost"):
+        raise FetchError(
+            redact_url(url), "file URLs must name a local file (file:///path)"
+        )
+    return url2pathname(parts.path)
+
+
+@contextlib.contextmanager
+def _file_errors(shown: str) -> Iterator[None]:
+    """Translate OS errors from reading a feed file into ``FetchError``."""
+    try:
+        yield
+    except FileNotFoundError as e:
+        raise FetchError(shown, "file not found") from e
+    except PermissionError as e:
+        raise FetchError(shown, "permission denied") from e
+    except OSError as e:
+        raise FetchError(
+            shown, f"could not read file: {(e.strerror or type(e).__name__).lower()}"
+        ) from e
+
+
+def _too_large(url: str, max_bytes: int, what: str = "response") -> FetchError:
+    return FetchError(redact_url(url), f"{what} larger than {_format_size(max_bytes)}")
+
+
+def _format_size(n: int) -> str:
+    for unit, size in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} bytes"
