@@ -6,6 +6,7 @@ exit status 1; ``-v`` shows debug logs and lets tracebacks through.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -92,9 +93,10 @@ def run(ctx: click.Context) -> None:
 
 @cli.command()
 @click.option("--feed", "names", multiple=True, metavar="NAME", help="Poll only this feed (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per feed, with per-stage timings.")
 @click.pass_context
 @_fails_cleanly
-def poll(ctx: click.Context, names: tuple[str, ...]) -> None:
+def poll(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
     """Poll every feed (or those named) once, deliver what is due, and exit."""
     config = _config(ctx)
     unknown = sorted(set(names) - {f.name for f in config.feeds})
@@ -102,12 +104,17 @@ def poll(ctx: click.Context, names: tuple[str, ...]) -> None:
         raise WatcherError(f"no feed named {', '.join(map(repr, unknown))}", "see `watcher validate`")
     watcher = _watcher(ctx, upgrade=True)
     results = watcher.poll(list(names) or None)
+    report = watcher.deliver()
+    if as_json:
+        for r in results:
+            click.echo(json.dumps(dataclasses.asdict(r), ensure_ascii=False))
+        click.echo(json.dumps({"delivery": dataclasses.asdict(report)}))
+        return
     table = Table("feed", "result", "new", "hits")
     for r in results:
         outcome = f"[red]failed: {r.error}[/]" if r.error else ("not modified" if r.not_modified else "ok")
         table.add_row(r.feed, outcome, str(r.new), str(r.hits))
     console.print(table)
-    report = watcher.deliver()
     console.print(f"alerts: {report}")
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -51,6 +53,8 @@ class PollResult:
     not_modified: bool = False
     #: One-line reason when the poll failed; None on success.
     error: str | None = None
+    #: Seconds spent per stage: "fetch", "parse", "dedup", "match", "store".
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def poll_feed(
@@ -67,18 +71,23 @@ def poll_feed(
     url = state.fetch_url
     if state.status == "disabled":
         return PollResult(feed.name, url, error=f"disabled: {state.last_error}; fix the URL in the config")
+    clock = _StageClock()
     try:
-        fetched = fetcher.fetch(
-            url, etag=state.etag, last_modified=state.last_modified, timeout=feed.timeout.total_seconds()
-        )
+        with clock("fetch"):
+            fetched = fetcher.fetch(
+                url, etag=state.etag, last_modified=state.last_modified, timeout=feed.timeout.total_seconds()
+            )
         started = now()
         if fetched.not_modified:
             store.record_not_modified(feed.name, started, _next_poll(feed, started))
-            return PollResult(feed.name, url, not_modified=True)
+            return PollResult(feed.name, url, not_modified=True, timings=clock.seconds)
         assert fetched.body is not None
-        parsed = parse_feed(fetched.body, url=fetched.moved_to or url, headers=fetched.headers)
-        changed = store.changed_articles(feed.name, parsed.articles)
-        found = {a.key: hits for a in changed if (hits := matcher.match(a))}
+        with clock("parse"):
+            parsed = parse_feed(fetched.body, url=fetched.moved_to or url, headers=fetched.headers)
+        with clock("dedup"):
+            changed = store.changed_articles(feed.name, parsed.articles)
+        with clock("match"):
+            found = {a.key: hits for a in changed if (hits := matcher.match(a))}
         alert = feed.alert_on_first_poll or not state.first_poll
         record = PollRecord(
             articles=changed,
@@ -91,19 +100,20 @@ def poll_feed(
             problem=parsed.problem,
             next_poll_at=_next_poll(feed, started),
         )
-        new_hits = store.save_poll(feed.name, record, started)
+        with clock("store"):
+            new_hits = store.save_poll(feed.name, record, started)
     except FeedError as e:
         _record_failure(store, feed, state, e, now())
-        return PollResult(feed.name, url, error=e.reason)
+        return PollResult(feed.name, url, error=e.reason, timings=clock.seconds)
     except StorageError as e:
         # The poll's transaction rolled back: its entries are seen again next time.
         log.error("feed %s (%s): not stored: %s", feed.name, redact_url(url), e)
-        return PollResult(feed.name, url, error=f"not stored: {e}")
+        return PollResult(feed.name, url, error=f"not stored: {e}", timings=clock.seconds)
     if fetched.moved_to:
         log.warning("feed %s moved permanently to %s; update feeds.yaml", feed.name, redact_url(fetched.moved_to))
     if new_hits and not alert:
         log.info("feed %s: first poll, %d hits stored without alerting", feed.name, new_hits)
-    return PollResult(feed.name, url, new=len(changed), hits=new_hits)
+    return PollResult(feed.name, url, new=len(changed), hits=new_hits, timings=clock.seconds)
 
 
 def poll_feeds(
@@ -168,6 +178,21 @@ def failure_delay(interval: timedelta, failures: int, retry_after: float | None)
     if retry_after is not None:
         delay = max(delay, min(timedelta(seconds=retry_after), MAX_BACKOFF))
     return delay
+
+
+class _StageClock:
+    """Accumulates wall time per pipeline stage, for `watcher poll --json` and the benchmark."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
 def _next_poll(feed: FeedSettings, now: datetime) -> datetime:
