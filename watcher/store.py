@@ -336,23 +336,20 @@ class Store:
         A hit for an (entry, watch) pair that already has one is dropped, so an edited
         entry never alerts twice. Returns the number of new hits.
         """
-        new_hits = 0
         with self._tx() as conn:
             feed_id = conn.execute(sa.select(feeds.c.id).where(feeds.c.name == name)).scalar_one()
-            inserted = 0
+            entry_ids, inserted = _write_entries(conn, feed_id, record.articles, now)
+            new_hits = 0
             for article in record.articles:
-                entry_pk, is_new = _upsert_entry(conn, feed_id, article, now)
-                inserted += is_new
                 for hit in record.hits.get(article.key, ()):
-                    hit_pk = _insert_hit(conn, entry_pk, hit, now)
+                    hit_pk = _insert_hit(conn, entry_ids[_key_hash(article.key)], hit, now)
                     if hit_pk is None:
                         continue
                     new_hits += 1
                     for channel, due in record.route(hit):
                         conn.execute(
                             outbox.insert().values(
-                                hit_id=hit_pk, channel=channel, status="due",
-                                next_attempt_at=due, created_at=now,
+                                hit_id=hit_pk, channel=channel, status="due", next_attempt_at=due, created_at=now
                             )
                         )
             values: dict[str, Any] = dict(
@@ -522,22 +519,43 @@ def _feed_state(r: Any) -> FeedState:
     )
 
 
-def _upsert_entry(conn: Connection, feed_id: int, a: Article, now: datetime) -> tuple[int, bool]:
-    values = dict(
-        entry_id=a.entry_id, link=a.link, title=a.title, published=a.published,
-        content_hash=a.content_hash, updated_at=now,
-    )
-    key_hash = _key_hash(a.key)
-    existing = conn.execute(
-        sa.select(entries.c.id).where(entries.c.feed_id == feed_id, entries.c.key_hash == key_hash)
-    ).scalar_one_or_none()
-    if existing is not None:
-        conn.execute(entries.update().where(entries.c.id == existing).values(**values))
-        return existing, False
-    pk = conn.execute(
-        entries.insert().values(feed_id=feed_id, key_hash=key_hash, key=a.key, first_seen_at=now, **values)
-    ).inserted_primary_key[0]
-    return int(pk), True
+def _existing_entries(conn: Connection, feed_id: int, key_hashes: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for i in range(0, len(key_hashes), 500):
+        query = sa.select(entries.c.key_hash, entries.c.id).where(
+            entries.c.feed_id == feed_id, entries.c.key_hash.in_(key_hashes[i : i + 500])
+        )
+        found.update({r.key_hash: r.id for r in conn.execute(query)})
+    return found
+
+
+def _write_entries(
+    conn: Connection, feed_id: int, articles: Sequence[Article], now: datetime
+) -> tuple[dict[str, int], int]:
+    """Insert new and update changed entries in bulk; return {key hash: row id} and the count inserted."""
+    rows = {
+        _key_hash(a.key): dict(
+            entry_id=a.entry_id, link=a.link, title=a.title, published=a.published,
+            content_hash=a.content_hash, updated_at=now, key=a.key,
+        )
+        for a in articles
+    }
+    ids = _existing_entries(conn, feed_id, list(rows))
+    changed = [(ids[h], row) for h, row in rows.items() if h in ids]
+    if changed:
+        columns = ("entry_id", "link", "title", "published", "content_hash", "updated_at")
+        # Bind names must differ from column names in an executemany UPDATE.
+        conn.execute(
+            entries.update()
+            .where(entries.c.id == sa.bindparam("b_pk"))
+            .values({c: sa.bindparam(f"b_{c}", type_=entries.c[c].type) for c in columns}),
+            [{"b_pk": pk, **{f"b_{c}": row[c] for c in columns}} for pk, row in changed],
+        )
+    new = [{"feed_id": feed_id, "key_hash": h, "first_seen_at": now, **row} for h, row in rows.items() if h not in ids]
+    if new:
+        conn.execute(entries.insert(), new)
+        ids.update(_existing_entries(conn, feed_id, [r["key_hash"] for r in new]))
+    return ids, len(new)
 
 
 def _insert_hit(conn: Connection, entry_pk: int, hit: Hit, now: datetime) -> int | None:
