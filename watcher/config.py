@@ -430,13 +430,14 @@ class _Report:
             loc = loc[:-1]
         return None
 
-    def _format(self, loc: Loc, message: str) -> tuple[int, str]:
-        line = self.line(loc)
+    def _format(self, loc: Loc, message: str, line: int | None = None) -> tuple[int, str]:
+        line = line or self.line(loc)
         where = f"line {line}: " if line else ""
         return line or 0, f"{where}{_key_path(loc) or 'top level'}: {message}"
 
-    def add(self, loc: Loc, message: str) -> None:
-        self.problems.append(self._format(loc, message))
+    def add(self, loc: Loc, message: str, line: int | None = None) -> None:
+        """Record a problem at ``loc`` (on ``line`` when the key path alone cannot tell it)."""
+        self.problems.append(self._format(loc, message, line))
 
     def warn(self, loc: Loc, message: str) -> None:
         self.warnings.append(f"{self.path}: {self._format(loc, message)[1]}")
@@ -448,7 +449,7 @@ class _Report:
         text = self.source.get(loc)
         if text is None:
             text = str(value)
-        if len(loc) == 3 and loc[0] == "channels" and loc[2] == "url":
+        if len(loc) == 3 and loc[0] == "channels" and loc[2] == "url" and "://" in text:
             text = _origin(text)  # webhook URLs often carry their token in the path
         elif "://" in text:
             text = _masked(text)
@@ -485,6 +486,8 @@ class _Report:
             return f"{shown} {msg}"
         if kind == "string_type":
             # YAML reads yes/no/on/off as booleans and 2024 as a number.
+            if isinstance(value, list | dict):
+                return f"is {got}; use text"
             return f"{shown} is {got}, not text; put it in quotes"
         if kind == "string_too_short":
             return "is empty; give a non-empty value or remove the key"
@@ -499,7 +502,7 @@ class _Report:
             return f"is {got}; use a list, e.g. [a, b]{hint}"
         if kind in ("dict_type", "model_type", "model_attributes_type"):
             return f"is {got}; use a mapping of keys, e.g. {{key: value}}"
-        if kind == "timedelta_type":
+        if kind == "time_delta_type":
             return f"is {got}; {_DURATION_FIX}"
         if kind == "literal_error":
             return f"{shown} is not allowed; use one of: {msg.removeprefix('Input should be ')}"
@@ -564,9 +567,8 @@ def _index(node: yaml.Node, loc: Loc, report: _Report, seen: set[int]) -> None:
             key, line = key_node.value, key_node.start_mark.line + 1
             child = (*loc, key)
             if key in first:
-                report.add(
-                    child, f"duplicate key (first on line {first[key]}); YAML keeps only the last, so delete one"
-                )
+                message = f"duplicate key (first on line {first[key]}); YAML keeps only the last, so delete one"
+                report.add(child, message, line)
                 continue
             first[key] = line
             report.lines[child] = line
