@@ -650,3 +650,18 @@ def test_shipped_feeds_yaml_loads_without_any_environment() -> None:
     assert len(config.themes) >= 5
     assert config.warnings == ()
     assert any("Jen+Zhu+Scott" in f.url or "Jen%20Zhu%20Scott" in f.url for f in config.feeds)
+
+
+def test_shipped_alert_example_is_valid_once_uncommented() -> None:
+    text = (ROOT / "feeds.yaml").read_text(encoding="utf-8")
+    head, marker, example = text.partition("# ---- example alerts")
+    assert marker
+    uncommented = "\n".join(line.removeprefix("# ") for line in example.splitlines()[1:])
+    config = parse_config(head + uncommented, str(ROOT / "feeds.yaml"), SECRETS)
+    assert [(c.name, c.type) for c in config.channels] == [
+        ("desk", "email"),
+        ("themes-daily", "email"),
+        ("hook", "webhook"),
+    ]
+    assert config.smtp is not None and config.smtp.password == SECRETS["SMTP_PASSWORD"]
+    assert config.channels[2].secret == SECRETS["WEBHOOK_SECRET"]
