@@ -162,10 +162,10 @@ class Fetcher:
         with _file_errors(shown):
             # O_NONBLOCK so a FIFO cannot block the open; regular files ignore it.
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-            with os.fdopen(fd, "rb") as f:
-                st = os.fstat(f.fileno())
+            try:
+                st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
-                    # Directories, devices (/dev/zero is endless) and pipes are not feed files.
+                    # Directories, devices (/dev/zero is endless) and pipes are no feed files.
                     raise FetchError(shown, "not a regular file")
                 tag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
                 modified = email.utils.formatdate(st.st_mtime, usegmt=True)
@@ -181,8 +181,11 @@ class Fetcher:
                     )
                 if st.st_size > self.max_bytes:
                     raise _too_large(url, self.max_bytes, "file")
-                # Read one byte past the cap: the file may have grown since fstat.
-                body = f.read(self.max_bytes + 1)
+                with os.fdopen(fd, "rb", closefd=False) as f:
+                    # One byte past the cap: the file may have grown since fstat.
+                    body = f.read(self.max_bytes + 1)
+            finally:
+                os.close(fd)
         if len(body) > self.max_bytes:
             raise _too_large(url, self.max_bytes, "file")
         headers["content-length"] = str(len(body))

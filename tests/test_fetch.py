@@ -1,0 +1,550 @@
+"""fetch: request-level cases with ``responses``; hostile servers on real loopback sockets."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+import requests
+import responses
+import trustme
+
+from tests.httpserver import LoopbackServer, endless, trickle
+from watcher.errors import FetchError
+from watcher.fetch import Fetcher, parse_retry_after
+
+FEED = (
+    b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
+)
+MiB = 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A proxy in the environment would capture loopback and .invalid requests.
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fetcher() -> Iterator[Fetcher]:
+    with Fetcher() as f:
+        yield f
+
+
+@pytest.fixture
+def mocked() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield rsps
+
+
+def fetch_error(
+    fetcher: Fetcher, url: str, timeout: float = 20, **kwargs: str
+) -> FetchError:
+    with pytest.raises(FetchError) as info:
+        fetcher.fetch(url, timeout=timeout, **kwargs)
+    return info.value
+
+
+# -- request level (responses) ----------------------------------------------------------
+
+
+def test_ok_gives_body_validators_and_lowercase_headers(fetcher, mocked):
+    mocked.get(
+        "https://example.org/rss",
+        body=FEED,
+        headers={"ETag": '"v1"', "Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT"},
+        content_type="application/rss+xml",
+    )
+    got = fetcher.fetch("https://example.org/rss", timeout=20)
+    assert (got.status, got.body, got.not_modified) == (200, FEED, False)
+    assert (got.etag, got.last_modified) == ('"v1"', "Mon, 01 Jan 2024 00:00:00 GMT")
+    assert got.headers["content-type"] == "application/rss+xml"
+    assert got.url == "https://example.org/rss" and got.moved_to is None
+    sent = mocked.calls[0].request.headers
+    assert (
+        sent["User-Agent"].startswith("watcher/")
+        and "feed monitor" in sent["User-Agent"]
+    )
+    assert sent["Accept-Encoding"] == "gzip, deflate"
+    assert "If-None-Match" not in sent and "If-Modified-Since" not in sent
+
+
+def test_conditional_get_sends_validators_and_304_keeps_them(fetcher, mocked):
+    mocked.get("https://example.org/rss", status=304)
+    got = fetcher.fetch(
+        "https://example.org/rss",
+        etag='"v1"',
+        last_modified="Mon, 01 Jan 2024 00:00:00 GMT",
+        timeout=20,
+    )
+    sent = mocked.calls[0].request.headers
+    assert sent["If-None-Match"] == '"v1"'
+    assert sent["If-Modified-Since"] == "Mon, 01 Jan 2024 00:00:00 GMT"
+    assert got.not_modified and got.status == 304
+    # The server sent no validators with its 304: the stored ones must survive.
+    assert (got.etag, got.last_modified) == ('"v1"', "Mon, 01 Jan 2024 00:00:00 GMT")
+
+
+def test_304_with_new_etag_replaces_the_stored_one(fetcher, mocked):
+    mocked.get("https://example.org/rss", status=304, headers={"ETag": '"v2"'})
+    got = fetcher.fetch("https://example.org/rss", etag='"v1"', timeout=20)
+    assert got.not_modified and got.etag == '"v2"'
+
+
+def test_empty_200_is_an_empty_body_for_the_parser_to_judge(fetcher, mocked):
+    mocked.get("https://example.org/rss", body=b"")
+    got = fetcher.fetch("https://example.org/rss", timeout=20)
+    assert got.body == b"" and not got.not_modified
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (404, "HTTP 404 Not Found"),
+        (403, "HTTP 403 Forbidden"),
+        (500, "HTTP 500 Internal Server Error"),
+        (300, "HTTP 300 Multiple Choices"),
+        (599, "HTTP 599"),
+    ],
+)
+def test_error_status_gives_status_and_reason(fetcher, mocked, status, reason):
+    mocked.get("https://example.org/rss", status=status, body=b"<html>nope</html>")
+    err = fetch_error(fetcher, "https://example.org/rss")
+    assert (err.reason, err.status, err.gone, err.retry_after) == (
+        reason,
+        status,
+        False,
+        None,
+    )
+    assert str(err) == f"https://example.org/rss: {reason}"
+
+
+def test_410_marks_the_feed_gone(fetcher, mocked):
+    mocked.get("https://example.org/rss", status=410)
+    err = fetch_error(fetcher, "https://example.org/rss")
+    assert err.gone and err.status == 410 and err.reason == "HTTP 410 Gone"
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_seconds(fetcher, mocked, status):
+    mocked.get("https://example.org/rss", status=status, headers={"Retry-After": "120"})
+    err = fetch_error(fetcher, "https://example.org/rss")
+    assert err.status == status and err.retry_after == 120
+    assert err.reason.endswith("(retry after 120s)")
+
+
+def test_retry_after_http_date(fetcher, mocked):
+    when = datetime.now(UTC) + timedelta(seconds=300)
+    mocked.get(
+        "https://example.org/rss",
+        status=429,
+        headers={"Retry-After": format_datetime(when, usegmt=True)},
+    )
+    err = fetch_error(fetcher, "https://example.org/rss")
+    assert err.retry_after is not None and 290 <= err.retry_after <= 300
+
+
+@pytest.mark.parametrize("header", [None, "soon", "-5", ""])
+def test_missing_or_unreadable_retry_after_is_none(fetcher, mocked, header):
+    headers = {"Retry-After": header} if header is not None else {}
+    mocked.get("https://example.org/rss", status=503, headers=headers)
+    err = fetch_error(fetcher, "https://example.org/rss")
+    assert err.retry_after is None and err.reason == "HTTP 503 Service Unavailable"
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("0", 0.0),
+        ("3600", 3600.0),
+        ("Wed, 01 May 2024 12:02:00 GMT", 120.0),
+        ("Wed, 01 May 2024 12:02:00 -0000", 120.0),  # parses as naive; still GMT
+        ("Wed, 01 May 2024 11:00:00 GMT", 0.0),  # in the past: retry now
+        ("Wednesday", None),
+        (None, None),
+    ],
+)
+def test_parse_retry_after(value, seconds):
+    assert (
+        parse_retry_after(value, now=datetime(2024, 5, 1, 12, 0, tzinfo=UTC)) == seconds
+    )
+
+
+def test_non_retry_statuses_ignore_retry_after(fetcher, mocked):
+    mocked.get("https://example.org/rss", status=500, headers={"Retry-After": "60"})
+    assert fetch_error(fetcher, "https://example.org/rss").retry_after is None
+
+
+def _redirect(
+    mocked: responses.RequestsMock, source: str, status: int, target: str
+) -> None:
+    mocked.get(source, status=status, headers={"Location": target})
+
+
+@pytest.mark.parametrize("status", [301, 308])
+def test_permanent_redirect_chain_sets_moved_to_final_url(fetcher, mocked, status):
+    _redirect(mocked, "http://example.org/rss", status, "https://example.org/rss")
+    _redirect(
+        mocked, "https://example.org/rss", status, "/feed.xml"
+    )  # relative Location
+    mocked.get("https://example.org/feed.xml", body=FEED)
+    got = fetcher.fetch("http://example.org/rss", timeout=20)
+    assert got.body == FEED and got.url == "http://example.org/rss"
+    assert got.moved_to == "https://example.org/feed.xml"
+
+
+@pytest.mark.parametrize("status", [302, 303, 307])
+def test_temporary_redirect_does_not_move_the_feed(fetcher, mocked, status):
+    _redirect(mocked, "https://example.org/rss", status, "https://cdn.example.org/rss")
+    mocked.get("https://cdn.example.org/rss", body=FEED)
+    got = fetcher.fetch("https://example.org/rss", timeout=20)
+    assert got.body == FEED and got.moved_to is None
+
+
+def test_permanent_then_temporary_moves_only_as_far_as_the_permanent_hop(
+    fetcher, mocked
+):
+    _redirect(mocked, "https://old.example.org/rss", 301, "https://new.example.org/rss")
+    _redirect(
+        mocked,
+        "https://new.example.org/rss",
+        302,
+        "https://cdn.example.org/rss?session=1",
+    )
+    mocked.get("https://cdn.example.org/rss", body=FEED)
+    got = fetcher.fetch("https://old.example.org/rss", timeout=20)
+    assert got.moved_to == "https://new.example.org/rss"
+
+
+def test_temporary_then_permanent_does_not_move_the_feed(fetcher, mocked):
+    _redirect(mocked, "https://example.org/rss", 302, "https://a.example.org/rss")
+    _redirect(mocked, "https://a.example.org/rss", 301, "https://b.example.org/rss")
+    mocked.get("https://b.example.org/rss", body=FEED)
+    assert fetcher.fetch("https://example.org/rss", timeout=20).moved_to is None
+
+
+def test_301_then_304_still_reports_the_move(fetcher, mocked):
+    _redirect(mocked, "https://old.example.org/rss", 301, "https://new.example.org/rss")
+    mocked.get("https://new.example.org/rss", status=304)
+    got = fetcher.fetch("https://old.example.org/rss", etag='"v1"', timeout=20)
+    assert got.not_modified and got.moved_to == "https://new.example.org/rss"
+    # The validators travel with the redirect: the new URL answers the conditional GET.
+    assert mocked.calls[1].request.headers["If-None-Match"] == '"v1"'
+
+
+def test_redirect_loop_is_named(fetcher, mocked):
+    _redirect(mocked, "https://example.org/a", 302, "https://example.org/b")
+    _redirect(mocked, "https://example.org/b", 302, "https://example.org/a")
+    err = fetch_error(fetcher, "https://example.org/a")
+    assert err.reason == "redirect loop at https://example.org/a" and err.status is None
+
+
+def test_too_many_redirects(mocked):
+    for i in range(3):
+        _redirect(
+            mocked, f"https://example.org/{i}", 302, f"https://example.org/{i + 1}"
+        )
+    mocked.get("https://example.org/3", body=FEED)
+    with Fetcher(max_redirects=2) as fetcher:
+        err = fetch_error(fetcher, "https://example.org/0")
+    assert err.reason == "too many redirects (more than 2)"
+    assert len(mocked.calls) == 3  # the original request and two hops, no more
+
+
+def test_redirect_to_a_local_file_is_refused(fetcher, mocked):
+    _redirect(mocked, "https://example.org/rss", 302, "file:///etc/passwd")
+    err = fetch_error(fetcher, "https://example.org/rss")
+    assert err.reason == "redirect to an unsupported URL: file:///etc/passwd"
+
+
+def test_redirect_without_location(fetcher, mocked):
+    mocked.get("https://example.org/rss", status=301)
+    assert (
+        fetch_error(fetcher, "https://example.org/rss").reason
+        == "HTTP 301 redirect without a Location header"
+    )
+
+
+@pytest.mark.parametrize(
+    "exc", [requests.ConnectTimeout("boom"), requests.ReadTimeout("boom")]
+)
+def test_timeout_exceptions_map_to_timed_out(fetcher, mocked, exc):
+    mocked.get("https://example.org/rss", body=exc)
+    err = fetch_error(fetcher, "https://example.org/rss", timeout=20)
+    assert err.reason == "timed out after 20s" and err.status is None
+
+
+def test_declared_length_over_the_cap_is_refused_unread(mocked):
+    mocked.get("https://example.org/rss", body=b"x" * 2048)
+    with Fetcher(max_bytes=1024) as fetcher:
+        err = fetch_error(fetcher, "https://example.org/rss")
+    assert err.reason == "response larger than 1 KiB"
+
+
+def test_secrets_never_reach_the_error(fetcher, mocked):
+    url = "https://bob:s3cret@example.org/rss?token=s3cret&page=2"
+    mocked.get("https://example.org/rss", status=404)
+    err = fetch_error(fetcher, url)
+    assert "s3cret" not in str(err) and "s3cret" not in err.url
+    assert err.url == "https://bob:***@example.org/rss?token=***&page=2"
+
+
+def test_unsupported_scheme(fetcher):
+    err = fetch_error(fetcher, "ftp://example.org/rss")
+    assert err.reason == "unsupported URL scheme 'ftp' (use http, https or a file path)"
+
+
+# -- real loopback servers -------------------------------------------------------------
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as s:
+        yield s
+
+
+def test_gzip_body_is_decompressed(fetcher, server):
+    server.respond("/rss", gzip.compress(FEED), headers={"Content-Encoding": "gzip"})
+    assert fetcher.fetch(server.url("/rss"), timeout=5).body == FEED
+    assert server.requests[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+def test_gzip_bomb_is_capped_on_decompressed_size(fetcher, server):
+    bomb = gzip.compress(b"\0" * (64 * MiB), compresslevel=9)
+    assert len(bomb) < MiB  # small on the wire: only the decompressed size can catch it
+    server.respond("/rss", bomb, headers={"Content-Encoding": "gzip"})
+    err = fetch_error(fetcher, server.url("/rss"), timeout=10)
+    assert err.reason == "response larger than 10 MiB"
+
+
+def test_endless_body_is_capped(server):
+    server.route("/rss", endless())
+    started = time.monotonic()
+    with Fetcher(max_bytes=MiB) as fetcher:
+        err = fetch_error(fetcher, server.url("/rss"), timeout=10)
+    assert err.reason == "response larger than 1 MiB"
+    assert time.monotonic() - started < 5
+
+
+def test_huge_declared_body_is_refused(fetcher, server):
+    server.respond("/rss", b"x" * (10 * MiB + 1))
+    assert (
+        fetch_error(fetcher, server.url("/rss"), timeout=10).reason
+        == "response larger than 10 MiB"
+    )
+
+
+def _assert_deadline(fetcher: Fetcher, url: str, deadline: float) -> None:
+    started = time.monotonic()
+    err = fetch_error(fetcher, url, timeout=deadline)
+    elapsed = time.monotonic() - started
+    assert err.reason == f"timed out after {deadline:g}s"
+    assert elapsed < 3 * deadline, elapsed
+
+
+def test_trickled_body_fails_at_the_total_deadline(fetcher, server):
+    # Every byte arrives within a second, so a per-read timeout of 2 s alone would never fire.
+    server.route("/rss", trickle(FEED, interval=1.0))
+    _assert_deadline(fetcher, server.url("/rss"), 2)
+
+
+def test_trickled_body_without_length_is_not_taken_as_complete(fetcher, server):
+    # Without Content-Length, a socket shut at the deadline looks like a normal end of body.
+    def handler(request):
+        request.send_response(200)
+        request.send_header("Connection", "close")
+        request.end_headers()
+        request.close_connection = True
+        for byte in FEED:
+            if request.server.owner.stopping.wait(0.5):
+                return
+            request.wfile.write(bytes([byte]))
+            request.wfile.flush()
+
+    server.route("/rss", handler)
+    _assert_deadline(fetcher, server.url("/rss"), 1.5)
+
+
+def test_trickled_headers_fail_at_the_total_deadline(fetcher, server):
+    def handler(request):
+        request.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        for byte in b"X-Slow: " + b"a" * 200:
+            if request.server.owner.stopping.wait(0.5):
+                return
+            request.wfile.write(bytes([byte]))
+            request.wfile.flush()
+
+    server.route("/rss", handler)
+    _assert_deadline(fetcher, server.url("/rss"), 1.5)
+
+
+def test_deadline_also_covers_a_reused_keep_alive_connection(fetcher, server):
+    server.respond("/fast", FEED)
+    server.route("/slow", trickle(FEED, interval=0.5))
+    assert fetcher.fetch(server.url("/fast"), timeout=5).body == FEED
+    _assert_deadline(fetcher, server.url("/slow"), 1.5)
+
+
+def test_one_slow_feed_does_not_delay_the_others(fetcher, server):
+    server.respond("/fast", FEED)
+    server.route("/slow", trickle(FEED, interval=1.0))
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        slow = pool.submit(fetcher.fetch, server.url("/slow"), timeout=2)
+        fast = [
+            pool.submit(fetcher.fetch, server.url("/fast"), timeout=5)
+            for _ in range(30)
+        ]
+        assert all(f.result().body == FEED for f in fast)
+        fast_done = time.monotonic() - started
+        with pytest.raises(FetchError, match="timed out after 2s"):
+            slow.result()
+    assert fast_done < 1.5, fast_done
+
+
+def test_refused_connection():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with Fetcher() as fetcher:
+        err = fetch_error(fetcher, f"http://127.0.0.1:{port}/rss", timeout=5)
+    assert err.reason == "connection refused" and err.status is None
+
+
+def test_dns_failure():
+    with Fetcher() as fetcher:
+        err = fetch_error(fetcher, "http://feed.example.invalid/rss", timeout=10)
+    assert err.reason == "could not resolve host feed.example.invalid"
+
+
+@pytest.fixture
+def tls_server() -> Iterator[tuple[LoopbackServer, trustme.CA]]:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    with LoopbackServer(tls=context) as s:
+        s.respond("/rss", FEED)
+        yield s, ca
+
+
+def test_untrusted_certificate_is_a_tls_error(tls_server):
+    server, _ = tls_server
+    with Fetcher() as fetcher:
+        err = fetch_error(fetcher, server.url("/rss"), timeout=5)
+    assert err.reason.startswith("TLS error: certificate verify failed (")
+    assert server.url().startswith("https://")
+
+
+def test_trusted_certificate_works(tls_server, monkeypatch):
+    # The same server is fine once its CA is trusted: the failure above is verification.
+    server, ca = tls_server
+    with ca.cert_pem.tempfile() as ca_file:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+        with Fetcher() as fetcher:
+            assert fetcher.fetch(server.url("/rss"), timeout=5).body == FEED
+
+
+def test_conditional_get_round_trip_with_etag(fetcher, tmp_path):
+    (tmp_path / "feed.xml").write_bytes(FEED)
+    with LoopbackServer(root=tmp_path) as server:
+        first = fetcher.fetch(server.url("/feed.xml"), timeout=5)
+        second = fetcher.fetch(
+            server.url("/feed.xml"),
+            etag=first.etag,
+            last_modified=first.last_modified,
+            timeout=5,
+        )
+        sent = server.requests_for("/feed.xml")[1].headers
+    assert first.body == FEED and first.etag and first.last_modified
+    assert second.not_modified and second.status == 304
+    assert sent["if-none-match"] == first.etag
+    assert sent["if-modified-since"] == first.last_modified
+
+
+def test_conditional_get_round_trip_with_last_modified_only(fetcher, tmp_path):
+    (tmp_path / "feed.xml").write_bytes(FEED)
+    with LoopbackServer(root=tmp_path, etag=False) as server:
+        first = fetcher.fetch(server.url("/feed.xml"), timeout=5)
+        second = fetcher.fetch(
+            server.url("/feed.xml"), last_modified=first.last_modified, timeout=5
+        )
+    assert first.etag is None and second.not_modified
+
+
+def test_changed_content_is_fetched_again(fetcher, server):
+    server.respond("/rss", FEED)
+    first = fetcher.fetch(server.url("/rss"), timeout=5)
+    server.respond("/rss", FEED.replace(b"<title>t</title>", b"<title>u</title>"))
+    second = fetcher.fetch(server.url("/rss"), etag=first.etag, timeout=5)
+    assert (
+        not second.not_modified
+        and b"<title>u</title>" in second.body
+        and second.etag != first.etag
+    )
+
+
+# -- file feeds ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_url", [False, True])
+def test_file_feed_and_unchanged_file_is_not_modified(fetcher, tmp_path, as_url):
+    path = tmp_path / "my feed.xml"
+    path.write_bytes(FEED)
+    url = path.as_uri() if as_url else str(path)
+    first = fetcher.fetch(url, timeout=5)
+    assert first.body == FEED and first.status == 200 and first.etag
+    again = fetcher.fetch(url, etag=first.etag, timeout=5)
+    assert again.not_modified and again.etag == first.etag
+
+
+def test_changed_file_is_read_again(fetcher, tmp_path):
+    path = tmp_path / "feed.xml"
+    path.write_bytes(FEED)
+    first = fetcher.fetch(str(path), timeout=5)
+    path.write_bytes(FEED + b"\n<!-- more -->")
+    os.utime(
+        path, ns=(first_mtime := path.stat().st_mtime_ns, first_mtime + 1_000_000_000)
+    )
+    second = fetcher.fetch(str(path), etag=first.etag, timeout=5)
+    assert second.body.endswith(b"<!-- more -->") and second.etag != first.etag
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda d: d / "missing.xml", "file not found"),
+        (lambda d: d, "not a regular file"),
+        (lambda d: Path("/dev/zero"), "not a regular file"),
+    ],
+)
+def test_file_errors(fetcher, tmp_path, make, reason):
+    assert fetch_error(fetcher, str(make(tmp_path))).reason == reason
+
+
+def test_file_over_the_cap(tmp_path):
+    path = tmp_path / "big.xml"
+    path.write_bytes(b"x" * 2048)
+    with Fetcher(max_bytes=1024) as fetcher:
+        assert fetch_error(fetcher, str(path)).reason == "file larger than 1 KiB"
+
+
+def test_file_url_with_a_remote_host_is_refused(fetcher):
+    err = fetch_error(fetcher, "file://fileserver/share/feed.xml")
+    assert err.reason == "file URLs must name a local file (file:///path)"
