@@ -11,6 +11,7 @@ Titles, evidence, links and feed texts come from strangers, so three rules hold 
   ``javascript:``, ``data:`` and the like are never clickable.
 
 The webhook payload schema is documented in :func:`webhook_payload` and ``docs/webhook.md``.
+Webhook channels have no digests (the config offers none), so there is no digest payload.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from urllib.parse import quote, urlsplit
 
 import jinja2
 
-from watcher.types import Evidence, OutboxItem, StoredHit
+from watcher.types import Evidence, Hit, OutboxItem, StoredHit
 
 #: Longest subject we build; mail clients show about this much and folding stays readable.
 SUBJECT_MAX = 120
@@ -36,7 +37,6 @@ SUBJECT_MAX = 120
 HEADER_MAX = 200
 #: Webhook payload types, versioned: a breaking change gets a new ``.vN``.
 HIT_TYPE = "watcher.hit.v1"
-DIGEST_TYPE = "watcher.digest.v1"
 TEST_TYPE = "watcher.test.v1"
 
 # C0/C1 controls and the Unicode line/paragraph separators: anything a mail header parser
@@ -221,7 +221,8 @@ def message_id(alert_id: str, sender: str) -> str:
 
 def digest_message_id(items: Sequence[OutboxItem], sender: str) -> str:
     """The Message-ID of a digest, derived from its alert ids: a retried digest keeps it."""
-    return f"<watcher.{digest_id(items)}@{_domain(sender)}>"
+    ids = "\n".join(sorted(item.alert_id for item in items))
+    return f"<watcher.digest.{hashlib.sha256(ids.encode()).hexdigest()[:24]}@{_domain(sender)}>"
 
 
 def list_id(channel: str, sender: str) -> str:
@@ -340,7 +341,7 @@ def _hit_fields(item: OutboxItem) -> dict[str, Any]:
 
 
 def webhook_payload(item: OutboxItem, *, test: bool = False) -> dict[str, Any]:
-    """The JSON body of one alert. Schema ``watcher.hit.v1`` (``watcher.test.v1`` for tests)::
+    """The JSON body of one alert. Schema ``watcher.hit.v1``::
 
         {
           "type": "watcher.hit.v1",
@@ -360,31 +361,28 @@ def webhook_payload(item: OutboxItem, *, test: bool = False) -> dict[str, Any]:
         }
 
     Fields are only ever added within a version; receivers should ignore unknown fields.
+    ``watcher send-test`` sends the same shape with type ``watcher.test.v1`` and an id
+    starting with ``test.``.
     """
-    return {"type": TEST_TYPE if test else HIT_TYPE, **_hit_fields(item)}
+    payload = {"type": HIT_TYPE, **_hit_fields(item)}
+    if test:
+        # A distinct id, so a receiver that drops duplicates still shows every test.
+        payload.update(type=TEST_TYPE, id=f"test.{item.alert_id}")
+    return payload
 
 
-def webhook_digest_payload(items: Sequence[OutboxItem]) -> dict[str, Any]:
-    """The JSON body of a digest. Schema ``watcher.digest.v1``::
-
-        {"type": "watcher.digest.v1", "id": "<digest id>", "channel": "...", "count": 3,
-         "hits": [<watcher.hit.v1 object without "type">, ...]}   # grouped by watch, newest first
-
-    ``id`` is derived from the alert ids, so a retried digest keeps it (and its webhook-id).
-    """
-    if not items:
-        raise ValueError("a digest needs at least one alert")
-    ordered = [item for _, group in group_by_watch(items) for item in group]
-    return {
-        "type": DIGEST_TYPE,
-        "id": digest_id(items),
-        "channel": items[0].channel,
-        "count": len(items),
-        "hits": [_hit_fields(item) for item in ordered],
-    }
-
-
-def digest_id(items: Sequence[OutboxItem]) -> str:
-    """A stable id for a set of alerts: ``digest.<hash of the sorted alert ids>``."""
-    ids = "\n".join(sorted(item.alert_id for item in items))
-    return "digest." + hashlib.sha256(ids.encode()).hexdigest()[:24]
+def sample_item(channel: str, now: datetime) -> OutboxItem:
+    """A made-up alert for ``watcher send-test``; its id changes every second (see above)."""
+    text = "This is a test alert from watcher: if you can read it, the channel works."
+    start = text.index("test alert")
+    hit = Hit(
+        watch="send-test", kind="theme", statement=False, score=100,
+        evidence=(Evidence("summary", text, spans=((start, start + len("test alert")),)),),
+    )
+    stored = StoredHit(
+        id=int(now.timestamp()), feed="watcher", entry_id=None, link=None,
+        title="channel check", published=now, hit=hit, created=now,
+    )
+    return OutboxItem(
+        id=0, channel=channel, status="due", attempts=1, next_attempt_at=now, last_error=None, stored=stored
+    )

@@ -1,0 +1,539 @@
+"""Deliver alerts: the email and webhook channels, and the outbox flush that drives them.
+
+An I/O adapter. Channels take frozen settings from ``config``, render with the pure
+``render`` module and raise ``DeliveryError`` with a transient or permanent flag; each
+channel has exactly one function that turns its library's exceptions into that error.
+
+Outcome of one send, per channel::
+
+    channel  what happened                                         result
+    -------  ----------------------------------------------------  ---------------------------
+    email    server accepted the message (250)                     sent
+    email    4xx reply; refused/reset/timed-out connection; DNS;   transient: retried later
+             TLS failure; server hung up
+    email    5xx reply; server lacks STARTTLS/AUTH asked for       permanent: dead
+    webhook  2xx                                                   sent
+    webhook  408, 429, 5xx; connection error, timeout, TLS error   transient (Retry-After honoured)
+    webhook  3xx (redirects are not followed), other 4xx           permanent: dead
+
+``flush_outbox`` gives at-least-once delivery: a row is marked sent only after the server
+accepted it, and a crash between claim and mark leaves the row claimed by a dead process,
+which ``Store.release_dead_claims`` (run at the start of every flush) or the end of the
+lease makes due again. The only duplicate is therefore a crash after the server accepted
+and before the row was marked; the resent alert carries the same Message-ID / webhook-id.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+import smtplib
+import ssl
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+import requests
+import standardwebhooks
+
+from watcher import __version__
+from watcher.config import ChannelSettings, Config, SmtpSettings
+from watcher.errors import ConfigError, DeliveryError, redact_url
+from watcher.render import render_alert, render_digest, sample_item, webhook_payload
+from watcher.types import OutboxItem
+
+log = logging.getLogger(__name__)
+
+#: Attempts before a transiently failing alert is given up as dead.
+MAX_ATTEMPTS = 10
+#: Delay after the first failed attempt; it doubles per attempt up to RETRY_CAP.
+FIRST_RETRY = timedelta(minutes=4)
+#: 4m, 8m, 16m, 32m, 64m, 128m, 256m, 8h, 8h: about 24.5 hours over 10 attempts.
+RETRY_CAP = timedelta(hours=8)
+#: A receiver's Retry-After is obeyed within these bounds (a hostile value cannot park us).
+RETRY_AFTER_BOUNDS = (timedelta(seconds=1), timedelta(days=1))
+#: Rows claimed per round; also the most alerts one digest email carries (a bigger backlog
+#: goes out as several digests rather than one unreadable one).
+BATCH = 200
+#: (connect, read) seconds for webhook requests.
+WEBHOOK_TIMEOUT = (5.0, 15.0)
+#: Bytes of a webhook error response kept for the error message.
+RESPONSE_SNIPPET = 300
+
+
+class OutboxStore(Protocol):
+    """The part of ``store.Store`` the flush uses (adapters do not import each other)."""
+
+    def release_dead_claims(self) -> int: ...
+    def claim_due(self, now: datetime, *, owner: str, lease: timedelta, limit: int = ...) -> list[OutboxItem]: ...
+    def mark_sent(self, ids: Sequence[int], now: datetime) -> None: ...
+    def mark_failed(self, ids: Sequence[int], error: str, next_attempt_at: datetime) -> None: ...
+    def mark_dead(self, ids: Sequence[int], error: str) -> None: ...
+    def release(self, ids: Sequence[int]) -> None: ...
+
+
+class Channel(Protocol):
+    """Somewhere alerts go. ``send`` raises ``DeliveryError``; it never returns a failure."""
+
+    name: str
+    #: True when all due alerts of the channel go out together as one digest.
+    digest: bool
+
+    def send(self, items: Sequence[OutboxItem], now: datetime, *, test: bool = False) -> str:
+        """Deliver one alert (or, for a digest channel, several as one); return the server's answer."""
+        ...
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- email -----------------------------------------------------------------------------
+
+
+class _Recording:
+    """Remembers the server's reply to DATA, the answer ``send-test`` reports."""
+
+    accepted: str = ""
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        code, text = super().data(msg)  # type: ignore[misc]
+        self.accepted = f"{code} {text.decode('utf-8', 'replace')}"
+        return code, text
+
+
+class _SMTP(_Recording, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_Recording, smtplib.SMTP_SSL):
+    pass
+
+
+class EmailChannel:
+    """Alerts as emails through one SMTP server (``security``: none, starttls or ssl).
+
+    ``ssl_context`` is a test seam (a context trusting a test CA); by default the system's
+    trust store is used with hostname checking. STARTTLS is never skipped: a server that
+    does not offer it is a permanent error, not a reason to send in clear.
+    """
+
+    def __init__(
+        self, settings: ChannelSettings, smtp: SmtpSettings, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self.name = settings.name
+        self.digest = settings.digest is not None
+        self.settings = settings
+        self.smtp = smtp
+        self._ssl = ssl_context or ssl.create_default_context()
+
+    @classmethod
+    def configure(cls, settings: ChannelSettings, config: Config) -> EmailChannel:
+        if config.smtp is None:
+            raise ConfigError(config.path, [f"channels: {settings.name}: an email channel needs an `smtp` section"])
+        return cls(settings, config.smtp)
+
+    @property
+    def server(self) -> str:
+        return f"SMTP {self.smtp.host}:{self.smtp.port}"
+
+    def render(self, items: Sequence[OutboxItem], now: datetime, *, test: bool = False) -> EmailMessage:
+        """The email for ``items``: a digest on digest channels, else the one alert."""
+        if self.digest and not test:
+            return render_digest(items, sender=self.smtp.sender, to=self.settings.to, now=now)
+        (item,) = items
+        return render_alert(item, sender=self.smtp.sender, to=self.settings.to, now=now, test=test)
+
+    def send(self, items: Sequence[OutboxItem], now: datetime, *, test: bool = False) -> str:
+        msg = self.render(items, now, test=test)
+        # Leaving the client's `with` sends QUIT (a hang-up at that point is ignored by smtplib).
+        with _smtp_errors(self.name, self.server), self._connect() as client:
+            if self.smtp.security == "starttls":
+                client.starttls(context=self._ssl)
+            if self.smtp.username:
+                client.login(self.smtp.username, self.smtp.password or "")
+            refused = client.send_message(msg, from_addr=self.smtp.sender, to_addrs=list(self.settings.to))
+        if refused:
+            # Some recipients got it: retrying would duplicate for them, so it counts as sent.
+            log.warning("channel %s: recipients refused: %s", self.name, _refusals(refused))
+            return f"{client.accepted} (refused: {_refusals(refused)})"
+        return client.accepted
+
+    def _connect(self) -> _SMTP | _SMTPSSL:
+        timeout = self.smtp.timeout.total_seconds()
+        if self.smtp.security == "ssl":
+            return _SMTPSSL(self.smtp.host, self.smtp.port, timeout=timeout, context=self._ssl)
+        return _SMTP(self.smtp.host, self.smtp.port, timeout=timeout)
+
+
+def _refusals(refused: Mapping[str, tuple[int, bytes]]) -> str:
+    return "; ".join(f"{addr}: {code} {text.decode('utf-8', 'replace')}" for addr, (code, text) in refused.items())
+
+
+@contextmanager
+def _smtp_errors(channel: str, server: str) -> Iterator[None]:
+    """The one place smtplib's exceptions become ``DeliveryError``.
+
+    ====================================================  ==========
+    5xx reply (greeting, HELO, AUTH, MAIL, RCPT, DATA)    permanent
+    4xx reply, or a reply code smtplib could not read     transient
+    every recipient refused                               transient if any refusal is 4xx
+    STARTTLS or AUTH not offered, no usable AUTH method   permanent (fix the config)
+    hang-up, refused, reset, timeout, DNS, TLS failure    transient
+    ====================================================  ==========
+    """
+    try:
+        yield
+    except smtplib.SMTPRecipientsRefused as e:
+        codes = [code for code, _ in e.recipients.values()]
+        raise DeliveryError(
+            channel, f"{server}: every recipient refused: {_refusals(e.recipients)}",
+            transient=any(400 <= c < 500 for c in codes),
+        ) from e
+    except smtplib.SMTPResponseException as e:
+        text = e.smtp_error.decode("utf-8", "replace") if isinstance(e.smtp_error, bytes) else str(e.smtp_error)
+        raise DeliveryError(
+            channel, f"{server}: server answered {e.smtp_code} {text}", transient=not 500 <= e.smtp_code < 600
+        ) from e
+    except smtplib.SMTPServerDisconnected as e:
+        raise DeliveryError(channel, f"{server}: server closed the connection", transient=True) from e
+    except smtplib.SMTPException as e:
+        raise DeliveryError(channel, f"{server}: {e}", transient=False) from e
+    except OSError as e:
+        raise DeliveryError(channel, f"{server}: cannot talk to the server", transient=True) from e
+
+
+# -- webhook ---------------------------------------------------------------------------
+
+
+def signing_key(secret: str) -> str:
+    """The key given to ``standardwebhooks.Webhook`` for a configured secret.
+
+    A ``whsec_<base64>`` secret is used as the Standard Webhooks spec defines. Any other
+    string is taken as raw key bytes (UTF-8) and base64-encoded here, so any secret works;
+    receivers verify with ``Webhook("whsec_" + base64(secret))`` or, equivalently, with
+    ``Webhook(secret.encode())``.
+    """
+    if secret.startswith("whsec_"):
+        return secret
+    return "whsec_" + base64.b64encode(secret.encode("utf-8")).decode("ascii")
+
+
+class WebhookChannel:
+    """Alerts as signed JSON POSTs (Standard Webhooks: webhook-id, -timestamp, -signature).
+
+    ``session`` is a test seam (e.g. one whose ``verify`` trusts a test CA); TLS
+    verification is on by default. ``clock`` gives the signature timestamp: receivers
+    reject one more than five minutes from their own clock, so it is the real time of the
+    request, not the ``now`` of the flush that started it.
+    """
+
+    digest = False
+
+    def __init__(
+        self,
+        settings: ChannelSettings,
+        *,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = WEBHOOK_TIMEOUT,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if not settings.url or not settings.secret:
+            raise ValueError(f"webhook channel {settings.name!r} needs a url and a secret")
+        self.name = settings.name
+        self.url = settings.url
+        self._signer = standardwebhooks.Webhook(signing_key(settings.secret))
+        self._session = session or requests.Session()
+        self._timeout = timeout
+        self._clock = clock
+
+    @classmethod
+    def configure(cls, settings: ChannelSettings, config: Config) -> WebhookChannel:
+        try:
+            return cls(settings)
+        except (ValueError, standardwebhooks.webhooks.EmptyWebhookSecretError) as e:
+            raise ConfigError(config.path, [f"channels: {settings.name}: secret: not usable ({e})"]) from e
+
+    def send(self, items: Sequence[OutboxItem], now: datetime, *, test: bool = False) -> str:
+        (item,) = items
+        payload = webhook_payload(item, test=test)
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        sent_at = self._clock()
+        headers = {
+            "content-type": "application/json",
+            "user-agent": f"watcher/{__version__}",
+            "webhook-id": payload["id"],
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": self._signer.sign(payload["id"], sent_at, body),
+        }
+        with _http_errors(self.name, self.url), self._session.post(
+            self.url, data=body.encode("utf-8"), headers=headers, timeout=self._timeout,
+            allow_redirects=False, stream=True,
+        ) as response:
+            snippet = next(response.iter_content(RESPONSE_SNIPPET), b"")
+        return _check_status(self.name, self.url, response, snippet, sent_at)
+
+
+def _check_status(
+    channel: str, url: str, response: requests.Response, snippet: bytes, now: datetime
+) -> str:
+    """Return the answer for 2xx; raise per the table in the module docstring otherwise."""
+    status = response.status_code
+    answer = f"HTTP {status} {response.reason or ''}".rstrip()
+    if 200 <= status < 300:
+        return answer
+    where = f"POST {redact_url(url)}"
+    body = snippet.decode("utf-8", "replace").strip()
+    detail = f"{where}: {answer}" + (f": {body}" if body else "")
+    if 300 <= status < 400:
+        location = redact_url(response.headers.get("location", "?"))
+        raise DeliveryError(channel, f"{where}: {answer} to {location}; configure the final URL", transient=False)
+    transient = status in (408, 429) or status >= 500
+    retry_after = _retry_after(response.headers.get("retry-after"), now) if transient else None
+    raise DeliveryError(channel, detail, transient=transient, retry_after=retry_after)
+
+
+def _retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date), None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+@contextmanager
+def _http_errors(channel: str, url: str) -> Iterator[None]:
+    """The one place requests' exceptions become ``DeliveryError``.
+
+    A bad URL (no scheme, unsupported scheme, invalid) is permanent; every other failure
+    (refused, reset, DNS, timeout, TLS) is transient. The error is raised ``from None``:
+    requests' messages repeat the URL, whose query may hold a token; the text kept is
+    scrubbed of it instead.
+    """
+    where = f"POST {redact_url(url)}"
+    try:
+        yield
+    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema) as e:
+        raise DeliveryError(channel, f"{where}: invalid URL ({type(e).__name__})", transient=False) from None
+    except requests.RequestException as e:
+        kind = "timed out" if isinstance(e, requests.Timeout) else "failed"
+        text = _scrub(str(e), url)
+        raise DeliveryError(channel, f"{where}: {kind}: {type(e).__name__}: {text}", transient=True) from None
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` with the URL, and its path-and-query as requests quotes it, redacted."""
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    redacted = urlsplit(redact_url(url))
+    safe_path = redacted.path + (f"?{redacted.query}" if redacted.query else "")
+    text = text.replace(url, redact_url(url))
+    return text.replace(path, safe_path) if path else text
+
+
+# -- registry --------------------------------------------------------------------------
+
+
+CHANNELS: dict[str, type[EmailChannel | WebhookChannel]] = {"email": EmailChannel, "webhook": WebhookChannel}
+
+
+def make_channels(config: Config) -> dict[str, Channel]:
+    """One channel object per configured channel, by name.
+
+    Raises:
+        ConfigError: an email channel without an ``smtp`` section, or an unusable secret.
+    """
+    return {c.name: CHANNELS[c.type].configure(c, config) for c in config.channels}
+
+
+def send_test(channel: Channel, now: datetime) -> str:
+    """Send a sample alert through ``channel`` and return the server's answer.
+
+    Raises:
+        DeliveryError: the server refused it or could not be reached.
+    """
+    return channel.send([sample_item(channel.name, now)], now, test=True)
+
+
+# -- the outbox ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What happened to one send: one alert, or one digest of several rows."""
+
+    channel: str
+    #: The outbox rows concerned.
+    ids: tuple[int, ...]
+    outcome: Literal["sent", "failed", "dead", "released"]
+    #: The server's answer when sent; the reason otherwise.
+    detail: str
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """Every delivery of one ``flush_outbox`` call. Counts are of outbox rows."""
+
+    deliveries: tuple[Delivery, ...] = ()
+
+    def _rows(self, outcome: str) -> int:
+        return sum(len(d.ids) for d in self.deliveries if d.outcome == outcome)
+
+    @property
+    def sent(self) -> int:
+        return self._rows("sent")
+
+    @property
+    def failed(self) -> int:
+        return self._rows("failed")
+
+    @property
+    def dead(self) -> int:
+        return self._rows("dead")
+
+    @property
+    def released(self) -> int:
+        return self._rows("released")
+
+    def __str__(self) -> str:
+        return f"{self.sent} sent, {self.failed} failed, {self.dead} dead, {self.released} released"
+
+
+def retry_delay(attempts: int, *, retry_after: float | None = None, jitter: float = 0.5) -> timedelta:
+    """How long to wait after the ``attempts``-th failed attempt.
+
+    The receiver's Retry-After wins when given (bounded by RETRY_AFTER_BOUNDS). Otherwise
+    FIRST_RETRY doubles per attempt up to RETRY_CAP, spread by ±20% (``jitter`` in [0, 1))
+    so alerts that failed together do not all return at the same second.
+    """
+    if retry_after is not None:
+        low, high = RETRY_AFTER_BOUNDS
+        return min(max(timedelta(seconds=retry_after), low), high)
+    base = min(FIRST_RETRY * (1 << min(max(attempts - 1, 0), 20)), RETRY_CAP)
+    return base * (0.8 + 0.4 * jitter)
+
+
+def flush_outbox(
+    store: OutboxStore,
+    channels: Mapping[str, Channel],
+    *,
+    now: datetime,
+    owner: str,
+    lease: timedelta = timedelta(minutes=5),
+    stop: threading.Event | None = None,
+) -> DeliveryReport:
+    """Send everything due at ``now``; return one ``Delivery`` per send.
+
+    Claims due rows in rounds of BATCH until none is left. A digest channel's claimed rows
+    go out as one email; every other row alone. Each row ends sent, failed (retried after
+    ``retry_delay``; dead after MAX_ATTEMPTS), dead (permanent error, or its channel is no
+    longer configured) or, when ``stop`` is set, released untouched for the next run.
+    After a transient failure the channel's other rows of this flush are not tried: they
+    are marked failed with the same reason, which keeps a dead server from holding the
+    claims past their lease one timeout at a time.
+    """
+    store.release_dead_claims()
+    deliveries: list[Delivery] = []
+    broken: dict[str, DeliveryError] = {}
+    while not (stop and stop.is_set()):
+        claimed = store.claim_due(now, owner=owner, lease=lease, limit=BATCH)
+        if not claimed:
+            break
+        for name, items in _sends(claimed, channels):
+            if stop and stop.is_set():
+                deliveries.append(_release(store, name, items))
+            else:
+                deliveries.extend(_deliver(store, name, channels.get(name), items, now, broken))
+    return DeliveryReport(tuple(deliveries))
+
+
+def _sends(claimed: Sequence[OutboxItem], channels: Mapping[str, Channel]) -> list[tuple[str, list[OutboxItem]]]:
+    """Claimed rows cut into sends, in claim order: a digest channel's rows together."""
+    sends: dict[tuple[str, int], list[OutboxItem]] = {}
+    for item in claimed:
+        channel = channels.get(item.channel)
+        key = (item.channel, 0 if channel is not None and channel.digest else item.id)
+        sends.setdefault(key, []).append(item)
+    return [(name, items) for (name, _), items in sends.items()]
+
+
+def _release(store: OutboxStore, name: str, items: Sequence[OutboxItem]) -> Delivery:
+    ids = tuple(i.id for i in items)
+    store.release(ids)
+    return Delivery(name, ids, "released", "stopping")
+
+
+def _deliver(
+    store: OutboxStore,
+    name: str,
+    channel: Channel | None,
+    items: Sequence[OutboxItem],
+    now: datetime,
+    broken: dict[str, DeliveryError],
+) -> list[Delivery]:
+    ids = tuple(i.id for i in items)
+    if channel is None:
+        reason = f"channel {name!r} is no longer configured; `watcher outbox retry` after adding it back"
+        store.mark_dead(ids, reason)
+        log.warning("%s: %d alerts dead", reason, len(ids))
+        return [Delivery(name, ids, "dead", reason)]
+    error = broken.get(name)
+    if error is None:
+        try:
+            answer = channel.send(items, now)
+        except DeliveryError as e:
+            error = e
+        else:
+            store.mark_sent(ids, now)
+            log.info("channel %s: sent %d alerts: %s", name, len(ids), answer)
+            return [Delivery(name, ids, "sent", answer)]
+        if error.transient:
+            broken[name] = error
+        reason = str(error)
+    else:
+        reason = f"{error} (not tried: the channel failed earlier in this run)"
+    return _mark_failure(store, name, items, error, reason, now)
+
+
+def _mark_failure(
+    store: OutboxStore, name: str, items: Sequence[OutboxItem], error: DeliveryError, reason: str, now: datetime
+) -> list[Delivery]:
+    if not error.transient:
+        ids = tuple(i.id for i in items)
+        store.mark_dead(ids, reason)
+        log.warning("channel %s: %d alerts dead: %s", name, len(ids), reason)
+        return [Delivery(name, ids, "dead", reason)]
+    out: list[Delivery] = []
+    exhausted = tuple(i.id for i in items if i.attempts >= MAX_ATTEMPTS)
+    if exhausted:
+        gave_up = f"gave up after {MAX_ATTEMPTS} attempts: {reason}"
+        store.mark_dead(exhausted, gave_up)
+        out.append(Delivery(name, exhausted, "dead", gave_up))
+    # One jitter draw per send keeps a digest's rows together on their next attempt.
+    jitter = random.random()
+    by_attempts: dict[int, list[int]] = {}
+    for item in items:
+        if item.attempts < MAX_ATTEMPTS:
+            by_attempts.setdefault(item.attempts, []).append(item.id)
+    for attempts, row_ids in sorted(by_attempts.items()):
+        when = now + retry_delay(attempts, retry_after=error.retry_after, jitter=jitter)
+        store.mark_failed(row_ids, reason, when)
+        out.append(Delivery(name, tuple(row_ids), "failed", reason))
+    log.warning("channel %s: %d alerts failed: %s", name, len(items), reason)
+    return out
