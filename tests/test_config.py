@@ -339,7 +339,7 @@ BAD = [
         "defaults: {timeout: [1m]}\n",
         {},
         "line 1: defaults.timeout: is a list",
-        "use a number followed by s, m, h or d",
+        "use a duration: a number followed by s, m, h or d",
     ),
     (
         "feeds-not-list",
@@ -456,6 +456,20 @@ BAD = [
         {},
         'line 1: smtp.port: "25" is text',
         "use a whole number without quotes",
+    ),
+    (
+        "smtp-port-list",
+        "smtp: {host: h, from: a@b.org, port: ['${P}']}\n",
+        {"P": "2525"},
+        "line 1: smtp.port: is a list",
+        "use a whole number",
+    ),
+    (
+        "smtp-security-list",
+        "smtp: {host: h, from: a@b.org, security: [ssl]}\n",
+        {},
+        "line 1: smtp.security: is a list",
+        "use one of the listed words",
     ),
     (
         "smtp-port-range",
@@ -580,7 +594,7 @@ BAD = [
     (
         "env-database-not-url",
         "",
-        {"WATCHER_DATABASE_URL": "watcher.db"},
+        {"WATCHER_DATABASE_URL": "db-on-my-desk"},
         "WATCHER_DATABASE_URL: (environment variable) is not a database URL",
         "use e.g. sqlite:///watcher.db",
     ),
@@ -594,6 +608,7 @@ def test_bad_config_is_one_clear_line(text: str, env: dict[str, str], where: str
     line = lines[0]
     assert line.startswith(f"{CONFIG_PATH}: {where}"), line
     assert fix in line, line
+    assert not any(value in line for value in env.values()), "a value from the environment was printed"
 
 
 def test_enough_bad_cases() -> None:

@@ -447,8 +447,8 @@ class _Report:
         if loc and loc[-1] in _SECRET_KEYS:
             return "the value"
         text = self.source.get(loc)
-        if text is None:
-            text = str(value)
+        if text is None:  # not a scalar in the file; never str() it, it may hold a ${VAR} value
+            return _kind(value)
         if len(loc) == 3 and loc[0] == "channels" and loc[2] == "url" and "://" in text:
             text = _origin(text)  # webhook URLs often carry their token in the path
         elif "://" in text:
@@ -484,10 +484,10 @@ class _Report:
             return "is empty; give a value or remove the key"
         if kind in ("duration", "digest", "url", "database", "address", "range"):
             return f"{shown} {msg}"
+        if isinstance(value, list | dict) and kind in _SINGLE_VALUE:
+            return f"is {got}; use {_SINGLE_VALUE[kind]}"
         if kind == "string_type":
             # YAML reads yes/no/on/off as booleans and 2024 as a number.
-            if isinstance(value, list | dict):
-                return f"is {got}; use text"
             return f"{shown} is {got}, not text; put it in quotes"
         if kind == "string_too_short":
             return "is empty; give a non-empty value or remove the key"
@@ -502,11 +502,19 @@ class _Report:
             return f"is {got}; use a list, e.g. [a, b]{hint}"
         if kind in ("dict_type", "model_type", "model_attributes_type"):
             return f"is {got}; use a mapping of keys, e.g. {{key: value}}"
-        if kind == "time_delta_type":
-            return f"is {got}; {_DURATION_FIX}"
         if kind == "literal_error":
             return f"{shown} is not allowed; use one of: {msg.removeprefix('Input should be ')}"
         return f"{shown}: {msg}"
+
+
+# What a scalar field expects, for when it was given a list or a mapping.
+_SINGLE_VALUE = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "bool_type": "true or false",
+    "time_delta_type": "a duration: a number followed by s, m, h or d (e.g. 5m)",
+    "literal_error": "one of the listed words",
+}
 
 
 def _kind(value: object) -> str:
