@@ -51,7 +51,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from watcher.errors import ConfigError, redact_url
+from watcher.errors import ConfigError, located, redact_url
 from watcher.types import Speaker, Theme
 
 __all__ = [
@@ -440,7 +440,7 @@ class _Report:
         self.problems.append(self._format(loc, message, line))
 
     def warn(self, loc: Loc, message: str) -> None:
-        self.warnings.append(f"{self.path}: {self._format(loc, message)[1]}")
+        self.warnings.append(located(self.path, self._format(loc, message)[1]))
 
     def quote(self, loc: Loc, value: object) -> str:
         """The value at ``loc`` as the user wrote it, safe to print."""

@@ -17,6 +17,8 @@ deliver) with ``raise ... from e``; nothing else in watcher catches a library ex
 
 from __future__ import annotations
 
+import re
+
 
 class WatcherError(Exception):
     """Root of every error watcher raises on purpose."""
@@ -40,10 +42,20 @@ class ConfigError(WatcherError):
     def __init__(self, path: str, problems: list[str]) -> None:
         self.path = path
         self.problems = list(problems)
-        super().__init__("\n".join(f"{path}: {p}" for p in self.problems))
+        super().__init__("\n".join(located(path, p) for p in self.problems))
 
     def __str__(self) -> str:
         return self.message
+
+
+def located(path: str, problem: str) -> str:
+    """``file:LINE[:COLUMN]: problem``, the compiler style editors jump to, from a problem
+    that starts ``line N: `` or ``line N, column M: ``; else ``file: problem``."""
+    match = re.match(r"line (\d+)(?:, column (\d+))?: ", problem)
+    if match is None:
+        return f"{path}: {problem}"
+    where = ":".join(g for g in match.groups() if g)
+    return f"{path}:{where}: {problem[match.end():]}"
 
 
 class FeedError(WatcherError):
@@ -121,6 +133,8 @@ def redact_url(url: str) -> str:
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:***@{host}" if ":" in userinfo else f"***@{host}"
     query = parts.query
+    if netloc == parts.netloc and not query:
+        return url  # nothing to mask; urlunsplit would also mangle "sqlite:////abs/path"
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         secretish = ("key", "token", "secret", "password", "passwd", "sig", "auth")

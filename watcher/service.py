@@ -108,7 +108,7 @@ def make_watcher(
     return Watcher(
         config=config,
         store=store,
-        fetcher=fetcher or Fetcher(user_agent=f"watcher/{__version__} (feed monitor)"),
+        fetcher=fetcher or Fetcher(),
         matcher=matcher or Matcher(config.speakers, config.themes),
         channels=channels if channels is not None else make_channels(config),
         now=now,
