@@ -1,0 +1,114 @@
+"""Run ``watcher`` as a child process and measure it: wall time, CPU and peak RSS from
+``os.wait4``'s rusage, and the per-feed JSON of ``watcher poll --json`` summed per stage.
+
+Stage seconds are summed over the poll's worker threads, so with several workers their sum
+can exceed the wall time; they show where the work goes, not what the user waits for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STAGES = ("fetch", "parse", "dedup", "match", "store")
+
+
+@dataclass
+class PollRun:
+    label: str
+    wall: float
+    cpu_user: float
+    cpu_sys: float
+    #: Peak resident set of the child, MB (ru_maxrss).
+    peak_rss_mb: float
+    exit_code: int
+    feeds: int = 0
+    new: int = 0
+    hits: int = 0
+    not_modified: int = 0
+    errors: int = 0
+    #: Seconds per stage, summed over feeds (and so over worker threads).
+    stages: dict[str, float] = field(default_factory=dict)
+    delivery: dict[str, Any] | None = None
+    first_errors: list[str] = field(default_factory=list)
+    stderr_tail: str = ""
+
+    @property
+    def cpu(self) -> float:
+        return self.cpu_user + self.cpu_sys
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "cpu": self.cpu}
+
+
+def env_for(repo: Path) -> dict[str, str]:
+    """The environment of a child: ``watcher`` imported from ``repo``, no stray database."""
+    env = {k: v for k, v in os.environ.items() if k not in ("WATCHER_DATABASE_URL", "WATCHER_CONFIG")}
+    env["PYTHONPATH"] = str(repo)
+    return env
+
+
+def run_measured(label: str, argv: list[str], *, repo: Path, workdir: Path, timeout: float) -> tuple[PollRun, str]:
+    """Run ``argv`` to completion (killed after ``timeout``); return the measures and stdout."""
+    out_path, err_path = workdir / f"{label}.out", workdir / f"{label}.err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=workdir, env=env_for(repo), stdout=out, stderr=err)
+        killer = threading.Timer(timeout, lambda: os.kill(proc.pid, signal.SIGKILL))
+        killer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+        wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    stderr = err_path.read_text(errors="replace")
+    run = PollRun(
+        label=label, wall=wall, cpu_user=usage.ru_utime, cpu_sys=usage.ru_stime,
+        peak_rss_mb=usage.ru_maxrss / 1024, exit_code=proc.returncode,
+        stderr_tail="\n".join(stderr.strip().splitlines()[-25:]),
+    )
+    return run, out_path.read_text(errors="replace")
+
+
+def run_poll(label: str, config: Path, *, python: str, repo: Path, workdir: Path, timeout: float = 1800) -> PollRun:
+    """``python -m watcher -c config poll --json``, measured and summarised."""
+    run, stdout = run_measured(
+        label, [python, "-m", "watcher", "-c", str(config), "poll", "--json"],
+        repo=repo, workdir=workdir, timeout=timeout,
+    )
+    stages: Counter[str] = Counter()
+    for line in stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        row = json.loads(line)
+        if "delivery" in row:
+            run.delivery = row["delivery"]
+            continue
+        run.feeds += 1
+        run.new += row.get("new", 0)
+        run.hits += row.get("hits", 0)
+        run.not_modified += bool(row.get("not_modified"))
+        if row.get("error"):
+            run.errors += 1
+            if len(run.first_errors) < 5:
+                run.first_errors.append(f"{row.get('feed')}: {row['error']}")
+        for stage, seconds in (row.get("timings") or {}).items():
+            stages[stage] += seconds
+    run.stages = {s: stages.get(s, 0.0) for s in STAGES} | {s: v for s, v in stages.items() if s not in STAGES}
+    return run
+
+
+def startup_cost(*, python: str, repo: Path, workdir: Path) -> PollRun:
+    """The interpreter plus watcher's imports, with no work: the fixed cost in every poll's wall."""
+    code = "import watcher.cli, watcher.service, watcher.store, watcher.parse, feedparser"
+    run, _ = run_measured("startup", [python, "-c", code], repo=repo, workdir=workdir, timeout=120)
+    return run
