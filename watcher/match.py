@@ -1,0 +1,969 @@
+"""Match articles against tracked speakers and themes. Pure: no I/O, no clock, no globals
+beyond caches that never change a result.
+
+The contract is ``shared/corpus/dev/README.md`` (readings R1-R12); the algorithm:
+
+1. **Compile once** (``Matcher(...)``). Every name, alias and theme phrase is split into words
+   ("terms") normalised like article text: NFC, dotted acronyms collapsed ("U.S." -> "US"),
+   case-folded, accents stripped. Terms are shared between watches. One dict maps each exact
+   form (theme words also as -s/-es plural or singular) to its terms. Terms allowed a one-letter
+   typo also enter a symmetric-deletion index (each form and its one-letter deletions, as in
+   SymSpell), except the parts of multi-word names: at most one part of a name may be misspelt,
+   so another part always matches exactly and serves as the anchor.
+2. **Prefilter** each field (title, summary, content): fold it once, take the *set* of its words
+   and intersect it with the exact-form keys; look up words not seen before in the deletion
+   index (memoised per word). These are C-level set operations: the cost grows with the text,
+   not with the number of watches. Only phrases whose terms are all present (a name: all but
+   one) go further.
+3. **Locate**: anchor each candidate phrase on an occurrence of a present term and walk word by
+   word, checking the separators (names: whitespace, hyphens, dashes only, R2; themes: any
+   punctuation), the case of short acronyms, and typos with rapidfuzz's OSA distance.
+4. **Decide**: a speaker is mentioned when a name or alias is located, and makes a statement
+   when one of the attribution rules in ``_attribution`` holds for an unquoted mention. A theme
+   matches on the located phrases: every ``all_of`` group, one ``any_of`` (if any), no ``none_of``.
+5. **Explain**: each hit carries the sentences of its decisive occurrences, with spans.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from rapidfuzz.distance import OSA
+
+from watcher.types import Article, Evidence, Hit, Speaker, Theme
+
+__all__ = ["Matcher"]
+
+_WORD = re.compile(r"[^\W_]+")
+_NEXT_WORD = re.compile(r"([\W_]+)([^\W_]+)")
+_PREV_WORD = re.compile(r"([^\W_]+)([\W_]+)\Z")
+#: R2: between name parts only whitespace (NBSP included), hyphens and dashes.
+_NAME_GAP = re.compile(r"[\s\u00ad\u2010-\u2015\u2212-]+")
+_DOTTED_ACRONYM = re.compile(r"(?<![^\W_])(?:[A-Z]\.){2,4}(?![^\W_])")
+#: Characters looked back over to find the word before an anchor: a name part plus separator.
+_LOOKBACK = 64
+#: Contract: one-letter typos are tolerated in theme words and names of this many characters.
+_TYPO_MIN_LENGTH = 8
+#: R1: never a typo inside a name part this short (and, by the same token, a theme word).
+_TYPO_MIN_PART = 4
+#: Memoised typo lookups are dropped past this many distinct words, bounding memory.
+_MAX_MEMO_WORDS = 500_000
+_MAX_EVIDENCE_CHARS = 320
+_MAX_EVIDENCE_PER_HIT = 3
+
+
+class Matcher:
+    """Speakers and themes compiled once; ``match(article)`` is then cheap and thread-safe."""
+
+    def __init__(self, speakers: Sequence[Speaker], themes: Sequence[Theme]) -> None:
+        self._terms: dict[tuple[object, ...], _Term] = {}
+        self._phrases: dict[tuple[object, ...], _Phrase] = {}
+        self._speakers = [
+            _SpeakerWatch(s, tuple(self._name_phrase(v, s.threshold) for v in (s.name, *s.aliases)))
+            for s in speakers
+        ]
+        self._themes = [self._compile_theme(t) for t in themes]
+        self._index()
+
+    def match(self, article: Article) -> list[Hit]:
+        """Every tracked speaker and theme the article matches, speakers first, in config order."""
+        fields = _fields(article)
+        located: dict[_Phrase, list[_Occurrence]] = {}
+        for f in fields:
+            present = self._present_terms(f)
+            for phrase in self._candidate_phrases(present):
+                occurrences = self._locate(f, phrase, present)
+                if occurrences:
+                    located.setdefault(phrase, []).extend(occurrences)
+        if not located:
+            return []
+        mentions = {
+            id(w): [o for p in w.phrases for o in located.get(p, ())] for w in self._speakers
+        }
+        hits = [
+            _speaker_hit(w, mentions[id(w)], mentions)
+            for w in self._speakers
+            if mentions[id(w)]
+        ]
+        hits.extend(h for w in self._themes if (h := _theme_hit(w, located)) is not None)
+        return hits
+
+    # -- compile ---------------------------------------------------------------------------
+
+    def _name_phrase(self, name: str, threshold: int | None) -> _Phrase:
+        words, gaps = _split_config_phrase(name)
+        # Contract: typos only in names of 8+ characters; R1: never inside a part of <= 3 letters.
+        may_typo = threshold < 100 if threshold is not None else len(name.strip()) >= _TYPO_MIN_LENGTH
+        terms = tuple(
+            self._term(
+                _fold(w),
+                acronym=None,
+                plural=False,
+                fuzzy=may_typo and len(w) >= _TYPO_MIN_PART,
+                threshold=threshold,
+            )
+            for w in words
+        )
+        odd_gaps = tuple(sorted({g for g in gaps if not _NAME_GAP.fullmatch(g)}))
+        return self._phrase(name, terms, is_name=True, odd_gaps=odd_gaps)
+
+    def _theme_phrase(self, phrase: str, threshold: int | None) -> _Phrase:
+        words, _ = _split_config_phrase(phrase)
+        terms = []
+        for w in words:
+            # Short all-caps acronyms match only as that uppercase word ("us" is not "US").
+            acronym = w if 2 <= len(w) <= 4 and w.isalpha() and w.isupper() else None
+            folded = _fold(w)
+            if threshold is not None:
+                fuzzy = threshold < 100 and len(folded) >= _TYPO_MIN_PART
+            else:
+                fuzzy = len(folded) >= _TYPO_MIN_LENGTH
+            terms.append(
+                self._term(folded, acronym=acronym, plural=True, fuzzy=fuzzy and not acronym, threshold=threshold)
+            )
+        return self._phrase(phrase, tuple(terms), is_name=False, odd_gaps=())
+
+    def _compile_theme(self, theme: Theme) -> _ThemeWatch:
+        def compile_all(phrases: Sequence[str]) -> tuple[_Phrase, ...]:
+            return tuple(self._theme_phrase(p, theme.threshold) for p in phrases)
+
+        return _ThemeWatch(
+            theme,
+            all_of=tuple(compile_all(group) for group in theme.all_of),
+            any_of=compile_all(theme.any_of),
+            none_of=compile_all(theme.none_of),
+        )
+
+    def _term(self, word: str, *, acronym: str | None, plural: bool, fuzzy: bool, threshold: int | None) -> _Term:
+        key = (word, acronym, plural, fuzzy, threshold if fuzzy else None)
+        if key not in self._terms:
+            bases = (word, *_singulars(word)) if plural and not acronym else (word,)
+            self._terms[key] = _Term(
+                word=word,
+                forms=frozenset(_forms(word, acronym=acronym, plural=plural)),
+                acronym=acronym,
+                plural=plural,
+                typo_bases=bases if fuzzy else (),
+                min_similarity=threshold if fuzzy else None,
+            )
+        return self._terms[key]
+
+    def _phrase(self, label: str, terms: tuple[_Term, ...], *, is_name: bool, odd_gaps: tuple[str, ...]) -> _Phrase:
+        key = (is_name, tuple(id(t) for t in terms), odd_gaps)
+        if key not in self._phrases:
+            self._phrases[key] = _Phrase(label, terms, is_name, odd_gaps)
+        return self._phrases[key]
+
+    def _index(self) -> None:
+        self._exact: dict[str, list[_Term]] = {}
+        self._deletes: dict[str, list[tuple[str, _Term]]] = {}
+        for term in self._terms.values():
+            for form in term.forms:
+                self._exact.setdefault(form, []).append(term)
+        self._exact_keys = frozenset(self._exact)
+        self._phrases_by_term: dict[_Term, list[_Phrase]] = {}
+        for phrase in self._phrases.values():
+            for term in dict.fromkeys(phrase.terms):
+                self._phrases_by_term.setdefault(term, []).append(phrase)
+        # Multi-word names anchor on an exact part, so only single words need the typo index.
+        typo_terms = {
+            t for p in self._phrases.values() if not p.is_name or len(p.terms) == 1 for t in p.terms if t.typo_bases
+        }
+        for term in typo_terms:
+            for base in term.typo_bases:
+                for key in {base, *_deletions(base)}:
+                    self._deletes.setdefault(key, []).append((base, term))
+        lengths = [len(b) for t in typo_terms for b in t.typo_bases]
+        self._typo_lengths = (min(lengths) - 1, max(lengths) + 3) if lengths else (0, -1)
+        self._memo_seen: set[str] = set()
+        self._memo_found: dict[str, tuple[_Term, ...]] = {}
+        self._memo_found_keys: set[str] = set()
+
+    # -- prefilter -------------------------------------------------------------------------
+
+    def _present_terms(self, f: _Field) -> dict[_Term, set[str]]:
+        """Terms that occur in the field (acronym case not yet checked), with their words."""
+        present: dict[_Term, set[str]] = {}
+        for word in f.words & self._exact_keys:
+            for term in self._exact[word]:
+                present.setdefault(term, set()).add(word)
+        if self._deletes:
+            self._learn_typos(f.words)
+            for word in f.words & self._memo_found_keys:
+                for term in self._memo_found[word]:
+                    present.setdefault(term, set()).add(word)
+        return present
+
+    def _learn_typos(self, words: set[str]) -> None:
+        new = words - self._memo_seen
+        if not new:
+            return
+        if len(self._memo_seen) > _MAX_MEMO_WORDS:
+            self._memo_seen, self._memo_found, self._memo_found_keys = set(), {}, set()
+        low, high = self._typo_lengths
+        for word in new:
+            if low <= len(word) <= high and (terms := self._typo_lookup(word)):
+                self._memo_found[word] = terms
+                self._memo_found_keys.add(word)
+            self._memo_seen.add(word)
+
+    def _typo_lookup(self, word: str) -> tuple[_Term, ...]:
+        found: dict[_Term, None] = {}
+        for variant in (word, *_singulars(word)):
+            for key in {variant, *_deletions(variant)}:
+                for _, term in self._deletes.get(key, ()):
+                    if term not in found and _typo_score(term, word) is not None:
+                        found[term] = None
+        return tuple(found)
+
+    def _candidate_phrases(self, present: dict[_Term, set[str]]) -> list[_Phrase]:
+        seen: set[_Phrase] = set()
+        out = []
+        for term in present:
+            for phrase in self._phrases_by_term.get(term, ()):
+                if phrase in seen:
+                    continue
+                seen.add(phrase)
+                missing = sum(t not in present for t in phrase.terms)
+                # A multi-word name may have its one typo in the part not found exactly.
+                if missing == 0 or (missing == 1 and phrase.is_name and len(phrase.terms) > 1):
+                    out.append(phrase)
+        return out
+
+    # -- locate ----------------------------------------------------------------------------
+
+    def _locate(self, f: _Field, phrase: _Phrase, present: dict[_Term, set[str]]) -> list[_Occurrence]:
+        found: dict[int, _Occurrence] = {}
+        anchors = range(len(phrase.terms)) if phrase.is_name else range(1)
+        for idx in anchors:
+            term = phrase.terms[idx]
+            for word in present.get(term, ()):
+                for start in _find_word(f.folded, word):
+                    score = _word_score(term, f, start, start + len(word))
+                    if score is None:
+                        continue
+                    occurrence = _extend(f, phrase, idx, start, start + len(word), score)
+                    if occurrence is not None:
+                        found.setdefault(occurrence.start, occurrence)
+        return sorted(found.values(), key=lambda o: o.start)
+
+
+# -- compiled watches -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class _Term:
+    """One configured word, shared by every phrase that uses it (hashed by identity)."""
+
+    word: str
+    #: Folded spellings that match exactly (theme words: with -s/-es added or dropped, R8).
+    forms: frozenset[str]
+    #: "US" for a 2-4 letter all-caps word: the text must have it in capitals (R11).
+    acronym: str | None
+    plural: bool
+    #: Spellings a one-letter typo is measured against; empty when typos are not tolerated.
+    typo_bases: tuple[str, ...]
+    #: The watch's threshold; None means the contract's rule (any single edit).
+    min_similarity: int | None
+
+
+@dataclass(frozen=True, eq=False)
+class _Phrase:
+    label: str
+    terms: tuple[_Term, ...]
+    is_name: bool
+    #: Separators a configured name itself uses that R2 would not allow (e.g. "O'Brien").
+    odd_gaps: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class _SpeakerWatch:
+    speaker: Speaker
+    phrases: tuple[_Phrase, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class _ThemeWatch:
+    theme: Theme
+    all_of: tuple[tuple[_Phrase, ...], ...]
+    any_of: tuple[_Phrase, ...]
+    none_of: tuple[_Phrase, ...]
+
+
+@dataclass(frozen=True)
+class _Occurrence:
+    field: _Field
+    start: int
+    end: int
+    score: int
+
+
+# -- text preparation -------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Field:
+    """One article field, in the three aligned forms matching needs (same length, same offsets)."""
+
+    name: str
+    #: NFC text: what evidence quotes.
+    text: str
+    #: ``text`` with dotted acronyms collapsed ("U.S." -> "US  "): acronym case is read here.
+    cased: str
+    #: ``cased`` lower-cased and stripped of accents: words are found here.
+    folded: str
+    words: set[str]
+    _layout: _Layout | None = field(default=None, repr=False)
+
+    @property
+    def layout(self) -> _Layout:
+        if self._layout is None:
+            self._layout = _Layout(self.text)
+        return self._layout
+
+
+def _fields(article: Article) -> list[_Field]:
+    out: list[_Field] = []
+    seen: set[str] = set()
+    for name in ("title", "summary", "content"):
+        raw: str = getattr(article, name)
+        # Feeds often repeat the summary as the content; matching it twice adds nothing.
+        if not raw or raw in seen:
+            continue
+        seen.add(raw)
+        text = raw if raw.isascii() else unicodedata.normalize("NFC", raw)
+        cased = _collapse_dotted_acronyms(text)
+        folded = _fold(cased)
+        out.append(_Field(name, text, cased, folded, set(_WORD.findall(folded))))
+    return out
+
+
+_FOLD_TABLE: dict[int, str] = {}
+
+
+def _fold(text: str) -> str:
+    """Lower-case and strip accents one character at a time, so offsets stay valid."""
+    if text.isascii():
+        return text.lower()
+    for ch in set(text):
+        if ord(ch) not in _FOLD_TABLE:
+            _FOLD_TABLE[ord(ch)] = _fold_char(ch)
+    return text.translate(_FOLD_TABLE)
+
+
+def _fold_char(ch: str) -> str:
+    base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)).lower()
+    if len(base) == 1:
+        return base
+    lower = ch.lower()
+    return lower if len(lower) == 1 else ch
+
+
+def _collapse_dotted_acronyms(text: str) -> str:
+    """"U.S." -> "US  ", padded so offsets stay valid; the contract treats both alike."""
+    if "." not in text:
+        return text
+    return _DOTTED_ACRONYM.sub(lambda m: m.group().replace(".", "").ljust(len(m.group())), text)
+
+
+def _split_config_phrase(phrase: str) -> tuple[list[str], list[str]]:
+    """The words of a configured name or phrase (case kept) and the separators between them."""
+    text = _collapse_dotted_acronyms(unicodedata.normalize("NFC", phrase.strip()))
+    matches = list(_WORD.finditer(text))
+    gaps = [text[a.end() : b.start()] for a, b in zip(matches, matches[1:])]
+    return [m.group() for m in matches], gaps
+
+
+def _forms(word: str, *, acronym: str | None, plural: bool) -> set[str]:
+    if acronym:
+        return {word, word + "s"}  # "GPUs"; the case check happens on the text
+    if not plural:
+        return {word}
+    return {word, word + "s", word + "es", *_singulars(word)}
+
+
+def _singulars(word: str) -> tuple[str, ...]:
+    """R8: singular/plural means only adding or dropping -s/-es."""
+    if len(word) <= 3 or not word.endswith("s") or word.endswith("ss"):
+        return ()
+    return (word[:-1], word[:-2]) if word.endswith("es") else (word[:-1],)
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+# -- word-level comparisons -------------------------------------------------------------------
+
+
+def _find_word(text: str, word: str) -> Iterator[int]:
+    """Start offsets of ``word`` as a whole word (not inside a longer one) in ``text``."""
+    n, end = len(word), len(text)
+    i = text.find(word)
+    while i != -1:
+        j = i + n
+        if (i == 0 or not text[i - 1].isalnum()) and (j == end or not text[j].isalnum()):
+            yield i
+        i = text.find(word, i + 1)
+
+
+def _word_score(term: _Term, f: _Field, start: int, end: int) -> int | None:
+    """100 for an exact (or plural) match, the typo similarity for a tolerated typo, else None."""
+    if term.acronym:
+        cased = f.cased[start:end]
+        return 100 if cased in (term.acronym, term.acronym + "s") else None
+    word = f.folded[start:end]
+    if word in term.forms:
+        return 100
+    return _typo_score(term, word) if term.typo_bases else None
+
+
+def _typo_score(term: _Term, word: str) -> int | None:
+    """Similarity (0-100) when ``word`` is one letter dropped, added, changed or swapped away from
+    the term (plural-tolerant for theme words) and the watch's threshold allows it."""
+    variants = (word, *_singulars(word)) if term.plural else (word,)
+    best: int | None = None
+    for variant in variants:
+        for base in term.typo_bases:
+            if OSA.distance(variant, base, score_cutoff=1) != 1:
+                continue
+            score = round(100 * (1 - 1 / max(len(variant), len(base))))
+            if term.min_similarity is not None and score < term.min_similarity:
+                continue
+            best = score if best is None else max(best, score)
+    return best
+
+
+def _extend(f: _Field, phrase: _Phrase, idx: int, start: int, end: int, score: int) -> _Occurrence | None:
+    """Grow a match of ``phrase.terms[idx]`` at [start, end) into the whole phrase, or None."""
+    scores = [score]
+    pos = end
+    for term in phrase.terms[idx + 1 :]:
+        m = _NEXT_WORD.match(f.folded, pos)
+        if m is None or not _gap_ok(phrase, m.group(1)):
+            return None
+        word_score = _word_score(term, f, m.start(2), m.end(2))
+        if word_score is None:
+            return None
+        scores.append(word_score)
+        pos = m.end(2)
+    phrase_end, pos = pos, start
+    for term in reversed(phrase.terms[:idx]):
+        low = max(0, pos - _LOOKBACK)
+        m = _PREV_WORD.search(f.folded, low, pos)
+        truncated = m is not None and m.start(1) == low and low > 0 and f.folded[low - 1].isalnum()
+        if m is None or truncated or not _gap_ok(phrase, m.group(2)):
+            return None
+        word_score = _word_score(term, f, m.start(1), m.end(1))
+        if word_score is None:
+            return None
+        scores.append(word_score)
+        pos = m.start(1)
+    # A name tolerates one typo in all; theme words each tolerate their own.
+    if phrase.is_name and sum(s < 100 for s in scores) > 1:
+        return None
+    return _Occurrence(f, pos, phrase_end, min(scores))
+
+
+def _gap_ok(phrase: _Phrase, gap: str) -> bool:
+    # Theme phrases tolerate any punctuation between words ("U.S.-China"); names do not (R2).
+    return not phrase.is_name or _NAME_GAP.fullmatch(gap) is not None or gap in phrase.odd_gaps
+
+
+# -- hits ---------------------------------------------------------------------------------------
+
+
+def _speaker_hit(
+    watch: _SpeakerWatch, mentions: list[_Occurrence], everyone: dict[int, list[_Occurrence]]
+) -> Hit:
+    others = [o for key, occ in everyone.items() if key != id(watch) for o in occ]
+    proofs: list[tuple[_Field, int]] = []
+    for m in mentions:
+        others_here = [(o.start, o.end) for o in others if o.field is m.field]
+        own_here = [(o.start, o.end) for o in mentions if o.field is m.field]
+        sentences = _attribution(m.field.layout, m.start, m.end, others_here, own_here)
+        proofs.extend((m.field, s) for s in sentences)
+    statement = bool(proofs)
+    if not statement:
+        proofs = [(m.field, m.field.layout.sentence_of(m.start)) for m in mentions]
+    evidence = _sentence_evidence(proofs, mentions)
+    return Hit(
+        watch=watch.speaker.name,
+        kind="speaker",
+        statement=statement,
+        score=max(m.score for m in mentions),
+        evidence=evidence,
+    )
+
+
+def _theme_hit(watch: _ThemeWatch, located: dict[_Phrase, list[_Occurrence]]) -> Hit | None:
+    """Every all_of group, and one any_of phrase if there are any, and no none_of phrase (R6, R10)."""
+    if not (watch.all_of or watch.any_of) or any(p in located for p in watch.none_of):
+        return None
+    groups = [*watch.all_of, *((watch.any_of,) if watch.any_of else ())]
+    decisive: list[_Occurrence] = []
+    for group in groups:
+        candidates = [o for p in group for o in located.get(p, ())]
+        if not candidates:
+            return None
+        decisive.append(max(candidates, key=lambda o: (o.score, -o.start)))
+    proofs = [(o.field, o.field.layout.sentence_of(o.start)) for o in decisive]
+    return Hit(
+        watch=watch.theme.name,
+        kind="theme",
+        statement=False,
+        score=min(o.score for o in decisive),
+        evidence=_sentence_evidence(proofs, decisive),
+    )
+
+
+def _sentence_evidence(proofs: list[tuple[_Field, int]], marks: list[_Occurrence]) -> tuple[Evidence, ...]:
+    """One Evidence per distinct sentence (at most a few), highlighting ``marks`` inside it."""
+    out: list[Evidence] = []
+    for f, index in dict.fromkeys(proofs):
+        start, end = f.layout.sentences[index]
+        spans = [(o.start, o.end) for o in marks if o.field is f and start <= o.start and o.end <= end]
+        out.append(_evidence(f, start, end, spans))
+        if len(out) == _MAX_EVIDENCE_PER_HIT:
+            break
+    return tuple(out)
+
+
+def _evidence(f: _Field, start: int, end: int, spans: list[tuple[int, int]]) -> Evidence:
+    if end - start > _MAX_EVIDENCE_CHARS and spans:
+        # A long sentence is cut to a window around its highlights, at word boundaries.
+        margin = max(0, (_MAX_EVIDENCE_CHARS - (spans[-1][1] - spans[0][0])) // 2)
+        lo, hi = max(start, spans[0][0] - margin), min(end, spans[-1][1] + margin)
+        while lo > start and not f.text[lo - 1].isspace():
+            lo -= 1
+        while hi < end and not f.text[hi].isspace():
+            hi += 1
+        start, end = lo, hi
+    return Evidence(
+        field=f.name,
+        text=f.text[start:end],
+        spans=tuple(sorted({(s - start, e - start) for s, e in spans})),
+    )
+
+
+# -- sentences, quotations and speech attribution ---------------------------------------------
+
+_BOUNDARY = re.compile(r"[.!?…]+[\"”’')\]]*(\s+)")
+_SENTENCE_TOKEN = re.compile(r"[^\W_]+|[^\w\s]")
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof st jr sr inc ltd co corp gen gov sen rep vs etc jan feb mar apr jun jul aug sep "
+    "sept oct nov dec mt ft lt col capt sgt rev hon approx dept univ fig".split()
+)
+#: After "U.S." these open a new sentence; other capitalised words ("U.S. Commerce") do not.
+_SENTENCE_OPENERS = frozenset("he she it they we i the but and this that in a an his her their its there".split())
+_OPENING_QUOTES = frozenset("“\"‘«")
+_CLOSING_QUOTES = frozenset("”\"’»")
+_DASHES = frozenset("-–—")
+
+#: Reporting verbs whose subject is the speaker ("X said", "X has warned", "X and Y argue").
+_SPEECH_VERBS = frozenset(
+    """said says say stated states told tells tell argued argues argue warned warns warn
+    emphasised emphasises emphasized emphasizes emphasise emphasize stressed stresses stress
+    urged urges urge wrote writes write added adds add replied replies reply explained explains
+    noted notes insisted insists insist claimed claims asserted asserts declared declares
+    remarked commented suggested suggests predicted predicts cautioned cautions contended
+    contends maintained maintains acknowledged admitted admits conceded concedes countered
+    counters responded answered asked asks recalled recalls observed tweeted testified""".split()
+)
+#: "X is warning", "X has been saying".
+_SPEECH_ING = frozenset(
+    """saying telling arguing warning urging writing adding insisting claiming stressing
+    emphasising emphasizing noting explaining cautioning predicting suggesting""".split()
+)
+_CALL_FOR = frozenset("call calls called calling".split())
+_BE = frozenset("is was are were been".split())
+#: Verbs that take the speaker after them in an inverted attribution ("..., said X").
+_INVERTING_VERBS = frozenset(
+    """said says added adds wrote writes argued argues warned warns noted notes explained
+    explains replied asked continued insisted insists stated stressed emphasised emphasized
+    cautioned countered observed recalled remarked tweeted concluded predicted""".split()
+)
+#: Words that may stand between the subject and its verb: "X has also said", "X on Monday said".
+_ADVERBIALS = frozenset(
+    """has have had also again later then earlier previously once recently already herself
+    himself themselves today yesterday tonight on last this week month year morning afternoon
+    evening night long often still too in at a an the statement interview speech letter post
+    blog event conference summit forum meeting monday tuesday wednesday thursday friday saturday
+    sunday""".split()
+)
+_NOT_ADVERBS = frozenset("only family early daily july italy".split())
+#: Words that start a clause, so a name right after them can be its subject.
+_CLAUSE_OPENERS = frozenset(
+    """and but or nor that as when while after before because since although though where
+    whereas if unless once then so yet meanwhile however also now later separately""".split()
+)
+#: A name right after these is their object, not a subject ("founded by X", "met X").
+_NOT_BEFORE_SUBJECT = frozenset(
+    """by of with from to for about at on in into onto upon over under between among amongst
+    alongside beside besides beyond without within toward towards around through throughout
+    despite except regarding concerning including excluding featuring like unlike than against
+    versus vs via per plus include includes included met meet meets told asked thanked saw
+    beat chose took gave sent brought interviewed is was are were be been being""".split()
+)
+#: Lower-case words of a title before a name ("Power Dynamics co-founder X", "the lab's chief X").
+_TITLE_WORDS = frozenset(
+    """co founder cofounder chief executive ceo cto cfo coo chair chairman chairwoman
+    chairperson president director head minister secretary investor analyst economist
+    entrepreneur author professor researcher scientist spokesperson spokeswoman spokesman
+    partner adviser advisor officer deputy vice senior former veteran managing general lead
+    principal venture capitalist billionaire activist commissioner regulator governor senator
+    ambassador envoy negotiator representative manager strategist boss leader expert engineer
+    lawyer founding the a an its their his her s""".split()
+)
+_TIME_WORDS = frozenset(
+    """monday tuesday wednesday thursday friday saturday sunday january february march april may
+    june july august september october november december""".split()
+)
+_PRONOUNS = frozenset(("he", "she"))
+_CONNECTIVES = frozenset("but and however later then also separately meanwhile".split())
+#: Capitalised words that mark a place, organisation or date rather than a person.
+_NOT_PERSON = frozenset(
+    """united states kingdom nations union european hong kong new york zealand delhi san
+    francisco los angeles silicon valley south north east west southeast middle central asia
+    asian pacific atlantic white house street wall downing capitol hill department ministry
+    council commission committee agency bureau office board bank fund group holdings capital
+    partners labs lab laboratory inc ltd corp corporation company co dynamics technologies
+    technology systems foundation institute university college school academy association
+    society forum summit conference congress parliament senate court review times news post
+    journal daily tribune reuters bloomberg digital economic world global international
+    national federal republic party cloud security energy media network centre center
+    authority exchange standards""".split()
+) | _TIME_WORDS
+
+
+@dataclass(frozen=True)
+class _Token:
+    start: int
+    end: int
+    text: str
+    lower: str
+
+    @property
+    def is_word(self) -> bool:
+        return self.text[0].isalnum()
+
+
+class _Layout:
+    """Sentences and quotations of one field, computed on first use."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.quotes = _quote_spans(text)
+        self.sentences = _split_sentences(text, self.quotes)
+        self._starts = [s for s, _ in self.sentences]
+        self._tokens: dict[int, list[_Token]] = {}
+
+    def sentence_of(self, pos: int) -> int:
+        return max(0, bisect.bisect_right(self._starts, pos) - 1)
+
+    def in_quote(self, pos: int) -> bool:
+        return any(a < pos < b for a, b in self.quotes)
+
+    def tokens(self, index: int) -> list[_Token]:
+        if index not in self._tokens:
+            start, end = self.sentences[index]
+            self._tokens[index] = [
+                _Token(m.start(), m.end(), m.group(), m.group().lower())
+                for m in _SENTENCE_TOKEN.finditer(self.text, start, end)
+            ]
+        return self._tokens[index]
+
+
+def _quote_spans(text: str) -> list[tuple[int, int]]:
+    """[open, close] offsets of quotations: “…”, "…", «…», and ‘…’ (not apostrophes)."""
+    spans: list[tuple[int, int]] = []
+    double_open: int | None = None
+    single_open: int | None = None
+    for i, ch in enumerate(text):
+        if ch in "“«" or (ch == '"' and double_open is None):
+            if double_open is None:
+                double_open = i
+        elif ch in "”»\"":
+            if double_open is not None:
+                spans.append((double_open, i))
+                double_open = None
+        elif ch == "‘" and single_open is None and (i == 0 or not text[i - 1].isalnum()):
+            single_open = i
+        elif ch == "’" and single_open is not None and (i + 1 == len(text) or not text[i + 1].isalnum()):
+            spans.append((single_open, i))
+            single_open = None
+    return spans
+
+
+def _split_sentences(text: str, quotes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for m in _BOUNDARY.finditer(text):
+        gap_start, nxt = m.start(1), m.end()
+        if nxt >= len(text) or any(a < gap_start < b for a, b in quotes):
+            continue
+        if not _opens_sentence(text, nxt) or _abbreviation_ends(text, m.start(), nxt):
+            continue
+        spans.append((start, gap_start))
+        start = nxt
+    spans.append((start, len(text.rstrip())))
+    return spans
+
+
+def _opens_sentence(text: str, pos: int) -> bool:
+    while pos < len(text) and text[pos] in _OPENING_QUOTES | {"(", "["}:
+        pos += 1
+    return pos < len(text) and (text[pos].isupper() or text[pos].isdigit())
+
+
+def _abbreviation_ends(text: str, dot: int, nxt: int) -> bool:
+    """The full stop at ``dot`` ends an abbreviation or initial, not a sentence."""
+    if text[dot] != ".":
+        return False
+    word_start = dot
+    while word_start > 0 and text[word_start - 1].isalnum():
+        word_start -= 1
+    word = text[word_start:dot]
+    if word.lower() in _ABBREVIATIONS:
+        return True
+    if len(word) == 1 and word.isupper():
+        # An initial ("J. Smith") or the end of "U.S."; the latter may also end a sentence.
+        dotted = word_start >= 2 and text[word_start - 1] == "." and text[word_start - 2].isalpha()
+        following = _WORD.match(text, nxt)
+        return not (dotted and following is not None and following.group().lower() in _SENTENCE_OPENERS)
+    return False
+
+
+def _attribution(
+    layout: _Layout,
+    start: int,
+    end: int,
+    others: list[tuple[int, int]],
+    own: list[tuple[int, int]],
+) -> list[int]:
+    """Indexes of the sentences that attribute speech to the speaker named at [start, end),
+    or [] when the mention is not a statement.
+
+    The speaker speaks when, outside a quotation (R5: a name inside someone else's quote is a
+    mention only): the name is the subject of a reporting verb, possibly after an appositive or
+    adverbials ("X, CEO of Y, said on Monday"); a reporting verb inverts after a quote or comma
+    ("…,” said X); "according to X"; "in an interview" with X as subject; X introduces a quote
+    with a colon; or the next sentence opens with He/She + reporting verb and no other named
+    person comes between.
+    """
+    if layout.in_quote(start):
+        return []
+    index = layout.sentence_of(start)
+    tokens = layout.tokens(index)
+    i = next((k for k, t in enumerate(tokens) if t.start >= start), len(tokens))
+    j = next((k for k, t in enumerate(tokens) if t.start >= end), len(tokens))
+    if _inverted_after(tokens, i) or _according_to(tokens, i):
+        return [index]
+    if _subject_position(tokens, i) and not _possessive(tokens, j):
+        sentence = layout.text[slice(*layout.sentences[index])].lower()
+        if _subject_speaks(tokens, j) or "in an interview" in sentence or _introduces_quote(tokens, j):
+            return [index]
+    if index + 1 < len(layout.sentences) and not _person_between(layout, end, index, others, own):
+        if _pronoun_speaks(layout, index + 1):
+            return [index, index + 1]
+    return []
+
+
+def _subject_position(tokens: list[_Token], i: int) -> bool:
+    """The name at ``tokens[i]`` can be a clause subject: it opens the sentence or a clause,
+    perhaps after a title ("Power Dynamics CEO X"), and is not the object of a preposition or
+    verb ("founded by X", "met X")."""
+    if i == 0:
+        return True
+    before = tokens[i - 1]
+    if before.lower in _NOT_BEFORE_SUBJECT:
+        return False
+    if before.is_word and before.text.islower() and before.lower.endswith(("ed", "ing")):
+        return False
+    k = i - 1
+    while k >= 0 and _title_token(tokens, k):
+        if tokens[k].lower in _TIME_WORDS and k > 0 and tokens[k - 1].lower in ("on", "in", "last", "this"):
+            return True  # "On Thursday X said"
+        k -= 1
+    if k < 0 or not tokens[k].is_word:
+        return True
+    word = tokens[k].lower
+    return word in _CLAUSE_OPENERS or word not in _NOT_BEFORE_SUBJECT
+
+
+def _title_token(tokens: list[_Token], k: int) -> bool:
+    t = tokens[k]
+    if not t.is_word:
+        # Hyphens inside titles ("co-founder") and possessive apostrophes ("the lab's chief").
+        return t.text in _DASHES or t.text in "'’"
+    if t.lower in _NOT_BEFORE_SUBJECT:
+        return False
+    return t.text[0].isupper() or t.lower in _TITLE_WORDS
+
+
+def _possessive(tokens: list[_Token], j: int) -> bool:
+    """"X's lab said": the name only modifies the subject."""
+    return (
+        j + 1 < len(tokens)
+        and tokens[j].text in "'’"
+        and tokens[j + 1].lower == "s"
+        and tokens[j + 1].start == tokens[j].end
+    )
+
+
+def _subject_speaks(tokens: list[_Token], j: int) -> bool:
+    """A reporting verb follows the subject ending before ``tokens[j]``."""
+    j = _skip_coordinated_name(tokens, j)
+    if j < len(tokens) and tokens[j].text in ",(" + "".join(_DASHES):
+        close, relative_speaks = _skip_aside(tokens, j)
+        if relative_speaks:
+            return True  # "X, who said last week that …"
+        if close is None:
+            return False
+        j = close
+    return _speech_verb_at(tokens, _skip_adverbials(tokens, j))
+
+
+def _skip_coordinated_name(tokens: list[_Token], j: int) -> int:
+    """Past "and Tobias Wrenfield" in "X and Tobias Wrenfield said": both are subjects."""
+    if j < len(tokens) and tokens[j].lower == "and":
+        k = j + 1
+        while k < len(tokens) and tokens[k].is_word and tokens[k].text[0].isupper():
+            k += 1
+        if k > j + 1:
+            return k
+    return j
+
+
+def _skip_aside(tokens: list[_Token], j: int) -> tuple[int | None, bool]:
+    """Skip an appositive or parenthesis opening at ``tokens[j]``; return the index after it
+    (None if it never closes or holds someone else's reporting verb) and whether it is a
+    relative clause in which the speaker speaks."""
+    closer = {"(": ")"}.get(tokens[j].text, tokens[j].text)
+    body_start = j + 1
+    if body_start < len(tokens) and tokens[body_start].lower == "who":
+        if _speech_verb_at(tokens, _skip_adverbials(tokens, body_start + 1)):
+            return None, True
+    for k in range(body_start, min(len(tokens), body_start + 30)):
+        if tokens[k].text == closer or (closer in _DASHES and tokens[k].text in _DASHES):
+            return k + 1, False
+        if tokens[k].lower in _SPEECH_VERBS:
+            return None, False  # "X, the minister said, …": the verb is someone else's
+    return None, False
+
+
+def _skip_adverbials(tokens: list[_Token], k: int) -> int:
+    limit = k + 6
+    while k < min(len(tokens), limit):
+        word = tokens[k].lower
+        if word in _ADVERBIALS or (word.endswith("ly") and len(word) > 3 and word not in _NOT_ADVERBS):
+            k += 1
+        else:
+            break
+    return k
+
+
+def _speech_verb_at(tokens: list[_Token], k: int) -> bool:
+    if k >= len(tokens):
+        return False
+    word = tokens[k].lower
+    after = tokens[k + 1].lower if k + 1 < len(tokens) else ""
+    if word in _CALL_FOR:
+        return after == "for"
+    if word in _SPEECH_VERBS:
+        return True
+    if word in _BE:
+        if after in _CALL_FOR:
+            return k + 2 < len(tokens) and tokens[k + 2].lower == "for"
+        return after in _SPEECH_ING
+    return False
+
+
+def _title_chain_start(tokens: list[_Token], i: int, *, comma: bool) -> int:
+    """Index of the first token of the title before the name at ``tokens[i]``
+    ("the lab's chief executive, X"): capitalised words, title words, "of" + Name."""
+    k = i - 1
+    if comma and k >= 0 and tokens[k].text == ",":
+        k -= 1
+    while k >= 0 and k >= i - 9:
+        t = tokens[k]
+        if _title_token(tokens, k) or (t.lower == "of" and k + 1 < i and tokens[k + 1].text[0].isupper()):
+            k -= 1
+        else:
+            break
+    return k + 1
+
+
+def _inverted_after(tokens: list[_Token], i: int) -> bool:
+    """"“…,” said X", "…, wrote Power Dynamics co-founder X", or "“…” — X"."""
+    if i >= 2 and tokens[i - 1].text in _DASHES and tokens[i - 2].text in _CLOSING_QUOTES:
+        return True
+    k = _title_chain_start(tokens, i, comma=True) - 1
+    if k < 0 or tokens[k].lower not in _INVERTING_VERBS:
+        return False
+    return k == 0 or not tokens[k - 1].is_word
+
+
+def _according_to(tokens: list[_Token], i: int) -> bool:
+    k = _title_chain_start(tokens, i, comma=False) - 1
+    return k >= 1 and tokens[k].lower == "to" and tokens[k - 1].lower == "according"
+
+
+def _introduces_quote(tokens: list[_Token], j: int) -> bool:
+    """"X: “…”" or "X put it bluntly: “…”" — a colon right before a quotation."""
+    for k in range(j, min(len(tokens) - 1, j + 9)):
+        t = tokens[k]
+        if t.text == ":":
+            return tokens[k + 1].text in _OPENING_QUOTES
+        if not (t.is_word and t.text.islower()):
+            return False
+    return False
+
+
+def _pronoun_speaks(layout: _Layout, index: int) -> bool:
+    """The sentence opens with He/She + reporting verb, or with a quote then "she said"."""
+    tokens = layout.tokens(index)
+    k = 0
+    while k < len(tokens) and (tokens[k].lower in _CONNECTIVES or tokens[k].text == ","):
+        k += 1
+    if k < len(tokens) and tokens[k].lower in _PRONOUNS:
+        return _speech_verb_at(tokens, _skip_adverbials(tokens, k + 1))
+    if k < len(tokens) and tokens[k].text in _OPENING_QUOTES:
+        quote_end = next((b for a, b in layout.quotes if a == tokens[k].start), None)
+        if quote_end is None:
+            return False
+        q = next((n for n, t in enumerate(tokens) if t.start > quote_end), len(tokens))
+        if q < len(tokens) and tokens[q].text == ",":
+            q += 1
+        if q + 1 < len(tokens) and tokens[q].lower in _PRONOUNS:
+            return _speech_verb_at(tokens, _skip_adverbials(tokens, q + 1))
+        return q + 1 < len(tokens) and tokens[q].lower in _INVERTING_VERBS and tokens[q + 1].lower in _PRONOUNS
+    return False
+
+
+def _person_between(
+    layout: _Layout, end: int, index: int, others: list[tuple[int, int]], own: list[tuple[int, int]]
+) -> bool:
+    """Another named person follows the mention in its sentence, so a He/She in the next
+    sentence may be theirs: another tracked speaker, or two or more capitalised words that
+    read as a name ("Ingrid Solberg", not "United States" or "Northvane Labs")."""
+    sentence_end = layout.sentences[index][1]
+    if any(end <= s < sentence_end for s, _ in others):
+        return True
+    run: list[_Token] = []
+    for t in layout.tokens(index):
+        if t.start < end or any(a <= t.start < b for a, b in own):
+            continue
+        if t.is_word and t.text[0].isupper() and not t.text.isupper():
+            if run and layout.text[run[-1].end : t.start].strip():
+                run = []
+            run.append(t)
+            if len(run) >= 2 and not any(r.lower in _NOT_PERSON for r in run):
+                return True
+        else:
+            run = []
+    return False

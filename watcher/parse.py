@@ -1,0 +1,157 @@
+"""Turn a fetched feed body into :class:`~watcher.types.ParsedFeed`. Pure: no I/O, no clock.
+
+feedparser reads the *bytes* and the response headers, never a URL (it would fetch it itself,
+and a bytes argument that happens to be a file name would be opened from disk, so the body
+goes in as a stream). HTML sanitising and relative-URI resolution are switched off: they are
+the slowest part of feedparser and useless here, because :func:`html_to_text` keeps only
+text and drops ``<script>``/``<style>`` bodies itself.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import io
+import zlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import feedparser
+from selectolax.lexbor import LexborHTMLParser
+
+from watcher.errors import ParseError
+from watcher.types import Article, ParsedFeed
+
+#: Elements whose content is code or markup, never article text.
+_NON_TEXT_TAGS = ["script", "style", "noscript", "template"]
+#: A gzip body sent without Content-Encoding is decompressed up to this size (a zip-bomb cap).
+_MAX_GUNZIPPED_BYTES = 64 * 1024 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
+    """Parse an RSS/Atom/RDF body into articles with plain-text fields.
+
+    A malformed feed that still yields entries is used, with ``problem`` set to a one-line
+    reason. A well-formed feed with no entries gives an empty ``ParsedFeed``.
+
+    Raises:
+        ParseError: the body is empty, is not a feed (an HTML page, JSON, random XML), or is
+            so broken that no entry could be read from it.
+    """
+    if not body.strip():
+        raise ParseError(url, "empty body")
+    body = _gunzip_if_needed(body, url)
+    response_headers = {k.lower(): v for k, v in (headers or {}).items()}
+    parsed = feedparser.parse(
+        io.BytesIO(body),
+        response_headers=response_headers,
+        sanitize_html=False,
+        resolve_relative_uris=False,
+    )
+    problem = _bozo_reason(parsed)
+    if not parsed.entries:
+        _raise_if_unusable(parsed, body, url, problem)
+    articles = tuple(_article(entry) for entry in parsed.entries)
+    feed_title = _detail_text(parsed.feed.get("title_detail")) or None
+    return ParsedFeed(title=feed_title, articles=articles, problem=problem)
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML fragment: tags become word breaks, entities are decoded,
+    ``<script>``/``<style>`` bodies are dropped, and all whitespace (incl. NBSP) is folded."""
+    if "<" not in html and "&" not in html:
+        return fold_whitespace(html)
+    tree = LexborHTMLParser(html)
+    tree.strip_tags(_NON_TEXT_TAGS)
+    root = tree.root
+    return fold_whitespace(root.text(separator=" ") if root is not None else "")
+
+
+def fold_whitespace(text: str) -> str:
+    """Collapse every run of whitespace (spaces, tabs, line breaks, NBSP) into one space."""
+    return " ".join(text.split())
+
+
+def _gunzip_if_needed(body: bytes, url: str) -> bytes:
+    # Some servers gzip the feed without saying so; feedparser would report a SAX error.
+    if not body.startswith(_GZIP_MAGIC):
+        return body
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, _MAX_GUNZIPPED_BYTES)
+    except zlib.error as e:
+        raise ParseError(url, f"not a feed: corrupt gzip data ({e})") from e
+    if inflater.unconsumed_tail:
+        raise ParseError(url, f"not a feed: gzip body expands beyond {_MAX_GUNZIPPED_BYTES} bytes")
+    return data
+
+
+def _bozo_reason(parsed: Any) -> str | None:
+    """One line saying why feedparser found the feed malformed, or None if it did not."""
+    if not parsed.get("bozo"):
+        return None
+    exc = parsed.get("bozo_exception")
+    if exc is None:
+        return "malformed feed"
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _raise_if_unusable(parsed: Any, body: bytes, url: str, problem: str | None) -> None:
+    """No entries: fine for a real (even empty) feed, a ParseError for anything else."""
+    if parsed.get("version") and problem is None:
+        return
+    head = body[:1024].lstrip().lower()
+    if head.startswith((b"{", b"[")):
+        raise ParseError(url, "not a feed: looks like JSON (JSON Feed is not supported)")
+    if b"<html" in head or head.startswith(b"<!doctype html"):
+        raise ParseError(url, "not a feed: looks like an HTML page")
+    if not parsed.get("version"):
+        raise ParseError(url, f"not a feed: no RSS, Atom or RDF document found ({problem or 'unknown format'})")
+    raise ParseError(url, f"malformed feed with no readable entries: {problem}")
+
+
+def _article(entry: Any) -> Article:
+    title = _detail_text(entry.get("title_detail"))
+    summary = _detail_text(entry.get("summary_detail"))
+    content = " ".join(filter(None, (_detail_text(c) for c in entry.get("content") or ())))
+    link = entry.get("link") or None
+    entry_id = entry.get("id") or link
+    return Article(
+        key=entry_id or _sha256(title, content),
+        entry_id=entry_id,
+        link=link,
+        title=title,
+        summary=summary,
+        content=content,
+        published=_utc(entry.get("published_parsed") or entry.get("updated_parsed")),
+        content_hash=_sha256(title, summary, content),
+    )
+
+
+def _detail_text(detail: Mapping[str, Any] | None) -> str:
+    """Plain text of a feedparser ``*_detail`` value, parsing HTML only when it is HTML,
+    so a plain-text "a < b" stays as written."""
+    if not detail:
+        return ""
+    value = detail.get("value") or ""
+    kind = (detail.get("type") or "text/html").lower()
+    if "html" in kind or "xml" in kind:
+        return html_to_text(value)
+    return fold_whitespace(value)
+
+
+def _utc(parsed_time: Any) -> datetime | None:
+    # feedparser normalises every date it understands to a UTC struct_time.
+    if parsed_time is None:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(parsed_time), tz=UTC)
+    except (OverflowError, ValueError, TypeError, OSError):
+        return None
+
+
+def _sha256(*parts: str) -> str:
+    # A unit separator keeps ("ab", "c") and ("a", "bc") apart.
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
