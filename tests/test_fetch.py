@@ -548,3 +548,28 @@ def test_file_over_the_cap(tmp_path):
 def test_file_url_with_a_remote_host_is_refused(fetcher):
     err = fetch_error(fetcher, "file://fileserver/share/feed.xml")
     assert err.reason == "file URLs must name a local file (file:///path)"
+
+
+def test_body_stalled_after_a_full_chunk_is_not_taken_as_complete(fetcher, server):
+    # The stall falls between reads, so the socket shut at the deadline ends the body with
+    # no further chunk: only the clock check after the read loop catches it.
+    def handler(request):
+        request.send_response(200)
+        request.send_header("Connection", "close")
+        request.end_headers()
+        request.close_connection = True
+        request.wfile.write(b"x" * 64 * 1024)
+        request.wfile.flush()
+        request.server.owner.stopping.wait(10)
+
+    server.route("/rss", handler)
+    _assert_deadline(fetcher, server.url("/rss"), 1.5)
+
+
+def test_trickle_over_tls_fails_at_the_total_deadline(tls_server, monkeypatch):
+    server, ca = tls_server
+    server.route("/slow", trickle(FEED, interval=0.5))
+    with ca.cert_pem.tempfile() as ca_file:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+        with Fetcher() as fetcher:
+            _assert_deadline(fetcher, server.url("/slow"), 1.5)
