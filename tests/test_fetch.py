@@ -573,3 +573,36 @@ def test_trickle_over_tls_fails_at_the_total_deadline(tls_server, monkeypatch):
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
         with Fetcher() as fetcher:
             _assert_deadline(fetcher, server.url("/slow"), 1.5)
+
+
+def test_body_cut_short_is_a_broken_response(fetcher, server):
+    def handler(request):
+        request.send_response(200)
+        request.send_header("Content-Length", "1000")
+        request.end_headers()
+        request.wfile.write(FEED)
+        request.close_connection = True
+
+    server.route("/rss", handler)
+    err = fetch_error(fetcher, server.url("/rss"), timeout=5)
+    assert err.reason == "the server sent a broken response or dropped the connection"
+
+
+def test_connection_closed_without_an_answer(fetcher, server):
+    def handler(request):
+        request.close_connection = True
+
+    server.route("/rss", handler)
+    err = fetch_error(fetcher, server.url("/rss"), timeout=5)
+    assert err.reason == "connection closed by the server"
+
+
+def test_corrupt_gzip(fetcher, server):
+    server.respond("/rss", b"not gzip at all", headers={"Content-Encoding": "gzip"})
+    err = fetch_error(fetcher, server.url("/rss"), timeout=5)
+    assert err.reason == "could not decompress the response (bad gzip/deflate data)"
+
+
+def test_url_without_host_is_invalid(fetcher):
+    err = fetch_error(fetcher, "http:///rss?token=s3cret")
+    assert err.reason == "invalid URL" and "s3cret" not in str(err)

@@ -90,9 +90,8 @@ class Fetcher:
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
         self._session = requests.Session()
-        adapter = _WatchedAdapter(
-            max_retries=0
-        )  # retrying is the pipeline's job (backoff per feed)
+        # No retries here: retrying is the pipeline's job (backoff per feed).
+        adapter = _WatchedAdapter(max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         # Set explicitly: requests adds br/zstd when those packages happen to be installed.
@@ -319,11 +318,10 @@ class _HttpFetch:
         )
 
     def _status_error(self, status: int, headers: dict[str, str]) -> FetchError:
+        # The standard phrase, never the server's own: that is a stranger's text.
         try:
             reason = f"HTTP {status} {http.HTTPStatus(status).phrase}"
-        except (
-            ValueError
-        ):  # a non-standard code; the server's own phrase is stranger's text
+        except ValueError:
             reason = f"HTTP {status}"
         retry_after = None
         if status in _RETRY_AFTER_STATUSES:
@@ -393,6 +391,7 @@ class _HttpFetch:
                 e, (requests.RequestException, urllib3.exceptions.HTTPError)
             )
         ]
+        underlying = below[0] if below else None
 
         def find(
             *types: type[BaseException], among: list[BaseException] = below
@@ -424,17 +423,17 @@ class _HttpFetch:
             among=timeouts,
         ):
             return f"timed out after {self.timeout:g}s", find(TimeoutError)
-        if found := find(
-            ConnectionResetError
-        ):  # includes http.client.RemoteDisconnected
+        # ConnectionResetError includes http.client.RemoteDisconnected.
+        if found := find(ConnectionResetError):
             return "connection closed by the server", found
         if find(
             urllib3.exceptions.DecodeError,
             requests.exceptions.ContentDecodingError,
             among=chain,
         ):
-            return "could not decompress the response (bad gzip/deflate data)", find(
-                Exception
+            return (
+                "could not decompress the response (bad gzip/deflate data)",
+                underlying,
             )
         if find(
             requests.exceptions.InvalidURL,
@@ -445,12 +444,13 @@ class _HttpFetch:
         if find(
             http.client.HTTPException, urllib3.exceptions.ProtocolError, among=chain
         ):
-            return "the server sent a broken response or dropped the connection", find(
-                Exception
+            return (
+                "the server sent a broken response or dropped the connection",
+                underlying,
             )
         if isinstance(found := find(OSError), OSError) and found.strerror:
             return f"network error: {found.strerror.lower()}", found
-        return f"network error ({type(error).__name__})", find(Exception)
+        return f"network error ({type(error).__name__})", underlying
 
 
 def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
@@ -571,9 +571,8 @@ class _WatchedHTTPConnection(HTTPConnection):
 
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
-        _watch_socket(
-            sock
-        )  # before any TLS handshake, so a stalled handshake is covered too
+        # Watched before any TLS handshake, so a stalled handshake is covered too.
+        _watch_socket(sock)
         return sock
 
     def request(self, *args: Any, **kwargs: Any) -> None:
