@@ -108,7 +108,7 @@ def poll(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         for r in results:
             click.echo(json.dumps(dataclasses.asdict(r), ensure_ascii=False))
-        click.echo(json.dumps({"delivery": dataclasses.asdict(report)}))
+        click.echo(json.dumps({"delivery": {"sent": report.sent, "failed": report.failed, "dead": report.dead}}))
         return
     table = Table("feed", "result", "new", "hits")
     for r in results:

@@ -1,0 +1,151 @@
+"""The whole service through its CLI, on real parts: a loopback feed server, an SMTP
+server (aiosmtpd), a SQLite file and `watcher` run as a separate process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.httpserver import LoopbackServer
+from watcher.mailsink import MailSink
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "watcher" / "demo_feeds"
+
+WATCHES = """
+speakers:
+  - name: Jen Zhu Scott
+    aliases: ["Zhu Scott", "Jen Zhu-Scott"]
+themes:
+  - name: Semiconductor export controls
+    all_of: [["export control", "export controls"], ["GPU", "chip", "semiconductor"]]
+  - name: Tech decoupling
+    all_of: [["decoupling", "decouple"]]
+"""
+
+
+def write_config(tmp_path: Path, server: LoopbackServer, sink: MailSink, *, interval: str = "15m") -> Path:
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        f"""
+database: sqlite:///{tmp_path}/watcher.db
+defaults: {{interval: {interval}, timeout: 10s, alert_on_first_poll: true}}
+feeds:
+  - {{name: forum, url: "{server.url('/forum-wire.xml')}"}}
+  - {{name: notes, url: "{server.url('/policy-notes.xml')}"}}
+{WATCHES}
+smtp: {{host: 127.0.0.1, port: {sink.port}, security: none, from: watcher@example.org}}
+channels:
+  - {{name: desk, type: email, to: [analyst@example.org]}}
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def watcher_cmd(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "watcher", "-c", str(config), *args]
+
+
+def run_watcher(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(watcher_cmd(config, *args), capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer(root=SAMPLES) as s:
+        yield s
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[MailSink]:
+    with MailSink(tmp_path / "mail") as s:
+        yield s
+
+
+def test_two_polls_store_hits_send_one_email_each_and_use_conditional_get(
+    tmp_path: Path, server: LoopbackServer, sink: MailSink
+) -> None:
+    config = write_config(tmp_path, server, sink)
+
+    run_watcher(config, "poll")
+    hits = json_lines(run_watcher(config, "hits", "--json").stdout)
+    watches = {(h["title"], h["watch"]) for h in hits}
+    assert ("Jen Zhu Scott calls for a \"US plus China\" model of AI development", "Jen Zhu Scott") in watches
+    assert ("Chipmakers brace for new export controls on GPU chips", "Semiconductor export controls") in watches
+    assert not any("bakery" in str(h["title"]) for h in hits)
+    statement = next(h for h in hits if h["watch"] == "Jen Zhu Scott" and h["link"].endswith("/1"))
+    assert statement["statement"] is True and "Jen Zhu Scott" in statement["evidence"]
+    assert {"entry_id", "link", "title", "watch", "kind", "statement", "score", "evidence", "feed", "created"} <= set(
+        statement
+    )
+
+    assert len(sink.messages) == len(hits)
+    for message in (m.message for m in sink.messages):
+        assert message["X-Watcher-Watch"] in {h["watch"] for h in hits}
+        text = message.get_body(("plain",)).get_content()
+        assert any(str(h["link"]) in text for h in hits)
+    said = [m.message for m in sink.messages if m.message["Subject"].startswith("[watcher] Jen Zhu Scott said:")]
+    assert said and "US plus China" in said[0].get_body(("plain",)).get_content()
+
+    server.clear_requests()
+    run_watcher(config, "poll")
+    assert len(sink.messages) == len(hits), "the second poll sent a duplicate"
+    assert len(json_lines(run_watcher(config, "hits", "--json").stdout)) == len(hits)
+    for path in ("/forum-wire.xml", "/policy-notes.xml"):
+        [again] = server.requests_for(path)
+        assert "if-none-match" in again.headers or "if-modified-since" in again.headers
+
+    outbox = json_lines(run_watcher(config, "outbox", "--json").stdout)
+    assert outbox and all(row["status"] == "sent" for row in outbox)
+
+
+def test_first_poll_stores_backlog_silently_unless_asked(tmp_path: Path, server: LoopbackServer, sink: MailSink) -> None:
+    config = write_config(tmp_path, server, sink)
+    config.write_text(config.read_text().replace("alert_on_first_poll: true", "alert_on_first_poll: false"))
+    run_watcher(config, "poll")
+    assert json_lines(run_watcher(config, "hits", "--json").stdout), "backlog hits are still stored"
+    assert sink.messages == []
+
+
+def test_the_daemon_polls_alerts_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, server: LoopbackServer, sink: MailSink
+) -> None:
+    config = write_config(tmp_path, server, sink, interval="2s")
+    daemon = subprocess.Popen(watcher_cmd(config, "run"), cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(sink.messages) < 4 and time.monotonic() < deadline and daemon.poll() is None:
+            time.sleep(0.2)
+        assert len(sink.messages) >= 4, "the daemon did not alert"
+        polls_before = len(server.requests)
+        time.sleep(4.5)
+        assert len(server.requests) > polls_before, "the daemon did not poll again on its interval"
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=10)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    assert daemon.returncode == 0, stderr
+    assert "stopping" in stderr
+
+    hits = json_lines(run_watcher(config, "hits", "--json").stdout)
+    outbox = json_lines(run_watcher(config, "outbox", "--json").stdout)
+    assert len(outbox) == len(hits) == len(sink.messages)
+    assert all(row["status"] == "sent" for row in outbox)
+    assert len({m.message["Message-ID"] for m in sink.messages}) == len(sink.messages)
