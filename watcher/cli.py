@@ -294,6 +294,8 @@ def demo(ctx: click.Context, directory: Path) -> None:
     """Show the product offline: sample feeds on loopback, the shipped watches, a local mail sink."""
     from watcher.demo import run_demo
 
+    if not ctx.find_root().obj["verbose"]:
+        logging.getLogger("watcher").setLevel(logging.WARNING)  # the summary below says it all
     result = run_demo(_config(ctx), directory)
     click.echo(f"served {result.feeds} sample feeds on {result.base_url} and polled them with "
                f"{len(result.watches)} watches from {ctx.obj['config_path']}")
@@ -302,7 +304,8 @@ def demo(ctx: click.Context, directory: Path) -> None:
     click.echo(f"{len(result.emails)} alert emails delivered to the local mail sink, written to:")
     for path in result.emails:
         click.echo(f"  {path}")
-    click.echo(f"database: {result.database}  (try: watcher -c {result.config} hits --since 1d)")
+    click.echo(f"database: {result.database}")
+    click.echo(f"see the stored hits: WATCHER_DATABASE_URL={result.database} watcher hits --since 30d")
 
 
 def _print_hit(hit: Hit, title: str, link: str | None, where: str = "") -> None:
@@ -311,7 +314,7 @@ def _print_hit(hit: Hit, title: str, link: str | None, where: str = "") -> None:
     console.print(f"  {title}", markup=False)
     if link:
         console.print(f"  {link}", markup=False)
-    console.print(f"  “{hit.evidence_text}”", markup=False)
+    console.print(f"  evidence: {hit.evidence_text}", markup=False)
 
 
 def _hit_json(entry_id: str | None, link: str | None, title: str, hit: Hit) -> dict[str, Any]:
