@@ -429,6 +429,22 @@ def test_stop_releases_claimed_rows_untouched(store: Store) -> None:
     assert store.claim_due(NOW, owner=OWNER, lease=timedelta(minutes=5)) != []
 
 
+def test_an_unexpected_error_keeps_the_alert_and_spares_other_channels(store: Store, sink: MailSink) -> None:
+    add_hits(store, 1, channels=("buggy", "desk"))
+
+    class Buggy:
+        name, digest = "buggy", False
+
+        def send(self, items: list[OutboxItem], now: datetime, *, test: bool = False) -> str:
+            raise KeyError("oops")
+
+    channels = {"buggy": Buggy(), "desk": EmailChannel(email_settings(), smtp_settings(sink))}
+    report = flush_outbox(store, channels, now=NOW, owner=OWNER)
+    assert (report.sent, report.failed) == (1, 1)
+    [row] = store.list_outbox("failed")
+    assert row.channel == "buggy" and "internal error: KeyError" in (row.last_error or "")
+
+
 # -- webhook ---------------------------------------------------------------------------
 
 

@@ -499,6 +499,11 @@ def _deliver(
             answer = channel.send(items, now)
         except DeliveryError as e:
             error = e
+        except Exception as e:
+            # A bug, not the server: keep the alert (retried with backoff, dead after
+            # MAX_ATTEMPTS) and carry on with the others (STYLE rule 4).
+            log.critical("channel %s: unexpected error sending %s", name, ids, exc_info=True)
+            error = DeliveryError(name, f"internal error: {type(e).__name__}: {e}", transient=True)
         else:
             store.mark_sent(ids, now)
             log.info("channel %s: sent %d alerts: %s", name, len(ids), answer)
