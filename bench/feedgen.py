@@ -50,6 +50,11 @@ _TOPICS = [
     ("antitrust", "merger review", "market dominance"), ("refugees", "asylum", "border policy"),
     ("ocean plastics", "recycling", "packaging rules"),
 ]
+#: Neutral subjects for filler prose and untracked items: no theme phrase occurs in them.
+_SUBJECTS = ["the spending review", "the quarterly figures", "the new rules", "the court ruling",
+             "the staffing plan", "the budget talks", "the merger talks", "the audit findings",
+             "the coalition talks", "the procurement process", "the licensing regime", "the fiscal outlook",
+             "the reorganisation", "the board vote", "the regional plan", "the safety inspection"]
 _VERBS = ["announced", "warned", "argued", "confirmed", "questioned", "signalled", "rejected",
           "welcomed", "proposed", "criticised", "defended", "outlined"]
 _NOUNS = ["plan", "proposal", "budget", "report", "framework", "review", "strategy", "deal",
@@ -142,19 +147,21 @@ class FeedGenerator:
 
     def _sentence(self, rng: random.Random) -> str:
         words = rng.sample(_FILLER, rng.randint(9, 16))
-        topic = rng.choice(rng.choice(_TOPICS))
+        subject = rng.choice(_SUBJECTS)
         org = rng.choice(_ORGS)
-        words.insert(rng.randrange(len(words)), topic)
-        lead = f"{org} {rng.choice(_VERBS)} a {rng.choice(_NOUNS)} on {topic}"
+        words.insert(rng.randrange(len(words)), subject)
+        lead = f"{org} {rng.choice(_VERBS)} a {rng.choice(_NOUNS)} on {subject}"
         return f"{lead}, {' '.join(words)}."
 
     def _item(self, i: int, n: int) -> dict[str, str]:
         rng = random.Random(f"item:{self.seed}:{i}:{n}")
         place = rng.choice(_PLACES)
-        topic = rng.choice(_TOPICS)
-        paragraphs: list[str] = []
         speaker = rng.choice(self.watches.speakers) if rng.random() < 0.2 else None
         theme = rng.choice(self.watches.themes) if rng.random() < 0.2 else None
+        # The item's subject: its theme's first phrase when it carries one, else neutral
+        # wording that no theme tracks (real news mostly matches nothing).
+        topic = theme.all_of[0] if theme is not None else (rng.choice(_SUBJECTS),)
+        paragraphs: list[str] = []
         words = 0
         while words < 270:
             sentences = [rng.choice(self._pool) for _ in range(rng.randint(2, 4))]
