@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import ChannelSettings, Config, FeedSettings, SmtpSettings
+from watcher.errors import WatcherError
 from watcher.mailsink import MailSink
 from watcher.service import make_watcher
 from watcher.types import StoredHit
@@ -63,6 +64,8 @@ def run_demo(config: Config, directory: Path) -> DemoResult:
     database = f"sqlite:///{(directory / 'demo.db').resolve()}"
     samples = Path(str(resources.files("watcher") / "demo_feeds"))
     names = sorted(p.name for p in samples.glob("*.xml"))
+    if not names:
+        raise WatcherError(f"no sample feeds in {samples}", "reinstall watcher; its package data is missing")
     with _serve(samples) as base_url, MailSink(mail_dir) as sink:
         demo_config = dataclasses.replace(
             config,
