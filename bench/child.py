@@ -27,9 +27,12 @@ class PollRun:
     wall: float
     cpu_user: float
     cpu_sys: float
-    #: Peak resident set of the child, MB (ru_maxrss).
+    #: Peak resident set of the child, MB: its VmHWM, sampled from /proc every 20 ms.
     peak_rss_mb: float
     exit_code: int
+    #: ru_maxrss from wait4, MB. Linux carries the parent's high-water mark into a forked
+    #: child, so this is max(benchmark process at fork, child); kept for reference only.
+    ru_maxrss_mb: float = 0.0
     feeds: int = 0
     new: int = 0
     hits: int = 0
@@ -64,19 +67,53 @@ def run_measured(label: str, argv: list[str], *, repo: Path, workdir: Path, time
         proc = subprocess.Popen(argv, cwd=workdir, env=env_for(repo), stdout=out, stderr=err)
         killer = threading.Timer(timeout, lambda: os.kill(proc.pid, signal.SIGKILL))
         killer.start()
+        hwm = _HighWater(proc.pid)
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:
             killer.cancel()
+            hwm.stop()
         wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     stderr = err_path.read_text(errors="replace")
     run = PollRun(
         label=label, wall=wall, cpu_user=usage.ru_utime, cpu_sys=usage.ru_stime,
-        peak_rss_mb=usage.ru_maxrss / 1024, exit_code=proc.returncode,
+        peak_rss_mb=hwm.mb, exit_code=proc.returncode, ru_maxrss_mb=usage.ru_maxrss / 1024,
         stderr_tail="\n".join(stderr.strip().splitlines()[-25:]),
     )
     return run, out_path.read_text(errors="replace")
+
+
+class _HighWater:
+    """Samples ``VmHWM`` (the peak RSS of the process's current address space, which exec
+    starts afresh) from ``/proc/<pid>/status`` until stopped. The peak is monotonic, so only
+    growth in the last interval before exit can be missed."""
+
+    def __init__(self, pid: int, every: float = 0.02) -> None:
+        self.path, self.every, self.kb = f"/proc/{pid}/status", every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hwm", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with open(self.path) as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            self.kb = max(self.kb, int(line.split()[1]))
+                            break
+            except (OSError, ValueError):
+                pass
+            self._stop.wait(self.every)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    @property
+    def mb(self) -> float:
+        return self.kb / 1024
 
 
 def run_poll(label: str, config: Path, *, python: str, repo: Path, workdir: Path, timeout: float = 1800) -> PollRun:

@@ -13,7 +13,8 @@ One run (see issue 6):
    50 speakers and 50 themes: first poll, unchanged poll (all 304), poll after 10% of the
    feeds gained an entry; then the same first and new-entries polls on a database that
    already holds ``--archive`` (200k) stored entries, bulk-inserted by ``bench.seed_db``;
-4. prints wall, CPU (user+sys of the child, ``os.wait4``), peak RSS (``ru_maxrss``),
+4. prints wall, CPU (user+sys of the child, ``os.wait4``), peak RSS (the child's VmHWM; ``ru_maxrss``
+   would include the benchmark's own memory, which Linux carries into forked children),
    entries/s, per-stage seconds (summed over worker threads) and the ratio to the floor.
    ``--out`` writes everything as JSON.
 
@@ -160,7 +161,7 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"| child startup (python + watcher imports) | {results['startup']['wall']:.2f} | "
           f"{results['startup']['cpu']:.2f} |")
     print("\n### watcher poll (child process; stage seconds summed over worker threads)\n")
-    head = ["poll", "wall s", "cpu s", "peak RSS MB", "new", "entries/s", *STAGES, "HTTP 200/304",
+    head = ["poll", "wall s", "cpu s", "peak RSS MB (VmHWM)", "new", "entries/s", *STAGES, "HTTP 200/304",
             "ratio to floor", "ratio w/o startup"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * 1 + "---:|" * (len(head) - 1))
     for r in results["polls"]:
