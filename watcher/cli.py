@@ -78,6 +78,21 @@ def cli(ctx: click.Context, config_path: str, verbose: bool) -> None:
     )
     for noisy in ("apscheduler", "alembic", "urllib3", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # urllib3 logs each request's path with its query ("GET /feed?token=... HTTP/1.1"),
+    # which may hold a feed's or webhook's token.
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _RedactArgs) for f in pool_log.filters):
+        pool_log.addFilter(_RedactArgs())
+
+
+class _RedactArgs(logging.Filter):
+    """Masks credentials and token-like query values in a log record's string arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(a) if isinstance(a, str) and ("?" in a or "@" in a) else a
+                                for a in record.args)
+        return True
 
 
 @cli.command()
