@@ -44,6 +44,7 @@ _PREV_WORD = re.compile(r"([^\W_]+)([\W_]+)\Z")
 #: R2: between name parts only whitespace (NBSP included), hyphens and dashes.
 _NAME_GAP = re.compile(r"[\s\u00ad\u2010-\u2015\u2212-]+")
 _DOTTED_ACRONYM = re.compile(r"(?<![^\W_])(?:[A-Z]\.){2,4}(?![^\W_])")
+_DOTTED_HINT = re.compile(r"\.[A-Z]\.")  # starts with a literal, so the scan is fast
 #: Characters looked back over to find the word before an anchor: a name part plus separator.
 _LOOKBACK = 64
 #: Contract: one-letter typos are tolerated in theme words and names of this many characters.
@@ -72,24 +73,21 @@ class Matcher:
     def match(self, article: Article) -> list[Hit]:
         """Every tracked speaker and theme the article matches, speakers first, in config order."""
         fields = _fields(article)
-        located: dict[_Phrase, list[_Occurrence]] = {}
-        for f in fields:
-            present = self._present_terms(f)
-            for phrase in self._candidate_phrases(present):
-                occurrences = self._locate(f, phrase, present)
-                if occurrences:
-                    located.setdefault(phrase, []).extend(occurrences)
-        if not located:
-            return []
+        # The prefilter runs once over all fields' words; phrases are then located per field (R6).
+        words = set().union(*(f.words for f in fields))
+        scan = _Scan(fields, words, self._typo_terms(words))
+        woken_names: dict[_Phrase, None] = {}
+        woken_themes: set[int] = set()
+        for term in self._woken_terms(scan):
+            woken_names.update(dict.fromkeys(self._names_by_anchor.get(term, ())))
+            woken_themes.update(self._themes_by_anchor.get(term, ()))
+        located = {p: occ for p in woken_names if scan.present(p) and (occ := scan.locate(p))}
+        speakers = sorted({i for p in located for i in self._speakers_by_phrase[p]})
         mentions = {
-            id(w): [o for p in w.phrases for o in located.get(p, ())] for w in self._speakers
+            i: _outermost([o for p in self._speakers[i].phrases for o in located.get(p, ())]) for i in speakers
         }
-        hits = [
-            _speaker_hit(w, mentions[id(w)], mentions)
-            for w in self._speakers
-            if mentions[id(w)]
-        ]
-        hits.extend(h for w in self._themes if (h := _theme_hit(w, located)) is not None)
+        hits = [_speaker_hit(self._speakers[i], mentions[i], mentions, i) for i in speakers]
+        hits.extend(h for i in sorted(woken_themes) if (h := _theme_hit(self._themes[i], scan)) is not None)
         return hits
 
     # -- compile ---------------------------------------------------------------------------
@@ -131,12 +129,10 @@ class Matcher:
         def compile_all(phrases: Sequence[str]) -> tuple[_Phrase, ...]:
             return tuple(self._theme_phrase(p, theme.threshold) for p in phrases)
 
-        return _ThemeWatch(
-            theme,
-            all_of=tuple(compile_all(group) for group in theme.all_of),
-            any_of=compile_all(theme.any_of),
-            none_of=compile_all(theme.none_of),
-        )
+        groups = [_Group.of(compile_all(group)) for group in theme.all_of if group]
+        if theme.any_of:
+            groups.append(_Group.of(compile_all(theme.any_of)))
+        return _ThemeWatch(theme, groups=tuple(groups), none_of=compile_all(theme.none_of))
 
     def _term(self, word: str, *, acronym: str | None, plural: bool, fuzzy: bool, threshold: int | None) -> _Term:
         key = (word, acronym, plural, fuzzy, threshold if fuzzy else None)
@@ -155,24 +151,38 @@ class Matcher:
     def _phrase(self, label: str, terms: tuple[_Term, ...], *, is_name: bool, odd_gaps: tuple[str, ...]) -> _Phrase:
         key = (is_name, tuple(id(t) for t in terms), odd_gaps)
         if key not in self._phrases:
-            self._phrases[key] = _Phrase(label, terms, is_name, odd_gaps)
+            self._phrases[key] = _Phrase(label, terms, is_name, odd_gaps, _anchor_indexes(terms, is_name=is_name))
         return self._phrases[key]
 
     def _index(self) -> None:
-        self._exact: dict[str, list[_Term]] = {}
-        self._deletes: dict[str, list[tuple[str, _Term]]] = {}
-        for term in self._terms.values():
+        """Build the lookups ``match`` uses: cost per article then follows its words, not the config.
+
+        A name phrase is woken by either of its two anchor words; a theme only by the anchor
+        words of its rarest-looking group, since every group must be met anyway. Other words
+        are checked only for woken watches.
+        """
+        self._speakers_by_phrase: dict[_Phrase, list[int]] = {}
+        self._names_by_anchor: dict[_Term, list[_Phrase]] = {}
+        for i, speaker in enumerate(self._speakers):
+            for phrase in dict.fromkeys(speaker.phrases):
+                self._speakers_by_phrase.setdefault(phrase, []).append(i)
+                for idx in phrase.anchors:
+                    self._names_by_anchor.setdefault(phrase.terms[idx], []).append(phrase)
+        self._themes_by_anchor: dict[_Term, list[int]] = {}
+        for i, theme in enumerate(self._themes):
+            if theme.groups:
+                for phrase in max(theme.groups, key=lambda g: g.rarity).phrases:
+                    self._themes_by_anchor.setdefault(phrase.terms[phrase.anchors[0]], []).append(i)
+        self._wake_exact: dict[str, list[_Term]] = {}
+        for term in {*self._names_by_anchor, *self._themes_by_anchor}:
             for form in term.forms:
-                self._exact.setdefault(form, []).append(term)
-        self._exact_keys = frozenset(self._exact)
-        self._phrases_by_term: dict[_Term, list[_Phrase]] = {}
-        for phrase in self._phrases.values():
-            for term in dict.fromkeys(phrase.terms):
-                self._phrases_by_term.setdefault(term, []).append(phrase)
+                self._wake_exact.setdefault(form, []).append(term)
+        self._wake_keys = frozenset(self._wake_exact)
         # Multi-word names anchor on an exact part, so only single words need the typo index.
         typo_terms = {
             t for p in self._phrases.values() if not p.is_name or len(p.terms) == 1 for t in p.terms if t.typo_bases
         }
+        self._deletes: dict[str, list[tuple[str, _Term]]] = {}
         for term in typo_terms:
             for base in term.typo_bases:
                 for key in {base, *_deletions(base)}:
@@ -185,18 +195,21 @@ class Matcher:
 
     # -- prefilter -------------------------------------------------------------------------
 
-    def _present_terms(self, f: _Field) -> dict[_Term, set[str]]:
-        """Terms that occur in the field (acronym case not yet checked), with their words."""
-        present: dict[_Term, set[str]] = {}
-        for word in f.words & self._exact_keys:
-            for term in self._exact[word]:
-                present.setdefault(term, set()).add(word)
+    def _typo_terms(self, words: set[str]) -> dict[_Term, set[str]]:
+        """Terms the article's words reach through a tolerated typo, with those words."""
+        found: dict[_Term, set[str]] = {}
         if self._deletes:
-            self._learn_typos(f.words)
-            for word in f.words & self._memo_found_keys:
+            self._learn_typos(words)
+            for word in words & self._memo_found_keys:
                 for term in self._memo_found[word]:
-                    present.setdefault(term, set()).add(word)
-        return present
+                    found.setdefault(term, set()).add(word)
+        return found
+
+    def _woken_terms(self, scan: _Scan) -> list[_Term]:
+        """Wake-up terms present in the article (exactly, or through a typo)."""
+        terms = [t for word in scan.words & self._wake_keys for t in self._wake_exact[word]]
+        terms.extend(t for t in scan.typos if t in self._names_by_anchor or t in self._themes_by_anchor)
+        return terms
 
     def _learn_typos(self, words: set[str]) -> None:
         new = words - self._memo_seen
@@ -220,35 +233,58 @@ class Matcher:
                         found[term] = None
         return tuple(found)
 
-    def _candidate_phrases(self, present: dict[_Term, set[str]]) -> list[_Phrase]:
-        seen: set[_Phrase] = set()
-        out = []
-        for term in present:
-            for phrase in self._phrases_by_term.get(term, ()):
-                if phrase in seen:
-                    continue
-                seen.add(phrase)
-                missing = sum(t not in present for t in phrase.terms)
-                # A multi-word name may have its one typo in the part not found exactly.
-                if missing == 0 or (missing == 1 and phrase.is_name and len(phrase.terms) > 1):
-                    out.append(phrase)
-        return out
 
-    # -- locate ----------------------------------------------------------------------------
+class _Scan:
+    """One article being matched: its fields and words, with phrases checked on demand, once."""
 
-    def _locate(self, f: _Field, phrase: _Phrase, present: dict[_Term, set[str]]) -> list[_Occurrence]:
+    def __init__(self, fields: list[_Field], words: set[str], typos: dict[_Term, set[str]]) -> None:
+        self.fields = fields
+        self.words = words
+        #: Terms reached only through a tolerated typo, with the words that reach them.
+        self.typos = typos
+        self._present: dict[_Phrase, bool] = {}
+        self._located: dict[_Phrase, list[_Occurrence]] = {}
+
+    def present(self, phrase: _Phrase) -> bool:
+        """Every word of the phrase is in the article (a multi-word name: all but one, its typo)."""
+        known = self._present.get(phrase)
+        if known is None:
+            missing = 0
+            for t in phrase.terms:
+                if self.words.isdisjoint(t.forms) and t not in self.typos:
+                    missing += 1
+            known = missing == 0 or (missing == 1 and phrase.is_name and len(phrase.terms) > 1)
+            self._present[phrase] = known
+        return known
+
+    def may_meet(self, group: _Group) -> bool:
+        """A cheap necessary condition for a group: one of its phrases' anchor words is here."""
+        return not self.words.isdisjoint(group.anchor_forms) or (
+            bool(self.typos) and not group.anchor_terms.isdisjoint(self.typos)
+        )
+
+    def locate(self, phrase: _Phrase) -> list[_Occurrence]:
+        """Occurrences of a present phrase, field by field: every one for a name (each may be a
+        statement), for a theme phrase only up to the first exact one per field."""
+        if phrase not in self._located:
+            self._located[phrase] = [o for f in self.fields for o in self._locate_in(f, phrase)]
+        return self._located[phrase]
+
+    def _locate_in(self, f: _Field, phrase: _Phrase) -> list[_Occurrence]:
         found: dict[int, _Occurrence] = {}
-        anchors = range(len(phrase.terms)) if phrase.is_name else range(1)
-        for idx in anchors:
+        for idx in phrase.anchors:
             term = phrase.terms[idx]
-            for word in present.get(term, ()):
+            for word in (term.forms & f.words) | (self.typos.get(term, set()) & f.words):
                 for start in _find_word(f.folded, word):
                     score = _word_score(term, f, start, start + len(word))
                     if score is None:
                         continue
                     occurrence = _extend(f, phrase, idx, start, start + len(word), score)
-                    if occurrence is not None:
-                        found.setdefault(occurrence.start, occurrence)
+                    if occurrence is None:
+                        continue
+                    found.setdefault(occurrence.start, occurrence)
+                    if occurrence.score == 100 and not phrase.is_name:
+                        return [occurrence]
         return sorted(found.values(), key=lambda o: o.start)
 
 
@@ -278,6 +314,16 @@ class _Phrase:
     is_name: bool
     #: Separators a configured name itself uses that R2 would not allow (e.g. "O'Brien").
     odd_gaps: tuple[str, ...]
+    #: Indexes of the terms the phrase is looked up by and located from (see _anchor_indexes).
+    anchors: tuple[int, ...]
+
+
+def _anchor_indexes(terms: tuple[_Term, ...], *, is_name: bool) -> tuple[int, ...]:
+    """The longest words: they are the rarest, so they wake up and anchor the fewest phrases.
+    A theme phrase needs all its words, so one anchor will do; a name may have a typo in any
+    one part, so it needs two (the other is then exact)."""
+    by_length = sorted(range(len(terms)), key=lambda i: (terms[i].acronym is None, len(terms[i].word)), reverse=True)
+    return tuple(sorted(by_length[: 2 if is_name else 1]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -287,10 +333,32 @@ class _SpeakerWatch:
 
 
 @dataclass(frozen=True, eq=False)
+class _Group:
+    """Alternative phrases of which one must be present."""
+
+    phrases: tuple[_Phrase, ...]
+    #: Every phrase needs its anchor word: if none of these is in the article, nor reached
+    #: through a typo, the group cannot be met (checked with one set operation).
+    anchor_forms: frozenset[str]
+    anchor_terms: frozenset[_Term]
+
+    @classmethod
+    def of(cls, phrases: tuple[_Phrase, ...]) -> _Group:
+        anchors = [p.terms[p.anchors[0]] for p in phrases]
+        return cls(phrases, frozenset(f for t in anchors for f in t.forms), frozenset(anchors))
+
+    @property
+    def rarity(self) -> int:
+        """How rarely the group is likely met: the length of its most common-looking anchor
+        word (acronyms count as the most common). Themes are woken by their rarest group."""
+        return min(0 if t.acronym else len(t.word) for t in self.anchor_terms)
+
+
+@dataclass(frozen=True, eq=False)
 class _ThemeWatch:
     theme: Theme
-    all_of: tuple[tuple[_Phrase, ...], ...]
-    any_of: tuple[_Phrase, ...]
+    #: Each must have a phrase present: the all_of groups, then any_of when it is not empty.
+    groups: tuple[_Group, ...]
     none_of: tuple[_Phrase, ...]
 
 
@@ -328,21 +396,27 @@ class _Field:
 
 def _fields(article: Article) -> list[_Field]:
     out: list[_Field] = []
-    seen: set[str] = set()
-    for name in ("title", "summary", "content"):
-        raw: str = getattr(article, name)
-        # Feeds often repeat the summary as the content; matching it twice adds nothing.
-        if not raw or raw in seen:
+    raws = {name: getattr(article, name) for name in ("title", "summary", "content")}
+    for name, raw in raws.items():
+        # Feeds often repeat the summary as (the start of) the content: a field found whole
+        # inside another adds nothing to match, so only the containing field is matched.
+        if not raw or any(
+            other is not name and raw in text and (len(text) > len(raw) or list(raws).index(other) < list(raws).index(name))
+            for other, text in raws.items()
+        ):
             continue
-        seen.add(raw)
         text = raw if raw.isascii() else unicodedata.normalize("NFC", raw)
         cased = _collapse_dotted_acronyms(text)
         folded = _fold(cased)
-        out.append(_Field(name, text, cased, folded, set(_WORD.findall(folded))))
+        out.append(_Field(name, text, cased, folded, set(folded.translate(_WORD_BREAKS).split())))
     return out
 
 
+#: Character -> its folded form (lower case, no accents), grown as new characters are seen.
 _FOLD_TABLE: dict[int, str] = {}
+#: Character -> " " for every character that is not part of a word (what ``_WORD`` skips).
+#: Splitting on it is several times faster than ``_WORD.findall`` and gives the same words.
+_WORD_BREAKS: dict[int, str] = {c: " " for c in range(128) if not chr(c).isalnum()}
 
 
 def _fold(text: str) -> str:
@@ -351,7 +425,10 @@ def _fold(text: str) -> str:
         return text.lower()
     for ch in set(text):
         if ord(ch) not in _FOLD_TABLE:
-            _FOLD_TABLE[ord(ch)] = _fold_char(ch)
+            folded = _fold_char(ch)
+            _FOLD_TABLE[ord(ch)] = folded
+            if not folded.isalnum():
+                _WORD_BREAKS[ord(folded)] = " "
     return text.translate(_FOLD_TABLE)
 
 
@@ -365,7 +442,7 @@ def _fold_char(ch: str) -> str:
 
 def _collapse_dotted_acronyms(text: str) -> str:
     """"U.S." -> "US  ", padded so offsets stay valid; the contract treats both alike."""
-    if "." not in text:
+    if _DOTTED_HINT.search(text) is None:
         return text
     return _DOTTED_ACRONYM.sub(lambda m: m.group().replace(".", "").ljust(len(m.group())), text)
 
@@ -466,7 +543,23 @@ def _extend(f: _Field, phrase: _Phrase, idx: int, start: int, end: int, score: i
     # A name tolerates one typo in all; theme words each tolerate their own.
     if phrase.is_name and sum(s < 100 for s in scores) > 1:
         return None
-    return _Occurrence(f, pos, phrase_end, min(scores))
+    return _Occurrence(f, pos, _visible_end(f, phrase_end), min(scores))
+
+
+def _visible_end(f: _Field, end: int) -> int:
+    """Extend an end offset over the padding of a collapsed "U.S." so evidence shows it whole."""
+    while end < len(f.cased) and f.cased[end] == " " and not f.text[end].isspace():
+        end += 1
+    return end
+
+
+def _outermost(occurrences: list[_Occurrence]) -> list[_Occurrence]:
+    """Drop occurrences inside a longer one (alias "Zhu Scott" inside "Jen Zhu Scott")."""
+    out: list[_Occurrence] = []
+    for o in sorted(occurrences, key=lambda o: (id(o.field), o.start, -o.end)):
+        if not (out and out[-1].field is o.field and out[-1].start <= o.start and o.end <= out[-1].end):
+            out.append(o)
+    return out
 
 
 def _gap_ok(phrase: _Phrase, gap: str) -> bool:
@@ -478,9 +571,9 @@ def _gap_ok(phrase: _Phrase, gap: str) -> bool:
 
 
 def _speaker_hit(
-    watch: _SpeakerWatch, mentions: list[_Occurrence], everyone: dict[int, list[_Occurrence]]
+    watch: _SpeakerWatch, mentions: list[_Occurrence], everyone: dict[int, list[_Occurrence]], me: int
 ) -> Hit:
-    others = [o for key, occ in everyone.items() if key != id(watch) for o in occ]
+    others = [o for key, occ in everyone.items() if key != me for o in occ]
     proofs: list[tuple[_Field, int]] = []
     for m in mentions:
         others_here = [(o.start, o.end) for o in others if o.field is m.field]
@@ -500,17 +593,22 @@ def _speaker_hit(
     )
 
 
-def _theme_hit(watch: _ThemeWatch, located: dict[_Phrase, list[_Occurrence]]) -> Hit | None:
-    """Every all_of group, and one any_of phrase if there are any, and no none_of phrase (R6, R10)."""
-    if not (watch.all_of or watch.any_of) or any(p in located for p in watch.none_of):
+def _theme_hit(watch: _ThemeWatch, scan: _Scan) -> Hit | None:
+    """Every all_of group, and one any_of phrase if there are any, and no none_of phrase (R6, R10).
+
+    Checked at word level first (cheap), then located, so most woken themes cost little."""
+    if not all(scan.may_meet(g) for g in watch.groups):
         return None
-    groups = [*watch.all_of, *((watch.any_of,) if watch.any_of else ())]
+    if not all(any(scan.present(p) for p in g.phrases) for g in watch.groups):
+        return None
     decisive: list[_Occurrence] = []
-    for group in groups:
-        candidates = [o for p in group for o in located.get(p, ())]
-        if not candidates:
+    for group in watch.groups:
+        occurrences = [o for p in group.phrases if scan.present(p) for o in scan.locate(p)]
+        if not occurrences:
             return None
-        decisive.append(max(candidates, key=lambda o: (o.score, -o.start)))
+        decisive.append(max(occurrences, key=lambda o: (o.score, -o.start)))
+    if any(scan.present(p) and scan.locate(p) for p in watch.none_of):
+        return None
     proofs = [(o.field, o.field.layout.sentence_of(o.start)) for o in decisive]
     return Hit(
         watch=watch.theme.name,
@@ -552,7 +650,8 @@ def _evidence(f: _Field, start: int, end: int, spans: list[tuple[int, int]]) -> 
 
 # -- sentences, quotations and speech attribution ---------------------------------------------
 
-_BOUNDARY = re.compile(r"[.!?…]+[\"”’')\]]*(\s+)")
+_BOUNDARY = re.compile(r"([.!?…])[.!?…]*[\"”’')\]]*(\s+)(?=[\"“‘«(\[]*[^\W_a-z])")
+_QUOTE_MARK = re.compile(r"[“”\"‘’«»]")
 _SENTENCE_TOKEN = re.compile(r"[^\W_]+|[^\w\s]")
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof st jr sr inc ltd co corp gen gov sen rep vs etc jan feb mar apr jun jul aug sep "
@@ -683,7 +782,8 @@ def _quote_spans(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     double_open: int | None = None
     single_open: int | None = None
-    for i, ch in enumerate(text):
+    for m in _QUOTE_MARK.finditer(text):
+        i, ch = m.start(), m.group()
         if ch in "“«" or (ch == '"' and double_open is None):
             if double_open is None:
                 double_open = i
@@ -700,40 +800,34 @@ def _quote_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _split_sentences(text: str, quotes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sentence spans: a full stop, ! or ? (and closing quotes) then space and a capital or
+    digit, unless the stop ends an abbreviation or initial, or sits inside a quotation."""
     spans: list[tuple[int, int]] = []
     start = 0
     for m in _BOUNDARY.finditer(text):
-        gap_start, nxt = m.start(1), m.end()
-        if nxt >= len(text) or any(a < gap_start < b for a, b in quotes):
+        gap_start = m.start(2)
+        if quotes and any(a < gap_start < b for a, b in quotes):
             continue
-        if not _opens_sentence(text, nxt) or _abbreviation_ends(text, m.start(), nxt):
+        if m.group(1) == "." and _abbreviation_ends(text, m):
             continue
         spans.append((start, gap_start))
-        start = nxt
+        start = m.end()
     spans.append((start, len(text.rstrip())))
     return spans
 
 
-def _opens_sentence(text: str, pos: int) -> bool:
-    while pos < len(text) and text[pos] in _OPENING_QUOTES | {"(", "["}:
-        pos += 1
-    return pos < len(text) and (text[pos].isupper() or text[pos].isdigit())
-
-
-def _abbreviation_ends(text: str, dot: int, nxt: int) -> bool:
-    """The full stop at ``dot`` ends an abbreviation or initial, not a sentence."""
-    if text[dot] != ".":
-        return False
-    word_start = dot
-    while word_start > 0 and text[word_start - 1].isalnum():
-        word_start -= 1
-    word = text[word_start:dot]
+def _abbreviation_ends(text: str, m: re.Match[str]) -> bool:
+    """The full stop ends an abbreviation or an initial, not a sentence."""
+    start = m.start()
+    while start > 0 and text[start - 1].isalnum():
+        start -= 1
+    word = text[start : m.start()]
     if word.lower() in _ABBREVIATIONS:
         return True
     if len(word) == 1 and word.isupper():
-        # An initial ("J. Smith") or the end of "U.S."; the latter may also end a sentence.
-        dotted = word_start >= 2 and text[word_start - 1] == "." and text[word_start - 2].isalpha()
-        following = _WORD.match(text, nxt)
+        # An initial ("J. Smith") or the end of "U.S."; only the latter may also end a sentence.
+        dotted = start >= 2 and text[start - 1] == "." and text[start - 2].isalpha()
+        following = _WORD.match(text, m.end())
         return not (dotted and following is not None and following.group().lower() in _SENTENCE_OPENERS)
     return False
 

@@ -1,0 +1,379 @@
+"""The matching contract (shared/corpus/dev/README.md, readings R1-R12), one table per clause.
+
+Each row is a piece of article text and what a reader of the alert should get from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from watcher.match import Matcher
+from watcher.parse import html_to_text
+from watcher.types import Article, Hit, Speaker, Theme
+
+JEN = Speaker("Jen Zhu Scott", aliases=("Zhu Scott", "Jen Zhu-Scott"))
+ZOE = Speaker("Zoé Marchetti-Laurent", aliases=("Zoé Marchetti", "Commissioner Marchetti-Laurent"))
+TOBY = Speaker("Tobias Wrenfield", aliases=("Toby Wrenfield",))
+SHORT = Speaker("Li Wei")  # 6 characters: no typo tolerance
+
+US_CHINA = Theme(
+    "US-China AI collaboration",
+    all_of=(
+        ("US", "U.S.", "United States", "America", "Washington"),
+        ("China", "Chinese", "Beijing"),
+        ("AI", "artificial intelligence"),
+    ),
+    any_of=("collaboration", "cooperation", "partnership", "joint", "US plus China"),
+)
+EXPORT = Theme(
+    "Semiconductor export controls",
+    all_of=(("semiconductor", "chip", "GPU"), ("export control", "export restriction", "export ban", "entity list")),
+)
+SAFETY = Theme(
+    "AI safety standards",
+    all_of=(("AI", "artificial intelligence"), ("safety protocol", "safety standard", "alignment", "misuse")),
+    none_of=("sponsored", "advertisement"),
+)
+DECOUPLING = Theme("Tech decoupling", all_of=(("decoupling", "decouple", "tech war", "arms race"),))
+
+MATCHER = Matcher([JEN, ZOE, TOBY, SHORT], [US_CHINA, EXPORT, SAFETY, DECOUPLING])
+
+
+def article(content: str = "", *, title: str = "", summary: str = "") -> Article:
+    digest = hashlib.sha256((title + summary + content).encode()).hexdigest()
+    return Article(
+        key=digest,
+        entry_id=digest,
+        link=None,
+        title=title,
+        summary=summary,
+        content=content,
+        published=None,
+        content_hash=digest,
+    )
+
+
+def hits_for(text: str, matcher: Matcher = MATCHER) -> dict[str, Hit]:
+    return {h.watch: h for h in matcher.match(article(text))}
+
+
+def speakers(text: str) -> set[str]:
+    return {w for w, h in hits_for(text).items() if h.kind == "speaker"}
+
+
+def statements(text: str) -> set[str]:
+    return {w for w, h in hits_for(text).items() if h.kind == "speaker" and h.statement}
+
+
+def themes(text: str, matcher: Matcher = MATCHER) -> set[str]:
+    return {w for w, h in hits_for(text, matcher).items() if h.kind == "theme"}
+
+
+# -- speakers: what counts as naming the person ----------------------------------------------
+
+NAME_TOLERANCE = [
+    ("exact", "Jen Zhu Scott visited Berlin."),
+    ("all caps", "JEN ZHU SCOTT VISITS BERLIN"),
+    ("lower case", "a profile of jen zhu scott"),
+    ("diacritic in the text", "Jen Zhū Scott visited Berlin."),
+    ("diacritic dropped", "Zoe Marchetti-Laurent visited Berlin."),
+    ("hyphen instead of space", "Jen Zhu-Scott visited Berlin."),
+    ("space instead of hyphen", "Zoé Marchetti Laurent visited Berlin."),
+    ("en dash between parts", "Jen Zhu–Scott visited Berlin."),
+    ("possessive", "Jen Zhu Scott’s firm grew."),
+    ("straight possessive", "Jen Zhu Scott's firm grew."),
+    ("line break", "Jen Zhu\nScott visited Berlin."),
+    ("non-breaking space", "Jen\u00a0Zhu\u00a0Scott visited Berlin."),
+    ("alias", "Zhu Scott visited Berlin."),
+    ("alias with title", "Commissioner Marchetti-Laurent visited Berlin."),
+    ("typo: letter dropped", "Jen Zhu Scot visited Berlin."),
+    ("typo: letter added", "Jen Zhu Scottt visited Berlin."),
+    ("typo: letter changed", "Jen Zhu Scoth visited Berlin."),
+    ("typo: letters swapped", "Tobias Wrenfeild visited Berlin."),
+    ("typo in the first part", "Tobais Wrenfield visited Berlin."),
+    ("typo in a hyphenated part", "Zoé Marchetti-Laurant visited Berlin."),
+    ("name at the very end", "A profile of Tobias Wrenfield"),
+]
+
+
+@pytest.mark.parametrize(("case", "text"), NAME_TOLERANCE, ids=[c for c, _ in NAME_TOLERANCE])
+def test_name_variants_are_mentions(case: str, text: str) -> None:
+    assert len(speakers(text)) == 1, case
+
+
+@pytest.mark.parametrize(
+    ("html", "name"),
+    [
+        ('<a href="/p/1">Jen Zhu</a>-Scott said', "Jen Zhu Scott"),  # R3: a tag splits the name
+        ("<b>Jen</b>Zhu Scott visited", "Jen Zhu Scott"),
+        ("Jen&nbsp;Zhu&#160;Scott visited", "Jen Zhu Scott"),
+        ("<p>Tobias</p><p>Wrenfield</p>", "Tobias Wrenfield"),
+        ("Zo&eacute; Marchetti-Laurent visited", "Zoé Marchetti-Laurent"),
+    ],
+)
+def test_names_split_by_html_tags_or_entities_are_mentions(html: str, name: str) -> None:
+    assert speakers(html_to_text(html)) == {name}
+
+
+NOT_A_MENTION = [
+    ("surname alone", "Scott visited Berlin."),
+    ("given name alone", "Jen visited Berlin."),
+    ("middle name alone", "The Zhu family visited Berlin."),
+    ("surname of a hyphenated name", "Marchetti-Laurent visited Berlin."),
+    ("another person sharing the surname", "Jennifer Scott visited Berlin."),
+    ("another person sharing the given name", "Zhu Rong visited Berlin."),
+    ("another Wrenfield", "Clara Wrenfield visited Berlin."),
+    ("parts reordered", "Scott Zhu visited Berlin."),
+    ("R2: comma between parts", "Authors: Zhu, Scott; Okafor, Jen."),
+    ("R2: full stop between parts", "It was Tobias. Wrenfield arrived later."),
+    ("R1: typo in a 3-letter part", "Jen Zhou Scott visited Berlin."),
+    ("R1: letter dropped from a 3-letter part", "Jen Zu Scott visited Berlin."),
+    ("two typos", "Tobais Wrenfeild visited Berlin."),
+    ("inside a longer word", "Jen Zhu Scottish dancers visited Berlin."),
+    ("prefix of a longer word", "Zhuhai and Scottsdale are twinned."),
+    ("R4: a descriptor", "The chief executive of Northvane Labs visited Berlin."),
+    ("typo in a short name", "Li Wey visited Berlin."),
+]
+
+
+@pytest.mark.parametrize(("case", "text"), NOT_A_MENTION, ids=[c for c, _ in NOT_A_MENTION])
+def test_partial_or_other_names_are_not_mentions(case: str, text: str) -> None:
+    assert speakers(text) == set(), case
+
+
+def test_short_name_still_matches_exactly() -> None:
+    assert speakers("Li Wei visited Berlin.") == {"Li Wei"}
+
+
+# -- statements: speech attributed to the speaker --------------------------------------------
+
+STATEMENTS = [
+    ("reporting verb", "Jen Zhu Scott said the two countries should cooperate."),
+    ("present tense", "Jen Zhu Scott says the two countries should cooperate."),
+    ("headline verb", "JEN ZHU SCOTT URGES US AND CHINA TO COOPERATE"),
+    ("quote then name + verb", "“We must cooperate,” Jen Zhu Scott said."),
+    ("quote then inverted verb", "“We must cooperate,” said Jen Zhu Scott."),
+    ("inverted verb with title", "“We must cooperate,” said Power Dynamics co-founder Jen Zhu Scott."),
+    ("verb introduces quote", "Jen Zhu Scott said: “We must cooperate.”"),
+    ("colon introduces quote", "Jen Zhu Scott: “We must cooperate.”"),
+    ("appositive", "Jen Zhu Scott, co-founder and CEO of Power Dynamics, said rivalry wastes talent."),
+    ("parenthesis", "Jen Zhu Scott (pictured) warned against decoupling."),
+    ("title before the name", "Power Dynamics co-founder Jen Zhu Scott warned against decoupling."),
+    ("auxiliary and adverb", "Jen Zhu Scott has repeatedly argued for engagement."),
+    ("time phrase", "Jen Zhu Scott on Thursday told reporters that rules were needed."),
+    ("called for", "Jen Zhu Scott called for a joint working group."),
+    ("wrote", "Jen Zhu Scott wrote in a blog post that rules were needed."),
+    ("emphasised", "Zhu Scott emphasised that a tech war would slow AI."),
+    ("replied", "Commissioner Marchetti-Laurent replied that compute mattered less."),
+    ("according to", "According to Jen Zhu Scott, rivalry wastes talent."),
+    ("according to with title", "Rivalry wastes talent, according to Power Dynamics CEO Jen Zhu Scott."),
+    ("in an interview", "In an interview, Jen Zhu Scott described rivalry as wasteful."),
+    ("relative clause", "Jen Zhu Scott, who said last year that rivalry wastes talent, will speak."),
+    ("progressive", "Jen Zhu Scott is urging investors to wait."),
+    ("after a clause opener", "The forum ended after Jen Zhu Scott warned of an arms race."),
+    ("two speakers as subject", "Jen Zhu Scott and Tobias Wrenfield said rules were needed."),
+    ("next sentence: She + verb", "Zhu Scott attended as an observer. She told the meeting rules were needed."),
+    ("next sentence: He also said", "Toby Wrenfield spoke at a London event on Tuesday. He also said chips mattered."),
+    ("next sentence: quote, she said", "Jen Zhu Scott took the stage. “Decoupling is a mistake,” she said."),
+    ("next sentence after a place name", "Jen Zhu Scott spoke in the United States. She said rules were needed."),
+    ("sentence after U.S.", "Jen Zhu Scott moved to the U.S. She said rules were needed there."),
+]
+
+
+@pytest.mark.parametrize(("case", "text"), STATEMENTS, ids=[c for c, _ in STATEMENTS])
+def test_attributed_speech_is_a_statement(case: str, text: str) -> None:
+    found = statements(text)
+    assert found and found <= {"Jen Zhu Scott", "Tobias Wrenfield", "Zoé Marchetti-Laurent"}, case
+
+
+NOT_A_STATEMENT = [
+    ("attending", "Jen Zhu Scott attended the forum as an observer."),
+    ("guest list", "Guests included a former negotiator and Jen Zhu Scott."),
+    ("pictured", "Jen Zhu-Scott and academics pose for a group photo."),
+    ("did not respond", "Tobias Wrenfield, the lab’s chief executive, did not respond to requests for comment."),
+    ("declined to comment", "Jen Zhu Scott declined to comment."),
+    ("joined a board, then will serve", "Jen Zhu Scott has joined the board. She will serve a three-year term."),
+    ("commissioned", "The report, commissioned by Commissioner Marchetti-Laurent, said rules vary."),
+    ("founded by", "The AI lab founded by Toby Wrenfield said it would postpone the office."),
+    ("company speaks", "Jen Zhu Scott’s advisory firm has taken a stake, Power Dynamics said in a statement."),
+    ("possessive subject", "Toby Wrenfield’s lab said it would wait."),
+    ("inside someone else's quote", "“Jen Zhu Scott has put the right question,” the minister said."),
+    ("inside a quote, inverted", "“Even Toby Wrenfield’s lab buys from both sides,” said one manager."),
+    ("columnist argues", "Supporters, including Jen Zhu Scott, are losing ground, a columnist argues."),
+    ("object of told", "The minister told Jen Zhu Scott that the plan would fail."),
+    ("object of a preposition", "Critics of Jen Zhu Scott say the plan would fail."),
+    ("someone else's aside", "Jen Zhu Scott, the minister said, is wrong about chips."),
+    ("passive", "Jen Zhu Scott was told to wait."),
+    ("future", "Jen Zhu Scott will speak at the summit."),
+    ("written about", "A columnist argued that Jen Zhu Scott was wrong."),
+    ("interview with the speaker as object", "In an interview with Jen Zhu Scott, the minister praised the plan."),
+    (
+        "she belongs to another named person",
+        "Zoé Marchetti-Laurent appointed Ingrid Solberg as deputy. Solberg said she would focus on misuse.",
+    ),
+    ("another person before the pronoun", "Zoé Marchetti-Laurent met Ingrid Solberg on Monday. She said talks went well."),
+    ("pronoun two sentences later", "Jen Zhu Scott attended. The hall was full. She said rules were needed."),
+    ("headline colon without quotes", "Jen Zhu Scott: the investor who wants rules"),
+    ("surname-only speaker", "Jen Zhu Scott attended. Scott said nothing new."),
+]
+
+
+@pytest.mark.parametrize(("case", "text"), NOT_A_STATEMENT, ids=[c for c, _ in NOT_A_STATEMENT])
+def test_mentions_without_attributed_speech_are_not_statements(case: str, text: str) -> None:
+    assert speakers(text), f"{case}: should still be a mention"
+    assert statements(text) == set(), case
+
+
+def test_no_mention_means_no_statement() -> None:
+    # R4: the surname alone speaks, but it names no one tracked.
+    assert hits_for("Wrenfield said chips mattered.") == {}
+
+
+def test_quote_attribution_credits_the_right_speaker() -> None:
+    text = "“Jen Zhu Scott has put the right question on the table,” Zoé Marchetti-Laurent said."
+    assert speakers(text) == {"Jen Zhu Scott", "Zoé Marchetti-Laurent"}
+    assert statements(text) == {"Zoé Marchetti-Laurent"}
+
+
+# -- themes -----------------------------------------------------------------------------------
+
+THEME_MATCHES = [
+    ("all groups + any_of", "US and Chinese AI labs announced a partnership.", US_CHINA),
+    ("groups across fields via evidence", "Washington and Beijing publish joint A.I. study.", US_CHINA),
+    ("dotted acronym + en dash", "Hospitals forge U.S.–Beijing AI partnerships.", US_CHINA),
+    ("acronym before a hyphen (R11)", "A US-Chinese AI partnership was signed.", US_CHINA),
+    ("multi-word any_of", "She backs an AI future built by US plus China.", US_CHINA),
+    ("phrase with hyphen", "Chip export-controls tightened.", EXPORT),
+    ("plural of phrase", "New export controls on chips.", EXPORT),
+    ("acronym plural", "An export ban on gaming GPUs.", EXPORT),
+    ("entity list", "GPU rental firms on the entity list.", EXPORT),
+    ("plural -s (R8)", "When a supply chain decouples, who pays?", DECOUPLING),
+    ("plural of the last word", "Echoes of Cold War arms races.", DECOUPLING),
+    ("typo in an 8+ letter word", "Universities launch US-Chinese AI partnrship.", US_CHINA),
+    ("typo plus plural", "Universities launch US-Chinese AI partnrships.", US_CHINA),
+    ("hyphenated compound contains AI (R12)", "AI-drafted filings raise misuse concerns.", SAFETY),
+    ("negation is still presence (R7)", "AI labs have no safety protocol at all.", SAFETY),
+    ("all caps headline", "STANDARDS COUNCIL TO AUDIT AI ALIGNMENT CLAIMS", SAFETY),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "theme"), THEME_MATCHES, ids=[c for c, _, _ in THEME_MATCHES])
+def test_theme_matches(case: str, text: str, theme: Theme) -> None:
+    assert theme.name in themes(text), case
+
+
+THEME_MISSES = [
+    ("pronoun us is not US (R11)", "Investors keep asking us about China and our AI cooperation.", US_CHINA),
+    ("ai inside said/Thai (R11)", "The Thai regulator said food safety standards apply.", SAFETY),
+    ("AIDS is not AI (R11)", "AIDS clinics in China founded in the US expand their partnership.", US_CHINA),
+    ("USB is not US (R11)", "USB-C rule for Chinese phones, AI-powered models first, in partnership.", US_CHINA),
+    ("American is not America (R8)", "American and Chinese AI researchers in scientific cooperation.", US_CHINA),
+    ("one group missing", "US and Chinese researchers announce a cooperation on climate.", US_CHINA),
+    ("any_of missing", "US and China AI rivalry grows.", US_CHINA),
+    ("typo in a short word", "Chip stocks slip on tighter exprot controls.", EXPORT),
+    ("words out of order", "Controls on exports of high-end GPUs.", EXPORT),
+    ("closed compound (R12)", "Chipmakers fear an export ban.", EXPORT),
+    ("compound is not the phrase (R12)", "Faster than arms-control talks can keep up.", DECOUPLING),
+    ("unlisted synonym", "Export curbs on chip tools widen.", EXPORT),
+    ("none_of vetoes (R10)", "Sponsored: is your AI ready for new safety standards?", SAFETY),
+    ("plural none_of vetoes", "Advertisements cite misuse of artificial intelligence.", SAFETY),
+    ("R9: typo in none_of vetoes", "This advertisment covers AI safety standards.", SAFETY),
+    ("other inflection is not plural (R8)", "The tech warring factions met.", DECOUPLING),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "theme"), THEME_MISSES, ids=[c for c, _, _ in THEME_MISSES])
+def test_theme_does_not_match(case: str, text: str, theme: Theme) -> None:
+    assert theme.name not in themes(text), case
+
+
+def test_theme_groups_may_be_met_in_different_fields() -> None:
+    # R6: groups across title, summary and content; a phrase must stay inside one field.
+    art = article("A partnership was signed.", title="US and China", summary="AI research")
+    assert US_CHINA.name in {h.watch for h in MATCHER.match(art)}
+    split = article("control rules", title="Chip export")
+    assert EXPORT.name not in {h.watch for h in MATCHER.match(split)}
+
+
+def test_veto_anywhere_in_the_entry() -> None:
+    art = article("AI labs publish safety protocols.", title="This recap is sponsored by Lumenta")
+    assert MATCHER.match(art) == []
+
+
+# -- thresholds ---------------------------------------------------------------------------------
+
+
+def test_threshold_100_turns_typos_off() -> None:
+    strict = Matcher([Speaker("Tobias Wrenfield", threshold=100)], [Theme("p", all_of=(("partnership",),), threshold=100)])
+    assert strict.match(article("Tobias Wrenfeild signed a partnrship.")) == []
+    assert len(strict.match(article("Tobias Wrenfield signed a partnership."))) == 2
+
+
+def test_lower_threshold_tolerates_typos_in_shorter_words() -> None:
+    default = Matcher([], [EXPORT])
+    loose = Matcher([], [Theme(EXPORT.name, all_of=EXPORT.all_of, threshold=80)])
+    text = "Chip stocks slip on tighter exprot controls."
+    assert themes(text, default) == set()
+    assert themes(text, loose) == {EXPORT.name}
+
+
+def test_threshold_between_scores_picks_by_similarity() -> None:
+    # "partnrship" is 91 similar to "partnership"; "aligment" 89 to "alignment".
+    theme = Theme("t", all_of=(("partnership", "alignment"),), threshold=90)
+    matcher = Matcher([], [theme])
+    assert themes("a partnrship", matcher) == {"t"}
+    assert themes("an aligment", matcher) == set()
+
+
+# -- hits: score and evidence --------------------------------------------------------------------
+
+
+def test_exact_match_scores_100_and_typo_less() -> None:
+    assert hits_for("Tobias Wrenfield spoke.")["Tobias Wrenfield"].score == 100
+    assert 80 <= hits_for("Tobias Wrenfeild spoke.")["Tobias Wrenfield"].score < 100
+
+
+def test_evidence_is_the_sentence_with_the_matched_words_highlighted() -> None:
+    text = "Markets fell. In an interview, Jen Zhu Scott said the U.S. and China need AI cooperation. Shares rose."
+    hits = hits_for(text)
+    jen = hits["Jen Zhu Scott"]
+    assert jen.statement
+    (evidence,) = jen.evidence
+    assert evidence.field == "content"
+    assert evidence.text == "In an interview, Jen Zhu Scott said the U.S. and China need AI cooperation."
+    assert [evidence.text[s:e] for s, e in evidence.spans] == ["Jen Zhu Scott"]
+    theme = hits[US_CHINA.name]
+    highlighted = {e.text[s:t] for e in theme.evidence for s, t in e.spans}
+    assert highlighted == {"U.S.", "China", "AI", "cooperation"}
+
+
+def test_evidence_keeps_the_text_as_written() -> None:
+    hit = hits_for("Zoe Marchetti-Laurant said so.")["Zoé Marchetti-Laurent"]
+    (evidence,) = hit.evidence
+    assert [evidence.text[s:e] for s, e in evidence.spans] == ["Zoe Marchetti-Laurant"]
+
+
+def test_long_sentences_are_cut_to_a_window_around_the_match() -> None:
+    filler = " ".join(["word"] * 200)
+    hit = hits_for(f"{filler} Tobias Wrenfield {filler}.")["Tobias Wrenfield"]
+    (evidence,) = hit.evidence
+    assert len(evidence.text) < 400
+    assert [evidence.text[s:e] for s, e in evidence.spans] == ["Tobias Wrenfield"]
+
+
+def test_hits_come_speakers_first_in_config_order() -> None:
+    text = "Tobias Wrenfield and Jen Zhu Scott discussed a tech war and AI misuse."
+    assert [h.watch for h in MATCHER.match(article(text))] == [
+        "Jen Zhu Scott",
+        "Tobias Wrenfield",
+        SAFETY.name,
+        DECOUPLING.name,
+    ]
+
+
+def test_summary_repeated_as_content_gives_one_evidence() -> None:
+    text = "Jen Zhu Scott said rules were needed."
+    hit = {h.watch: h for h in MATCHER.match(article(text, summary=text))}["Jen Zhu Scott"]
+    assert len(hit.evidence) == 1
