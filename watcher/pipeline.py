@@ -109,6 +109,13 @@ def poll_feed(
         # The poll's transaction rolled back: its entries are seen again next time.
         log.error("feed %s (%s): not stored: %s", feed.name, redact_url(url), e)
         return PollResult(feed.name, url, error=f"not stored: {e}", timings=clock.seconds)
+    except Exception as e:
+        # A bug, not the feed (STYLE rule 4): this feed fails with its traceback logged, the
+        # other feeds of the poll go on, and its entries are seen again next time.
+        log.critical("feed %s (%s): unexpected error", feed.name, redact_url(url), exc_info=True)
+        reason = f"internal error: {type(e).__name__}: {' '.join(str(e).split())}"[:200]
+        _record_failure(store, feed, state, FeedError(redact_url(url), reason), now())
+        return PollResult(feed.name, url, error=reason, timings=clock.seconds)
     if fetched.moved_to:
         log.warning("feed %s moved permanently to %s; update feeds.yaml", feed.name, redact_url(fetched.moved_to))
     if new_hits and not alert:
