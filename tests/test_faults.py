@@ -171,6 +171,42 @@ def test_daemon_keeps_running_when_one_poll_transaction_fails(
         check.close()
 
 
+class BuggyMatcher:
+    """The real matcher, except that one entry trips a bug in it (an unexpected exception)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def match(self, article: Any) -> Any:
+        if "bakery" in article.title:
+            raise KeyError("bakery")
+        return self.real.match(article)
+
+
+def test_a_bug_on_one_feed_fails_only_that_feed(
+    tmp_path: Path, demo_server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected exception while polling one feed (here the matcher, on one entry) is
+    that feed's failure, recorded with a one-line reason and logged with its traceback;
+    the other feeds of the same poll are stored (STYLE rule 4: the run carries on)."""
+    config = load_config(write_config(tmp_path / "feeds.yaml", f"sqlite:///{tmp_path}/watcher.db", {
+        "forum": demo_server.url("/forum-wire.xml"), "notes": demo_server.url("/policy-notes.xml"),
+    }))
+    watcher = make_watcher(config, channels={})
+    watcher.matcher = BuggyMatcher(watcher.matcher)
+    try:
+        results = {r.feed: r for r in watcher.poll()}
+        states = {s.name: s for s in watcher.store.feed_states()}
+    finally:
+        watcher.close()
+    assert results["notes"].error is None and states["notes"].status == "ok"
+    assert results["forum"].error is not None and "internal error" in results["forum"].error
+    assert states["forum"].status == "failed" and states["forum"].entries_seen == 0
+    assert states["forum"].last_error is not None and "\n" not in states["forum"].last_error
+    assert "KeyError" in states["forum"].last_error
+    assert "Traceback" in caplog.text
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_store_recovers_when_postgresql_drops_its_connections(database_url: str, demo_server: LoopbackServer,
                                                               tmp_path: Path) -> None:
