@@ -4,7 +4,8 @@ drops its connections, a bad config at start or on reload, and SIGKILL at random
 What is proven:
 
 * a SQLite write lock held by another process makes ``watcher poll`` wait, then succeed;
-* the daemon keeps polling when one poll's transaction fails (the feed is redone later);
+* the daemon keeps polling when one poll's transaction fails (the feed is redone later),
+  and an unexpected exception on one feed fails that feed only;
 * after PostgreSQL terminates every connection of the store, the next operation succeeds;
 * ``watcher run`` refuses a bad config with one line and exit 1; SIGHUP with a bad config
   keeps the last good one running, SIGHUP with a good one adds its new feed;
