@@ -207,6 +207,10 @@ def soak(args: argparse.Namespace) -> int:
     ]:
         print(f"| {name} | {value} |")
     print("\nRSS samples (t s, MB):", " ".join(f"{t:.0f}:{m:.0f}" for t, m in r.samples))
+    if r.log_problems:
+        print("\nlog problems (count, message with digits folded):")
+        for message, count in sorted(r.log_problems.items(), key=lambda kv: -kv[1])[:15]:
+            print(f"  {count:6d}  {message}")
     if r.exit_code != 0 or r.log_errors:
         print("\nstderr tail:\n" + _indent(r.stderr_tail))
     if args.out:

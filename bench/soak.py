@@ -11,6 +11,7 @@ which is a one-off) to the end. At the end the daemon gets SIGTERM and must exit
 from __future__ import annotations
 
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -45,6 +46,8 @@ class SoakResult:
     log_polls_with_new: int = 0
     log_warnings: int = 0
     log_errors: int = 0
+    #: Distinct WARNING/ERROR/CRITICAL messages (digits folded to #) with their counts.
+    log_problems: dict[str, int] = field(default_factory=dict)
     stderr_tail: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -123,7 +126,12 @@ def run_soak(work: Workload, seconds: float, *, interval: str = "5s", trickle_ev
     log = err_path.read_text(errors="replace")
     result.log_polls_with_new = log.count("new or changed entries")
     result.log_warnings = log.count(" WARNING ")
-    result.log_errors = log.count(" ERROR ")
+    result.log_errors = log.count(" ERROR ") + log.count(" CRITICAL ")
+    for line in log.splitlines():
+        parts = line.split(" ", 4)
+        if len(parts) == 5 and parts[2] in ("WARNING", "ERROR", "CRITICAL"):
+            key = re.sub(r"\d+", "#", f"{parts[2]} {parts[4]}")[:200]
+            result.log_problems[key] = result.log_problems.get(key, 0) + 1
     result.stderr_tail = "\n".join(log.strip().splitlines()[-15:])
     result.stored_entries_expected = work.feeds * work.entries + added[0]
     try:
