@@ -40,13 +40,10 @@ __all__ = ["Matcher"]
 
 _WORD = re.compile(r"[^\W_]+")
 _NEXT_WORD = re.compile(r"([\W_]+)([^\W_]+)")
-_PREV_WORD = re.compile(r"([^\W_]+)([\W_]+)\Z")
 #: R2: between name parts only whitespace (NBSP included), hyphens and dashes.
 _NAME_GAP = re.compile(r"[\s\u00ad\u2010-\u2015\u2212-]+")
 _DOTTED_ACRONYM = re.compile(r"(?<![^\W_])(?:[A-Z]\.){2,4}(?![^\W_])")
 _DOTTED_HINT = re.compile(r"\.[A-Z]\.")  # starts with a literal, so the scan is fast
-#: Characters looked back over to find the word before an anchor: a name part plus separator.
-_LOOKBACK = 64
 #: Contract: one-letter typos are tolerated in theme words and names of this many characters.
 _TYPO_MIN_LENGTH = 8
 #: R1: never a typo inside a name part this short (and, by the same token, a theme word).
@@ -79,8 +76,12 @@ class Matcher:
         woken_names: dict[_Phrase, None] = {}
         woken_themes: set[int] = set()
         for term in self._woken_terms(scan):
-            woken_names.update(dict.fromkeys(self._names_by_anchor.get(term, ())))
-            woken_themes.update(self._themes_by_anchor.get(term, ()))
+            wake = self._wakes[term]
+            woken_names.update(dict.fromkeys(wake.names))
+            woken_themes.update(wake.themes)
+            for phrase, themes in wake.themes_if_present:
+                if scan.present(phrase):
+                    woken_themes.update(themes)
         located = {p: occ for p in woken_names if scan.present(p) and (occ := scan.locate(p))}
         speakers = sorted({i for p in located for i in self._speakers_by_phrase[p]})
         mentions = {
@@ -151,7 +152,7 @@ class Matcher:
     def _phrase(self, label: str, terms: tuple[_Term, ...], *, is_name: bool, odd_gaps: tuple[str, ...]) -> _Phrase:
         key = (is_name, tuple(id(t) for t in terms), odd_gaps)
         if key not in self._phrases:
-            self._phrases[key] = _Phrase(label, terms, is_name, odd_gaps, _anchor_indexes(terms, is_name=is_name))
+            self._phrases[key] = _Phrase(label, terms, is_name, odd_gaps, _anchor_index(terms))
         return self._phrases[key]
 
     def _index(self) -> None:
@@ -162,26 +163,31 @@ class Matcher:
         are checked only for woken watches.
         """
         self._speakers_by_phrase: dict[_Phrase, list[int]] = {}
-        self._names_by_anchor: dict[_Term, list[_Phrase]] = {}
+        names: dict[_Term, dict[_Phrase, None]] = {}
         for i, speaker in enumerate(self._speakers):
             for phrase in dict.fromkeys(speaker.phrases):
                 self._speakers_by_phrase.setdefault(phrase, []).append(i)
-                for idx in phrase.anchors:
-                    self._names_by_anchor.setdefault(phrase.terms[idx], []).append(phrase)
-        self._themes_by_anchor: dict[_Term, list[int]] = {}
+                names.setdefault(phrase.terms[phrase.anchor], {})[phrase] = None
+        themes: dict[_Term, dict[_Phrase, list[int]]] = {}
         for i, theme in enumerate(self._themes):
             if theme.groups:
                 for phrase in max(theme.groups, key=lambda g: g.rarity).phrases:
-                    self._themes_by_anchor.setdefault(phrase.terms[phrase.anchors[0]], []).append(i)
+                    themes.setdefault(phrase.terms[phrase.anchor], {}).setdefault(phrase, []).append(i)
+        self._wakes = {
+            term: _Wake(
+                names=tuple(names.get(term, ())),
+                # A one-word phrase is present when its (anchor) word is; longer ones are checked.
+                themes=frozenset(i for p, ids in themes.get(term, {}).items() if len(p.terms) == 1 for i in ids),
+                themes_if_present=tuple((p, tuple(ids)) for p, ids in themes.get(term, {}).items() if len(p.terms) > 1),
+            )
+            for term in {*names, *themes}
+        }
         self._wake_exact: dict[str, list[_Term]] = {}
-        for term in {*self._names_by_anchor, *self._themes_by_anchor}:
+        for term in self._wakes:
             for form in term.forms:
                 self._wake_exact.setdefault(form, []).append(term)
         self._wake_keys = frozenset(self._wake_exact)
-        # Multi-word names anchor on an exact part, so only single words need the typo index.
-        typo_terms = {
-            t for p in self._phrases.values() if not p.is_name or len(p.terms) == 1 for t in p.terms if t.typo_bases
-        }
+        typo_terms = {t for t in self._terms.values() if t.typo_bases}
         self._deletes: dict[str, list[tuple[str, _Term]]] = {}
         for term in typo_terms:
             for base in term.typo_bases:
@@ -208,7 +214,7 @@ class Matcher:
     def _woken_terms(self, scan: _Scan) -> list[_Term]:
         """Wake-up terms present in the article (exactly, or through a typo)."""
         terms = [t for word in scan.words & self._wake_keys for t in self._wake_exact[word]]
-        terms.extend(t for t in scan.typos if t in self._names_by_anchor or t in self._themes_by_anchor)
+        terms.extend(t for t in scan.typos if t in self._wakes)
         return terms
 
     def _learn_typos(self, words: set[str]) -> None:
@@ -246,14 +252,14 @@ class _Scan:
         self._located: dict[_Phrase, list[_Occurrence]] = {}
 
     def present(self, phrase: _Phrase) -> bool:
-        """Every word of the phrase is in the article (a multi-word name: all but one, its typo)."""
+        """Every word of the phrase is in the article, exactly or through a tolerated typo."""
         known = self._present.get(phrase)
         if known is None:
-            missing = 0
+            known = True
             for t in phrase.terms:
                 if self.words.isdisjoint(t.forms) and t not in self.typos:
-                    missing += 1
-            known = missing == 0 or (missing == 1 and phrase.is_name and len(phrase.terms) > 1)
+                    known = False
+                    break
             self._present[phrase] = known
         return known
 
@@ -272,19 +278,19 @@ class _Scan:
 
     def _locate_in(self, f: _Field, phrase: _Phrase) -> list[_Occurrence]:
         found: dict[int, _Occurrence] = {}
-        for idx in phrase.anchors:
-            term = phrase.terms[idx]
-            for word in (term.forms & f.words) | (self.typos.get(term, set()) & f.words):
-                for start in _find_word(f.folded, word):
-                    score = _word_score(term, f, start, start + len(word))
-                    if score is None:
-                        continue
-                    occurrence = _extend(f, phrase, idx, start, start + len(word), score)
-                    if occurrence is None:
-                        continue
-                    found.setdefault(occurrence.start, occurrence)
-                    if occurrence.score == 100 and not phrase.is_name:
-                        return [occurrence]
+        idx = phrase.anchor
+        term = phrase.terms[idx]
+        for word in (term.forms & f.words) | (self.typos.get(term, set()) & f.words):
+            for start in _find_word(f.folded, word):
+                score = _word_score(term, f, start, start + len(word))
+                if score is None:
+                    continue
+                occurrence = _extend(f, phrase, idx, start, start + len(word), score)
+                if occurrence is None:
+                    continue
+                found.setdefault(occurrence.start, occurrence)
+                if occurrence.score == 100 and not phrase.is_name:
+                    return [occurrence]
         return sorted(found.values(), key=lambda o: o.start)
 
 
@@ -314,22 +320,32 @@ class _Phrase:
     is_name: bool
     #: Separators a configured name itself uses that R2 would not allow (e.g. "O'Brien").
     odd_gaps: tuple[str, ...]
-    #: Indexes of the terms the phrase is looked up by and located from (see _anchor_indexes).
-    anchors: tuple[int, ...]
+    #: Index of the term the phrase is woken by and located from (see _anchor_index).
+    anchor: int
 
 
-def _anchor_indexes(terms: tuple[_Term, ...], *, is_name: bool) -> tuple[int, ...]:
-    """The longest words: they are the rarest, so they wake up and anchor the fewest phrases.
-    A theme phrase needs all its words, so one anchor will do; a name may have a typo in any
-    one part, so it needs two (the other is then exact)."""
-    by_length = sorted(range(len(terms)), key=lambda i: (terms[i].acronym is None, len(terms[i].word)), reverse=True)
-    return tuple(sorted(by_length[: 2 if is_name else 1]))
+def _anchor_index(terms: tuple[_Term, ...]) -> int:
+    """The longest word (acronyms last): likely the rarest, so it wakes the phrase least often.
+    One anchor suffices because a phrase is present only when all its words are, each exactly
+    or through a typo that the typo index has already resolved to its term."""
+    return max(range(len(terms)), key=lambda i: (terms[i].acronym is None, len(terms[i].word)))
 
 
 @dataclass(frozen=True, eq=False)
 class _SpeakerWatch:
     speaker: Speaker
     phrases: tuple[_Phrase, ...]
+
+
+@dataclass(frozen=True)
+class _Wake:
+    """What one present anchor word wakes up."""
+
+    names: tuple[_Phrase, ...]
+    #: Themes woken outright (their one-word phrase is the anchor word itself).
+    themes: frozenset[int]
+    #: Themes woken only once their multi-word phrase is present.
+    themes_if_present: tuple[tuple[_Phrase, tuple[int, ...]], ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -344,7 +360,7 @@ class _Group:
 
     @classmethod
     def of(cls, phrases: tuple[_Phrase, ...]) -> _Group:
-        anchors = [p.terms[p.anchors[0]] for p in phrases]
+        anchors = [p.terms[p.anchor] for p in phrases]
         return cls(phrases, frozenset(f for t in anchors for f in t.forms), frozenset(anchors))
 
     @property
@@ -530,16 +546,14 @@ def _extend(f: _Field, phrase: _Phrase, idx: int, start: int, end: int, score: i
         pos = m.end(2)
     phrase_end, pos = pos, start
     for term in reversed(phrase.terms[:idx]):
-        low = max(0, pos - _LOOKBACK)
-        m = _PREV_WORD.search(f.folded, low, pos)
-        truncated = m is not None and m.start(1) == low and low > 0 and f.folded[low - 1].isalnum()
-        if m is None or truncated or not _gap_ok(phrase, m.group(2)):
+        word_start, word_end = _previous_word(f.folded, pos)
+        if word_start == word_end or not _gap_ok(phrase, f.folded[word_end:pos]):
             return None
-        word_score = _word_score(term, f, m.start(1), m.end(1))
+        word_score = _word_score(term, f, word_start, word_end)
         if word_score is None:
             return None
         scores.append(word_score)
-        pos = m.start(1)
+        pos = word_start
     # A name tolerates one typo in all; theme words each tolerate their own.
     if phrase.is_name and sum(s < 100 for s in scores) > 1:
         return None
@@ -560,6 +574,18 @@ def _outermost(occurrences: list[_Occurrence]) -> list[_Occurrence]:
         if not (out and out[-1].field is o.field and out[-1].start <= o.start and o.end <= out[-1].end):
             out.append(o)
     return out
+
+
+def _previous_word(text: str, pos: int) -> tuple[int, int]:
+    """(start, end) of the word before the separator that ends at ``pos``; empty if none.
+    A plain scan: names are short, and a regex cannot search backwards."""
+    end = pos
+    while end > 0 and not text[end - 1].isalnum():
+        end -= 1
+    start = end
+    while start > 0 and text[start - 1].isalnum():
+        start -= 1
+    return start, end
 
 
 def _gap_ok(phrase: _Phrase, gap: str) -> bool:
