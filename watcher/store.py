@@ -11,10 +11,12 @@ daemon can share a file; PostgreSQL runs the same code with pool pre-ping.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -200,17 +202,28 @@ class Store:
             self.engine: Engine = sa.create_engine(url, echo=echo, pool_pre_ping=True, future=True)
         except (exc.ArgumentError, ImportError) as e:
             raise StorageError(f"cannot open database {redact_url(url)}") from e
-        if self.engine.dialect.name == "sqlite":
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        # SQLite allows one writer at a time: threads of this process queue on a lock
+        # instead of sleeping in SQLite's busy handler; other processes wait on busy_timeout.
+        self._write_lock = threading.Lock()
+        if self._sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
 
     def close(self) -> None:
         self.engine.dispose()
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self, *, write: bool = True) -> Iterator[Connection]:
+        """One transaction. Writes on SQLite hold the write lock from BEGIN IMMEDIATE on, so
+        a transaction never fails upgrading from read to write (SQLITE_BUSY_SNAPSHOT)."""
+        lock = self._write_lock if write and self._sqlite else contextlib.nullcontext()
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with lock, self.engine.connect() as conn:
+                if write:
+                    conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin():
+                    yield conn
         except exc.SQLAlchemyError as e:
             raise StorageError(f"database error on {redact_url(self.url)}") from e
 
@@ -239,7 +252,7 @@ class Store:
         from alembic.script import ScriptDirectory
 
         head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             current = MigrationContext.configure(conn).get_current_revision()
         if current != head:
             raise SchemaOutdatedError(
@@ -271,7 +284,7 @@ class Store:
         query = sa.select(feeds).order_by(feeds.c.name)
         if names is not None:
             query = query.where(feeds.c.name.in_(list(names)))
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             return [_feed_state(r) for r in conn.execute(query)]
 
     def feed_state(self, name: str) -> FeedState:
@@ -319,7 +332,7 @@ class Store:
             return []
         by_hash = {_key_hash(a.key): a for a in articles}
         known: dict[str, str] = {}
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             feed_id = conn.execute(sa.select(feeds.c.id).where(feeds.c.name == name)).scalar_one()
             hashes = list(by_hash)
             for i in range(0, len(hashes), 500):
@@ -374,7 +387,7 @@ class Store:
             query = query.where(hits.c.created_at >= since)
         if limit is not None:
             query = query.limit(limit)
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             return [_stored_hit(r) for r in conn.execute(query)]
 
     # -- outbox ----------------------------------------------------------------------
@@ -459,14 +472,14 @@ class Store:
             query = query.where(outbox.c.status == status)
         if limit is not None:
             query = query.limit(limit)
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             ids = list(conn.execute(query).scalars())
         return self._outbox_items(ids)
 
     def next_due(self) -> datetime | None:
         """When the earliest pending row becomes due, if any."""
         query = sa.select(sa.func.min(outbox.c.next_attempt_at)).where(outbox.c.status.in_(("due", "failed")))
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             return conn.execute(query).scalar_one_or_none()  # type: ignore[no-any-return]
 
     def _set_outbox(self, ids: Sequence[int], **values: Any) -> None:
@@ -489,7 +502,7 @@ class Store:
             .join_from(hits, outbox, outbox.c.hit_id == hits.c.id)
             .where(outbox.c.id.in_(list(ids)))
         )
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             rows = {r.outbox_id: r for r in conn.execute(query)}
         return [
             OutboxItem(
@@ -500,7 +513,13 @@ class Store:
         ]
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN; pysqlite's own BEGIN would be DEFERRED.
+    dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     # WAL lets the daemon and `watcher poll`/`hits` use one file at once; the busy timeout
     # turns "database is locked" into a short wait.
