@@ -24,9 +24,9 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from watcher.match import Matcher  # noqa: E402
-from watcher.parse import parse_feed  # noqa: E402
-from watcher.types import Speaker, Theme  # noqa: E402
+from watcher.match import Matcher
+from watcher.parse import parse_feed
+from watcher.types import Speaker, Theme
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "dev"
 CATEGORIES = ("speakers", "statements", "themes")
@@ -51,7 +51,11 @@ class Score:
 def load_watches(config_path: Path) -> tuple[list[Speaker], list[Theme]]:
     raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
     speakers = [
-        Speaker(name=s["name"], aliases=tuple(s.get("aliases") or ()), threshold=s.get("threshold"))
+        Speaker(
+            name=s["name"],
+            aliases=tuple(s.get("aliases") or ()),
+            threshold=s.get("threshold"),
+        )
         for s in raw.get("speakers") or ()
     ]
     themes = [
@@ -77,7 +81,9 @@ def predict(corpus: Path) -> Labels:
             hits = matcher.match(article)
             predicted[article.entry_id or article.key] = {
                 "speakers": {h.watch for h in hits if h.kind == "speaker"},
-                "statements": {h.watch for h in hits if h.kind == "speaker" and h.statement},
+                "statements": {
+                    h.watch for h in hits if h.kind == "speaker" and h.statement
+                },
                 "themes": {h.watch for h in hits if h.kind == "theme"},
             }
     return predicted
@@ -98,26 +104,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--floor", type=float, default=0.97)
-    parser.add_argument("--verbose", "-v", action="store_true", help="list every disagreement")
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="list every disagreement"
+    )
     args = parser.parse_args(argv)
 
     raw_labels = json.loads((args.corpus / "labels.json").read_text(encoding="utf-8"))
-    expected: Labels = {k: {c: set(v[c]) for c in CATEGORIES} for k, v in raw_labels.items()}
+    expected: Labels = {
+        k: {c: set(v[c]) for c in CATEGORIES} for k, v in raw_labels.items()
+    }
     predicted = predict(args.corpus)
     if set(predicted) != set(expected):
-        print(f"entry ids differ from labels.json: {sorted(set(predicted) ^ set(expected))}")
+        print(
+            f"entry ids differ from labels.json: {sorted(set(predicted) ^ set(expected))}"
+        )
         return 2
 
     scores = score(predicted, expected)
     print(f"{'category':<12}{'TP':>5}{'FP':>5}{'FN':>5}{'precision':>11}{'recall':>8}")
     for category, s in scores.items():
-        print(f"{category:<12}{s.tp:>5}{s.fp:>5}{s.fn:>5}{s.precision:>11.3f}{s.recall:>8.3f}")
+        print(
+            f"{category:<12}{s.tp:>5}{s.fp:>5}{s.fn:>5}{s.precision:>11.3f}{s.recall:>8.3f}"
+        )
     if args.verbose:
         for entry_id in sorted(expected):
             for category in CATEGORIES:
                 got, want = predicted[entry_id][category], expected[entry_id][category]
                 if got != want:
-                    print(f"  {entry_id} {category}: missing {sorted(want - got)} extra {sorted(got - want)}")
+                    print(
+                        f"  {entry_id} {category}: missing {sorted(want - got)} extra {sorted(got - want)}"
+                    )
     below = [c for c, s in scores.items() if min(s.precision, s.recall) < args.floor]
     if below:
         print(f"below the {args.floor} floor: {', '.join(below)}")

@@ -29,17 +29,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from watcher.match import Matcher  # noqa: E402
-from watcher.types import Article, Speaker, Theme  # noqa: E402
+from watcher.match import Matcher
+from watcher.types import Article, Speaker, Theme
 
-COMMON = """the of and to in a is that for on with as was by at it from his her be this are have has
+
+def words(text: str) -> list[str]:
+    return text.split()
+
+
+COMMON = words(
+    """the of and to in a is that for on with as was by at it from his her be this are have has
 said not but an will its more after new also they were than about which who year people been
 would first two government market policy company companies percent report officials data
 technology industry country countries minister billion million could some over last week
 growth trade plan security public spokesperson city state national group research workers
-sector prices rules investors bank talks deal energy network service support chief us AI US EU""".split()
+sector prices rules investors bank talks deal energy network service support chief us AI US EU"""
+)
 ACRONYMS = ["AI", "US", "EU", "GPU", "UN", "UK"]
-SYLLABLES = "ka lo mi ren ta vos bel dra quin sor mar tel fen gra lis pon ver zu hal dom nir set ob".split()
+SYLLABLES = words(
+    "ka lo mi ren ta vos bel dra quin sor mar tel fen gra lis pon ver zu hal dom nir set ob"
+)
 
 
 def pseudo_word(rng: random.Random, syllables: int) -> str:
@@ -51,11 +60,15 @@ def make_vocabulary(rng: random.Random, size: int = 20_000) -> list[str]:
     return COMMON + sorted(words)[:size]
 
 
-def make_watches(rng: random.Random, vocabulary: list[str], count: int) -> tuple[list[Speaker], list[Theme]]:
+def make_watches(
+    rng: random.Random, vocabulary: list[str], count: int
+) -> tuple[list[Speaker], list[Theme]]:
     speakers = []
     for i in range(count):
         given, surname = pseudo_word(rng, 2).title(), pseudo_word(rng, 3).title()
-        speakers.append(Speaker(f"{given} {surname}", aliases=(f"{given[0]}. {surname}{i}",)))
+        speakers.append(
+            Speaker(f"{given} {surname}", aliases=(f"{given[0]}. {surname}{i}",))
+        )
     # Tracked topics are specific words: the long tail of the vocabulary, not its head.
     topical = vocabulary[len(COMMON) + 2000 :]
 
@@ -71,7 +84,10 @@ def make_watches(rng: random.Random, vocabulary: list[str], count: int) -> tuple
         Theme(
             f"theme {i}",
             # Like real topics (see shared/corpus/dev/config.yaml): two or three groups to meet.
-            all_of=tuple(tuple(phrase() for _ in range(rng.randint(2, 5))) for _ in range(rng.randint(2, 3))),
+            all_of=tuple(
+                tuple(phrase() for _ in range(rng.randint(2, 5)))
+                for _ in range(rng.randint(2, 3))
+            ),
             any_of=tuple(phrase() for _ in range(rng.choice((0, 0, 3)))),
             none_of=tuple(phrase() for _ in range(rng.choice((0, 1)))),
         )
@@ -81,7 +97,12 @@ def make_watches(rng: random.Random, vocabulary: list[str], count: int) -> tuple
 
 
 def make_entries(
-    rng: random.Random, vocabulary: list[str], speakers: list[Speaker], themes: list[Theme], n: int, words: int
+    rng: random.Random,
+    vocabulary: list[str],
+    speakers: list[Speaker],
+    themes: list[Theme],
+    n: int,
+    words: int,
 ) -> list[Article]:
     weights = [1 / (rank + 1) for rank in range(len(vocabulary))]  # Zipf
     phrases = [p for t in themes for group in (*t.all_of, t.any_of) for p in group]
@@ -96,8 +117,14 @@ def make_entries(
                 name = name[:-1]  # a typo
             body.insert(rng.randrange(len(body)), f"{name} said")
         for _ in range(3):
-            body.insert(rng.randrange(len(body)), pseudo_word(rng, 3) + str(rng.randrange(10_000)))
-        sentences = [" ".join(body[i : i + 20]).capitalize() + "." for i in range(0, len(body), 20)]
+            body.insert(
+                rng.randrange(len(body)),
+                pseudo_word(rng, 3) + str(rng.randrange(10_000)),
+            )
+        sentences = [
+            " ".join(body[i : i + 20]).capitalize() + "."
+            for i in range(0, len(body), 20)
+        ]
         text = " ".join(sentences)
         entries.append(
             Article(
@@ -114,7 +141,9 @@ def make_entries(
     return entries
 
 
-def throughput(matcher: Matcher, entries: list[Article], repeats: int = 5) -> tuple[float, float, int]:
+def throughput(
+    matcher: Matcher, entries: list[Article], repeats: int = 5
+) -> tuple[float, float, int]:
     """(entries/s on the first, cold pass; best entries/s of the passes after it; hits per pass).
 
     CPU time of this process, not wall time: the figure is per core, and other processes
@@ -138,13 +167,20 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     vocabulary = make_vocabulary(rng)
     speakers, themes = make_watches(rng, vocabulary, 250)
-    shared = make_entries(rng, vocabulary, speakers[:50], themes[:50], args.entries, args.words)
+    shared = make_entries(
+        rng, vocabulary, speakers[:50], themes[:50], args.entries, args.words
+    )
     pooled = make_entries(rng, vocabulary, speakers, themes, args.entries, args.words)
     mean_words = statistics.mean(len(a.content.split()) for a in shared)
-    print(f"{len(shared)} entries, {mean_words:.0f} words of content each (+ title and summary)")
+    print(
+        f"{len(shared)} entries, {mean_words:.0f} words of content each (+ title and summary)"
+    )
 
     results = {}
-    for label, entries in (("mentions from the shared 100", shared), ("mentions from all 500", pooled)):
+    for label, entries in (
+        ("mentions from the shared 100", shared),
+        ("mentions from all 500", pooled),
+    ):
         print(f"entries with {label}:")
         for count in (50, 250):
             started = time.perf_counter()
@@ -156,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {count:>3} speakers + {count:>3} themes: {warm:>8,.0f} entries/s (first pass "
                 f"{cold:,.0f}/s; compile {compile_ms:.0f} ms; {hits / len(entries):.2f} hits/entry)"
             )
-        print(f"  500 watches vs 100: {results[label, 50] / results[label, 250]:.2f}x slower")
+        print(
+            f"  500 watches vs 100: {results[label, 50] / results[label, 250]:.2f}x slower"
+        )
     floor_rate = results["mentions from the shared 100", 50]
     ratio = floor_rate / results["mentions from the shared 100", 250]
     failures = []

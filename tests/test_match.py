@@ -14,7 +14,9 @@ from watcher.parse import html_to_text
 from watcher.types import Article, Hit, Speaker, Theme
 
 JEN = Speaker("Jen Zhu Scott", aliases=("Zhu Scott", "Jen Zhu-Scott"))
-ZOE = Speaker("Zoé Marchetti-Laurent", aliases=("Zoé Marchetti", "Commissioner Marchetti-Laurent"))
+ZOE = Speaker(
+    "Zoé Marchetti-Laurent", aliases=("Zoé Marchetti", "Commissioner Marchetti-Laurent")
+)
 TOBY = Speaker("Tobias Wrenfield", aliases=("Toby Wrenfield",))
 SHORT = Speaker("Li Wei")  # 6 characters: no typo tolerance
 
@@ -29,14 +31,22 @@ US_CHINA = Theme(
 )
 EXPORT = Theme(
     "Semiconductor export controls",
-    all_of=(("semiconductor", "chip", "GPU"), ("export control", "export restriction", "export ban", "entity list")),
+    all_of=(
+        ("semiconductor", "chip", "GPU"),
+        ("export control", "export restriction", "export ban", "entity list"),
+    ),
 )
 SAFETY = Theme(
     "AI safety standards",
-    all_of=(("AI", "artificial intelligence"), ("safety protocol", "safety standard", "alignment", "misuse")),
+    all_of=(
+        ("AI", "artificial intelligence"),
+        ("safety protocol", "safety standard", "alignment", "misuse"),
+    ),
     none_of=("sponsored", "advertisement"),
 )
-DECOUPLING = Theme("Tech decoupling", all_of=(("decoupling", "decouple", "tech war", "arms race"),))
+DECOUPLING = Theme(
+    "Tech decoupling", all_of=(("decoupling", "decouple", "tech war", "arms race"),)
+)
 
 MATCHER = Matcher([JEN, ZOE, TOBY, SHORT], [US_CHINA, EXPORT, SAFETY, DECOUPLING])
 
@@ -98,7 +108,9 @@ NAME_TOLERANCE = [
 ]
 
 
-@pytest.mark.parametrize(("case", "text"), NAME_TOLERANCE, ids=[c for c, _ in NAME_TOLERANCE])
+@pytest.mark.parametrize(
+    ("case", "text"), NAME_TOLERANCE, ids=[c for c, _ in NAME_TOLERANCE]
+)
 def test_name_variants_are_mentions(case: str, text: str) -> None:
     assert len(speakers(text)) == 1, case
 
@@ -106,14 +118,19 @@ def test_name_variants_are_mentions(case: str, text: str) -> None:
 @pytest.mark.parametrize(
     ("html", "name"),
     [
-        ('<a href="/p/1">Jen Zhu</a>-Scott said', "Jen Zhu Scott"),  # R3: a tag splits the name
+        (
+            '<a href="/p/1">Jen Zhu</a>-Scott said',
+            "Jen Zhu Scott",
+        ),  # R3: a tag splits the name
         ("<b>Jen</b>Zhu Scott visited", "Jen Zhu Scott"),
         ("Jen&nbsp;Zhu&#160;Scott visited", "Jen Zhu Scott"),
         ("<p>Tobias</p><p>Wrenfield</p>", "Tobias Wrenfield"),
         ("Zo&eacute; Marchetti-Laurent visited", "Zoé Marchetti-Laurent"),
     ],
 )
-def test_names_split_by_html_tags_or_entities_are_mentions(html: str, name: str) -> None:
+def test_names_split_by_html_tags_or_entities_are_mentions(
+    html: str, name: str
+) -> None:
     assert speakers(html_to_text(html)) == {name}
 
 
@@ -138,7 +155,9 @@ NOT_A_MENTION = [
 ]
 
 
-@pytest.mark.parametrize(("case", "text"), NOT_A_MENTION, ids=[c for c, _ in NOT_A_MENTION])
+@pytest.mark.parametrize(
+    ("case", "text"), NOT_A_MENTION, ids=[c for c, _ in NOT_A_MENTION]
+)
 def test_partial_or_other_names_are_not_mentions(case: str, text: str) -> None:
     assert speakers(text) == set(), case
 
@@ -155,12 +174,21 @@ STATEMENTS = [
     ("headline verb", "JEN ZHU SCOTT URGES US AND CHINA TO COOPERATE"),
     ("quote then name + verb", "“We must cooperate,” Jen Zhu Scott said."),
     ("quote then inverted verb", "“We must cooperate,” said Jen Zhu Scott."),
-    ("inverted verb with title", "“We must cooperate,” said Power Dynamics co-founder Jen Zhu Scott."),
+    (
+        "inverted verb with title",
+        "“We must cooperate,” said Power Dynamics co-founder Jen Zhu Scott.",
+    ),
     ("verb introduces quote", "Jen Zhu Scott said: “We must cooperate.”"),
     ("colon introduces quote", "Jen Zhu Scott: “We must cooperate.”"),
-    ("appositive", "Jen Zhu Scott, co-founder and CEO of Power Dynamics, said rivalry wastes talent."),
+    (
+        "appositive",
+        "Jen Zhu Scott, co-founder and CEO of Power Dynamics, said rivalry wastes talent.",
+    ),
     ("parenthesis", "Jen Zhu Scott (pictured) warned against decoupling."),
-    ("title before the name", "Power Dynamics co-founder Jen Zhu Scott warned against decoupling."),
+    (
+        "title before the name",
+        "Power Dynamics co-founder Jen Zhu Scott warned against decoupling.",
+    ),
     ("auxiliary and adverb", "Jen Zhu Scott has repeatedly argued for engagement."),
     ("time phrase", "Jen Zhu Scott on Thursday told reporters that rules were needed."),
     ("called for", "Jen Zhu Scott called for a joint working group."),
@@ -168,60 +196,131 @@ STATEMENTS = [
     ("emphasised", "Zhu Scott emphasised that a tech war would slow AI."),
     ("replied", "Commissioner Marchetti-Laurent replied that compute mattered less."),
     ("according to", "According to Jen Zhu Scott, rivalry wastes talent."),
-    ("according to with title", "Rivalry wastes talent, according to Power Dynamics CEO Jen Zhu Scott."),
-    ("in an interview", "In an interview, Jen Zhu Scott described rivalry as wasteful."),
-    ("relative clause", "Jen Zhu Scott, who said last year that rivalry wastes talent, will speak."),
+    (
+        "according to with title",
+        "Rivalry wastes talent, according to Power Dynamics CEO Jen Zhu Scott.",
+    ),
+    (
+        "in an interview",
+        "In an interview, Jen Zhu Scott described rivalry as wasteful.",
+    ),
+    (
+        "relative clause",
+        "Jen Zhu Scott, who said last year that rivalry wastes talent, will speak.",
+    ),
     ("progressive", "Jen Zhu Scott is urging investors to wait."),
-    ("after a clause opener", "The forum ended after Jen Zhu Scott warned of an arms race."),
-    ("two speakers as subject", "Jen Zhu Scott and Tobias Wrenfield said rules were needed."),
-    ("next sentence: She + verb", "Zhu Scott attended as an observer. She told the meeting rules were needed."),
-    ("next sentence: He also said", "Toby Wrenfield spoke at a London event on Tuesday. He also said chips mattered."),
-    ("next sentence: quote, she said", "Jen Zhu Scott took the stage. “Decoupling is a mistake,” she said."),
-    ("next sentence after a place name", "Jen Zhu Scott spoke in the United States. She said rules were needed."),
-    ("sentence after U.S.", "Jen Zhu Scott moved to the U.S. She said rules were needed there."),
+    (
+        "after a clause opener",
+        "The forum ended after Jen Zhu Scott warned of an arms race.",
+    ),
+    (
+        "two speakers as subject",
+        "Jen Zhu Scott and Tobias Wrenfield said rules were needed.",
+    ),
+    (
+        "next sentence: She + verb",
+        "Zhu Scott attended as an observer. She told the meeting rules were needed.",
+    ),
+    (
+        "next sentence: He also said",
+        "Toby Wrenfield spoke at a London event on Tuesday. He also said chips mattered.",
+    ),
+    (
+        "next sentence: quote, she said",
+        "Jen Zhu Scott took the stage. “Decoupling is a mistake,” she said.",
+    ),
+    (
+        "next sentence after a place name",
+        "Jen Zhu Scott spoke in the United States. She said rules were needed.",
+    ),
+    (
+        "sentence after U.S.",
+        "Jen Zhu Scott moved to the U.S. She said rules were needed there.",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "text"), STATEMENTS, ids=[c for c, _ in STATEMENTS])
 def test_attributed_speech_is_a_statement(case: str, text: str) -> None:
     found = statements(text)
-    assert found and found <= {"Jen Zhu Scott", "Tobias Wrenfield", "Zoé Marchetti-Laurent"}, case
+    assert found and found <= {
+        "Jen Zhu Scott",
+        "Tobias Wrenfield",
+        "Zoé Marchetti-Laurent",
+    }, case
 
 
 NOT_A_STATEMENT = [
     ("attending", "Jen Zhu Scott attended the forum as an observer."),
     ("guest list", "Guests included a former negotiator and Jen Zhu Scott."),
     ("pictured", "Jen Zhu-Scott and academics pose for a group photo."),
-    ("did not respond", "Tobias Wrenfield, the lab’s chief executive, did not respond to requests for comment."),
+    (
+        "did not respond",
+        "Tobias Wrenfield, the lab’s chief executive, did not respond to requests for comment.",
+    ),
     ("declined to comment", "Jen Zhu Scott declined to comment."),
-    ("joined a board, then will serve", "Jen Zhu Scott has joined the board. She will serve a three-year term."),
-    ("commissioned", "The report, commissioned by Commissioner Marchetti-Laurent, said rules vary."),
-    ("founded by", "The AI lab founded by Toby Wrenfield said it would postpone the office."),
-    ("company speaks", "Jen Zhu Scott’s advisory firm has taken a stake, Power Dynamics said in a statement."),
+    (
+        "joined a board, then will serve",
+        "Jen Zhu Scott has joined the board. She will serve a three-year term.",
+    ),
+    (
+        "commissioned",
+        "The report, commissioned by Commissioner Marchetti-Laurent, said rules vary.",
+    ),
+    (
+        "founded by",
+        "The AI lab founded by Toby Wrenfield said it would postpone the office.",
+    ),
+    (
+        "company speaks",
+        "Jen Zhu Scott’s advisory firm has taken a stake, Power Dynamics said in a statement.",
+    ),
     ("possessive subject", "Toby Wrenfield’s lab said it would wait."),
-    ("inside someone else's quote", "“Jen Zhu Scott has put the right question,” the minister said."),
-    ("inside a quote, inverted", "“Even Toby Wrenfield’s lab buys from both sides,” said one manager."),
-    ("columnist argues", "Supporters, including Jen Zhu Scott, are losing ground, a columnist argues."),
+    (
+        "inside someone else's quote",
+        "“Jen Zhu Scott has put the right question,” the minister said.",
+    ),
+    (
+        "inside a quote, inverted",
+        "“Even Toby Wrenfield’s lab buys from both sides,” said one manager.",
+    ),
+    (
+        "columnist argues",
+        "Supporters, including Jen Zhu Scott, are losing ground, a columnist argues.",
+    ),
     ("object of told", "The minister told Jen Zhu Scott that the plan would fail."),
     ("object of a preposition", "Critics of Jen Zhu Scott say the plan would fail."),
     ("someone else's aside", "Jen Zhu Scott, the minister said, is wrong about chips."),
     ("passive", "Jen Zhu Scott was told to wait."),
     ("future", "Jen Zhu Scott will speak at the summit."),
     ("written about", "A columnist argued that Jen Zhu Scott was wrong."),
-    ("interview with the speaker as object", "In an interview with Jen Zhu Scott, the minister praised the plan."),
+    (
+        "interview with the speaker as object",
+        "In an interview with Jen Zhu Scott, the minister praised the plan.",
+    ),
     (
         "she belongs to another named person",
         "Zoé Marchetti-Laurent appointed Ingrid Solberg as deputy. Solberg said she would focus on misuse.",
     ),
-    ("another person before the pronoun", "Zoé Marchetti-Laurent met Ingrid Solberg on Monday. She said talks went well."),
-    ("pronoun two sentences later", "Jen Zhu Scott attended. The hall was full. She said rules were needed."),
+    (
+        "another person before the pronoun",
+        "Zoé Marchetti-Laurent met Ingrid Solberg on Monday. She said talks went well.",
+    ),
+    (
+        "pronoun two sentences later",
+        "Jen Zhu Scott attended. The hall was full. She said rules were needed.",
+    ),
     ("headline colon without quotes", "Jen Zhu Scott: the investor who wants rules"),
     ("surname-only speaker", "Jen Zhu Scott attended. Scott said nothing new."),
 ]
 
 
-@pytest.mark.parametrize(("case", "text"), NOT_A_STATEMENT, ids=[c for c, _ in NOT_A_STATEMENT])
-def test_mentions_without_attributed_speech_are_not_statements(case: str, text: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "text"), NOT_A_STATEMENT, ids=[c for c, _ in NOT_A_STATEMENT]
+)
+def test_mentions_without_attributed_speech_are_not_statements(
+    case: str, text: str
+) -> None:
     assert speakers(text), f"{case}: should still be a mention"
     assert statements(text) == set(), case
 
@@ -240,10 +339,26 @@ def test_quote_attribution_credits_the_right_speaker() -> None:
 # -- themes -----------------------------------------------------------------------------------
 
 THEME_MATCHES = [
-    ("all groups + any_of", "US and Chinese AI labs announced a partnership.", US_CHINA),
-    ("groups across fields via evidence", "Washington and Beijing publish joint A.I. study.", US_CHINA),
-    ("dotted acronym + en dash", "Hospitals forge U.S.–Beijing AI partnerships.", US_CHINA),
-    ("acronym before a hyphen (R11)", "A US-Chinese AI partnership was signed.", US_CHINA),
+    (
+        "all groups + any_of",
+        "US and Chinese AI labs announced a partnership.",
+        US_CHINA,
+    ),
+    (
+        "groups across fields via evidence",
+        "Washington and Beijing publish joint A.I. study.",
+        US_CHINA,
+    ),
+    (
+        "dotted acronym + en dash",
+        "Hospitals forge U.S.–Beijing AI partnerships.",
+        US_CHINA,
+    ),
+    (
+        "acronym before a hyphen (R11)",
+        "A US-Chinese AI partnership was signed.",
+        US_CHINA,
+    ),
     ("multi-word any_of", "She backs an AI future built by US plus China.", US_CHINA),
     ("phrase with hyphen", "Chip export-controls tightened.", EXPORT),
     ("plural of phrase", "New export controls on chips.", EXPORT),
@@ -251,54 +366,118 @@ THEME_MATCHES = [
     ("entity list", "GPU rental firms on the entity list.", EXPORT),
     ("plural -s (R8)", "When a supply chain decouples, who pays?", DECOUPLING),
     ("plural of the last word", "Echoes of Cold War arms races.", DECOUPLING),
-    ("typo in an 8+ letter word", "Universities launch US-Chinese AI partnrship.", US_CHINA),
+    (
+        "typo in an 8+ letter word",
+        "Universities launch US-Chinese AI partnrship.",
+        US_CHINA,
+    ),
     ("typo plus plural", "Universities launch US-Chinese AI partnrships.", US_CHINA),
-    ("hyphenated compound contains AI (R12)", "AI-drafted filings raise misuse concerns.", SAFETY),
-    ("negation is still presence (R7)", "AI labs have no safety protocol at all.", SAFETY),
+    (
+        "hyphenated compound contains AI (R12)",
+        "AI-drafted filings raise misuse concerns.",
+        SAFETY,
+    ),
+    (
+        "negation is still presence (R7)",
+        "AI labs have no safety protocol at all.",
+        SAFETY,
+    ),
     ("all caps headline", "STANDARDS COUNCIL TO AUDIT AI ALIGNMENT CLAIMS", SAFETY),
 ]
 
 
-@pytest.mark.parametrize(("case", "text", "theme"), THEME_MATCHES, ids=[c for c, _, _ in THEME_MATCHES])
+@pytest.mark.parametrize(
+    ("case", "text", "theme"), THEME_MATCHES, ids=[c for c, _, _ in THEME_MATCHES]
+)
 def test_theme_matches(case: str, text: str, theme: Theme) -> None:
     assert theme.name in themes(text), case
 
 
 THEME_MISSES = [
-    ("pronoun us is not US (R11)", "Investors keep asking us about China and our AI cooperation.", US_CHINA),
-    ("ai inside said/Thai (R11)", "The Thai regulator said food safety standards apply.", SAFETY),
-    ("AIDS is not AI (R11)", "AIDS clinics in China founded in the US expand their partnership.", US_CHINA),
-    ("USB is not US (R11)", "USB-C rule for Chinese phones, AI-powered models first, in partnership.", US_CHINA),
-    ("American is not America (R8)", "American and Chinese AI researchers in scientific cooperation.", US_CHINA),
-    ("one group missing", "US and Chinese researchers announce a cooperation on climate.", US_CHINA),
+    (
+        "pronoun us is not US (R11)",
+        "Investors keep asking us about China and our AI cooperation.",
+        US_CHINA,
+    ),
+    (
+        "ai inside said/Thai (R11)",
+        "The Thai regulator said food safety standards apply.",
+        SAFETY,
+    ),
+    (
+        "AIDS is not AI (R11)",
+        "AIDS clinics in China founded in the US expand their partnership.",
+        US_CHINA,
+    ),
+    (
+        "USB is not US (R11)",
+        "USB-C rule for Chinese phones, AI-powered models first, in partnership.",
+        US_CHINA,
+    ),
+    (
+        "American is not America (R8)",
+        "American and Chinese AI researchers in scientific cooperation.",
+        US_CHINA,
+    ),
+    (
+        "one group missing",
+        "US and Chinese researchers announce a cooperation on climate.",
+        US_CHINA,
+    ),
     ("any_of missing", "US and China AI rivalry grows.", US_CHINA),
     ("typo in a short word", "Chip stocks slip on tighter exprot controls.", EXPORT),
     ("words out of order", "Controls on exports of high-end GPUs.", EXPORT),
     ("closed compound (R12)", "Chipmakers fear an export ban.", EXPORT),
-    ("compound is not the phrase (R12)", "Faster than arms-control talks can keep up.", DECOUPLING),
+    (
+        "compound is not the phrase (R12)",
+        "Faster than arms-control talks can keep up.",
+        DECOUPLING,
+    ),
     ("unlisted synonym", "Export curbs on chip tools widen.", EXPORT),
-    ("none_of vetoes (R10)", "Sponsored: is your AI ready for new safety standards?", SAFETY),
-    ("plural none_of vetoes", "Advertisements cite misuse of artificial intelligence.", SAFETY),
-    ("R9: typo in none_of vetoes", "This advertisment covers AI safety standards.", SAFETY),
-    ("other inflection is not plural (R8)", "The tech warring factions met.", DECOUPLING),
+    (
+        "none_of vetoes (R10)",
+        "Sponsored: is your AI ready for new safety standards?",
+        SAFETY,
+    ),
+    (
+        "plural none_of vetoes",
+        "Advertisements cite misuse of artificial intelligence.",
+        SAFETY,
+    ),
+    (
+        "R9: typo in none_of vetoes",
+        "This advertisment covers AI safety standards.",
+        SAFETY,
+    ),
+    (
+        "other inflection is not plural (R8)",
+        "The tech warring factions met.",
+        DECOUPLING,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "text", "theme"), THEME_MISSES, ids=[c for c, _, _ in THEME_MISSES])
+@pytest.mark.parametrize(
+    ("case", "text", "theme"), THEME_MISSES, ids=[c for c, _, _ in THEME_MISSES]
+)
 def test_theme_does_not_match(case: str, text: str, theme: Theme) -> None:
     assert theme.name not in themes(text), case
 
 
 def test_theme_groups_may_be_met_in_different_fields() -> None:
     # R6: groups across title, summary and content; a phrase must stay inside one field.
-    art = article("A partnership was signed.", title="US and China", summary="AI research")
+    art = article(
+        "A partnership was signed.", title="US and China", summary="AI research"
+    )
     assert US_CHINA.name in {h.watch for h in MATCHER.match(art)}
     split = article("control rules", title="Chip export")
     assert EXPORT.name not in {h.watch for h in MATCHER.match(split)}
 
 
 def test_veto_anywhere_in_the_entry() -> None:
-    art = article("AI labs publish safety protocols.", title="This recap is sponsored by Lumenta")
+    art = article(
+        "AI labs publish safety protocols.", title="This recap is sponsored by Lumenta"
+    )
     assert MATCHER.match(art) == []
 
 
@@ -306,7 +485,10 @@ def test_veto_anywhere_in_the_entry() -> None:
 
 
 def test_threshold_100_turns_typos_off() -> None:
-    strict = Matcher([Speaker("Tobias Wrenfield", threshold=100)], [Theme("p", all_of=(("partnership",),), threshold=100)])
+    strict = Matcher(
+        [Speaker("Tobias Wrenfield", threshold=100)],
+        [Theme("p", all_of=(("partnership",),), threshold=100)],
+    )
     assert strict.match(article("Tobias Wrenfeild signed a partnrship.")) == []
     assert len(strict.match(article("Tobias Wrenfield signed a partnership."))) == 2
 
@@ -342,7 +524,10 @@ def test_evidence_is_the_sentence_with_the_matched_words_highlighted() -> None:
     assert jen.statement
     (evidence,) = jen.evidence
     assert evidence.field == "content"
-    assert evidence.text == "In an interview, Jen Zhu Scott said the U.S. and China need AI cooperation."
+    assert (
+        evidence.text
+        == "In an interview, Jen Zhu Scott said the U.S. and China need AI cooperation."
+    )
     assert [evidence.text[s:e] for s, e in evidence.spans] == ["Jen Zhu Scott"]
     theme = hits[US_CHINA.name]
     highlighted = {e.text[s:t] for e in theme.evidence for s, t in e.spans}
@@ -375,5 +560,7 @@ def test_hits_come_speakers_first_in_config_order() -> None:
 
 def test_summary_repeated_as_content_gives_one_evidence() -> None:
     text = "Jen Zhu Scott said rules were needed."
-    hit = {h.watch: h for h in MATCHER.match(article(text, summary=text))}["Jen Zhu Scott"]
+    hit = {h.watch: h for h in MATCHER.match(article(text, summary=text))}[
+        "Jen Zhu Scott"
+    ]
     assert len(hit.evidence) == 1

@@ -27,6 +27,7 @@ The contract is ``shared/corpus/dev/README.md`` (readings R1-R12); the algorithm
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -61,7 +62,10 @@ class Matcher:
         self._terms: dict[tuple[object, ...], _Term] = {}
         self._phrases: dict[tuple[object, ...], _Phrase] = {}
         self._speakers = [
-            _SpeakerWatch(s, tuple(self._name_phrase(v, s.threshold) for v in (s.name, *s.aliases)))
+            _SpeakerWatch(
+                s,
+                tuple(self._name_phrase(v, s.threshold) for v in (s.name, *s.aliases)),
+            )
             for s in speakers
         ]
         self._themes = [self._compile_theme(t) for t in themes]
@@ -82,13 +86,24 @@ class Matcher:
             for phrase, themes in wake.themes_if_present:
                 if scan.present(phrase):
                     woken_themes.update(themes)
-        located = {p: occ for p in woken_names if scan.present(p) and (occ := scan.locate(p))}
+        located = {
+            p: occ for p in woken_names if scan.present(p) and (occ := scan.locate(p))
+        }
         speakers = sorted({i for p in located for i in self._speakers_by_phrase[p]})
         mentions = {
-            i: _outermost([o for p in self._speakers[i].phrases for o in located.get(p, ())]) for i in speakers
+            i: _outermost(
+                [o for p in self._speakers[i].phrases for o in located.get(p, ())]
+            )
+            for i in speakers
         }
-        hits = [_speaker_hit(self._speakers[i], mentions[i], mentions, i) for i in speakers]
-        hits.extend(h for i in sorted(woken_themes) if (h := _theme_hit(self._themes[i], scan)) is not None)
+        hits = [
+            _speaker_hit(self._speakers[i], mentions[i], mentions, i) for i in speakers
+        ]
+        hits.extend(
+            h
+            for i in sorted(woken_themes)
+            if (h := _theme_hit(self._themes[i], scan)) is not None
+        )
         return hits
 
     # -- compile ---------------------------------------------------------------------------
@@ -96,7 +111,11 @@ class Matcher:
     def _name_phrase(self, name: str, threshold: int | None) -> _Phrase:
         words, gaps = _split_config_phrase(name)
         # Contract: typos only in names of 8+ characters; R1: never inside a part of <= 3 letters.
-        may_typo = threshold < 100 if threshold is not None else len(name.strip()) >= _TYPO_MIN_LENGTH
+        may_typo = (
+            threshold < 100
+            if threshold is not None
+            else len(name.strip()) >= _TYPO_MIN_LENGTH
+        )
         terms = tuple(
             self._term(
                 _fold(w),
@@ -122,7 +141,13 @@ class Matcher:
             else:
                 fuzzy = len(folded) >= _TYPO_MIN_LENGTH
             terms.append(
-                self._term(folded, acronym=acronym, plural=True, fuzzy=fuzzy and not acronym, threshold=threshold)
+                self._term(
+                    folded,
+                    acronym=acronym,
+                    plural=True,
+                    fuzzy=fuzzy and not acronym,
+                    threshold=threshold,
+                )
             )
         return self._phrase(phrase, tuple(terms), is_name=False, odd_gaps=())
 
@@ -133,9 +158,19 @@ class Matcher:
         groups = [_Group.of(compile_all(group)) for group in theme.all_of if group]
         if theme.any_of:
             groups.append(_Group.of(compile_all(theme.any_of)))
-        return _ThemeWatch(theme, groups=tuple(groups), none_of=compile_all(theme.none_of))
+        return _ThemeWatch(
+            theme, groups=tuple(groups), none_of=compile_all(theme.none_of)
+        )
 
-    def _term(self, word: str, *, acronym: str | None, plural: bool, fuzzy: bool, threshold: int | None) -> _Term:
+    def _term(
+        self,
+        word: str,
+        *,
+        acronym: str | None,
+        plural: bool,
+        fuzzy: bool,
+        threshold: int | None,
+    ) -> _Term:
         key = (word, acronym, plural, fuzzy, threshold if fuzzy else None)
         if key not in self._terms:
             bases = (word, *_singulars(word)) if plural and not acronym else (word,)
@@ -149,10 +184,19 @@ class Matcher:
             )
         return self._terms[key]
 
-    def _phrase(self, label: str, terms: tuple[_Term, ...], *, is_name: bool, odd_gaps: tuple[str, ...]) -> _Phrase:
+    def _phrase(
+        self,
+        label: str,
+        terms: tuple[_Term, ...],
+        *,
+        is_name: bool,
+        odd_gaps: tuple[str, ...],
+    ) -> _Phrase:
         key = (is_name, tuple(id(t) for t in terms), odd_gaps)
         if key not in self._phrases:
-            self._phrases[key] = _Phrase(label, terms, is_name, odd_gaps, _anchor_index(terms))
+            self._phrases[key] = _Phrase(
+                label, terms, is_name, odd_gaps, _anchor_index(terms)
+            )
         return self._phrases[key]
 
     def _index(self) -> None:
@@ -172,13 +216,24 @@ class Matcher:
         for i, theme in enumerate(self._themes):
             if theme.groups:
                 for phrase in max(theme.groups, key=lambda g: g.rarity).phrases:
-                    themes.setdefault(phrase.terms[phrase.anchor], {}).setdefault(phrase, []).append(i)
+                    themes.setdefault(phrase.terms[phrase.anchor], {}).setdefault(
+                        phrase, []
+                    ).append(i)
         self._wakes = {
             term: _Wake(
                 names=tuple(names.get(term, ())),
                 # A one-word phrase is present when its (anchor) word is; longer ones are checked.
-                themes=frozenset(i for p, ids in themes.get(term, {}).items() if len(p.terms) == 1 for i in ids),
-                themes_if_present=tuple((p, tuple(ids)) for p, ids in themes.get(term, {}).items() if len(p.terms) > 1),
+                themes=frozenset(
+                    i
+                    for p, ids in themes.get(term, {}).items()
+                    if len(p.terms) == 1
+                    for i in ids
+                ),
+                themes_if_present=tuple(
+                    (p, tuple(ids))
+                    for p, ids in themes.get(term, {}).items()
+                    if len(p.terms) > 1
+                ),
             )
             for term in {*names, *themes}
         }
@@ -194,7 +249,9 @@ class Matcher:
                 for key in {base, *_deletions(base)}:
                     self._deletes.setdefault(key, []).append((base, term))
         lengths = [len(b) for t in typo_terms for b in t.typo_bases]
-        self._typo_lengths = (min(lengths) - 1, max(lengths) + 3) if lengths else (0, -1)
+        self._typo_lengths = (
+            (min(lengths) - 1, max(lengths) + 3) if lengths else (0, -1)
+        )
         self._memo_seen: set[str] = set()
         self._memo_found: dict[str, tuple[_Term, ...]] = {}
         self._memo_found_keys: set[str] = set()
@@ -213,7 +270,9 @@ class Matcher:
 
     def _woken_terms(self, scan: _Scan) -> list[_Term]:
         """Wake-up terms present in the article (exactly, or through a typo)."""
-        terms = [t for word in scan.words & self._wake_keys for t in self._wake_exact[word]]
+        terms = [
+            t for word in scan.words & self._wake_keys for t in self._wake_exact[word]
+        ]
         terms.extend(t for t in scan.typos if t in self._wakes)
         return terms
 
@@ -243,7 +302,9 @@ class Matcher:
 class _Scan:
     """One article being matched: its fields and words, with phrases checked on demand, once."""
 
-    def __init__(self, fields: list[_Field], words: set[str], typos: dict[_Term, set[str]]) -> None:
+    def __init__(
+        self, fields: list[_Field], words: set[str], typos: dict[_Term, set[str]]
+    ) -> None:
         self.fields = fields
         self.words = words
         #: Terms reached only through a tolerated typo, with the words that reach them.
@@ -273,7 +334,9 @@ class _Scan:
         """Occurrences of a present phrase, field by field: every one for a name (each may be a
         statement), for a theme phrase only up to the first exact one per field."""
         if phrase not in self._located:
-            self._located[phrase] = [o for f in self.fields for o in self._locate_in(f, phrase)]
+            self._located[phrase] = [
+                o for f in self.fields for o in self._locate_in(f, phrase)
+            ]
         return self._located[phrase]
 
     def _locate_in(self, f: _Field, phrase: _Phrase) -> list[_Occurrence]:
@@ -328,7 +391,9 @@ def _anchor_index(terms: tuple[_Term, ...]) -> int:
     """The longest word (acronyms last): likely the rarest, so it wakes the phrase least often.
     One anchor suffices because a phrase is present only when all its words are, each exactly
     or through a typo that the typo index has already resolved to its term."""
-    return max(range(len(terms)), key=lambda i: (terms[i].acronym is None, len(terms[i].word)))
+    return max(
+        range(len(terms)), key=lambda i: (terms[i].acronym is None, len(terms[i].word))
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -361,7 +426,9 @@ class _Group:
     @classmethod
     def of(cls, phrases: tuple[_Phrase, ...]) -> _Group:
         anchors = [p.terms[p.anchor] for p in phrases]
-        return cls(phrases, frozenset(f for t in anchors for f in t.forms), frozenset(anchors))
+        return cls(
+            phrases, frozenset(f for t in anchors for f in t.forms), frozenset(anchors)
+        )
 
     @property
     def rarity(self) -> int:
@@ -417,14 +484,22 @@ def _fields(article: Article) -> list[_Field]:
         # Feeds often repeat the summary as (the start of) the content: a field found whole
         # inside another adds nothing to match, so only the containing field is matched.
         if not raw or any(
-            other is not name and raw in text and (len(text) > len(raw) or list(raws).index(other) < list(raws).index(name))
+            other is not name
+            and raw in text
+            and (
+                len(text) > len(raw) or list(raws).index(other) < list(raws).index(name)
+            )
             for other, text in raws.items()
         ):
             continue
         text = raw if raw.isascii() else unicodedata.normalize("NFC", raw)
         cased = _collapse_dotted_acronyms(text)
         folded = _fold(cased)
-        out.append(_Field(name, text, cased, folded, set(folded.translate(_WORD_BREAKS).split())))
+        out.append(
+            _Field(
+                name, text, cased, folded, set(folded.translate(_WORD_BREAKS).split())
+            )
+        )
     return out
 
 
@@ -449,7 +524,9 @@ def _fold(text: str) -> str:
 
 
 def _fold_char(ch: str) -> str:
-    base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)).lower()
+    base = "".join(
+        c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)
+    ).lower()
     if len(base) == 1:
         return base
     lower = ch.lower()
@@ -457,17 +534,19 @@ def _fold_char(ch: str) -> str:
 
 
 def _collapse_dotted_acronyms(text: str) -> str:
-    """"U.S." -> "US  ", padded so offsets stay valid; the contract treats both alike."""
+    """ "U.S." -> "US  ", padded so offsets stay valid; the contract treats both alike."""
     if _DOTTED_HINT.search(text) is None:
         return text
-    return _DOTTED_ACRONYM.sub(lambda m: m.group().replace(".", "").ljust(len(m.group())), text)
+    return _DOTTED_ACRONYM.sub(
+        lambda m: m.group().replace(".", "").ljust(len(m.group())), text
+    )
 
 
 def _split_config_phrase(phrase: str) -> tuple[list[str], list[str]]:
     """The words of a configured name or phrase (case kept) and the separators between them."""
     text = _collapse_dotted_acronyms(unicodedata.normalize("NFC", phrase.strip()))
     matches = list(_WORD.finditer(text))
-    gaps = [text[a.end() : b.start()] for a, b in zip(matches, matches[1:])]
+    gaps = [text[a.end() : b.start()] for a, b in itertools.pairwise(matches)]
     return [m.group() for m in matches], gaps
 
 
@@ -499,7 +578,9 @@ def _find_word(text: str, word: str) -> Iterator[int]:
     i = text.find(word)
     while i != -1:
         j = i + n
-        if (i == 0 or not text[i - 1].isalnum()) and (j == end or not text[j].isalnum()):
+        if (i == 0 or not text[i - 1].isalnum()) and (
+            j == end or not text[j].isalnum()
+        ):
             yield i
         i = text.find(word, i + 1)
 
@@ -531,7 +612,9 @@ def _typo_score(term: _Term, word: str) -> int | None:
     return best
 
 
-def _extend(f: _Field, phrase: _Phrase, idx: int, start: int, end: int, score: int) -> _Occurrence | None:
+def _extend(
+    f: _Field, phrase: _Phrase, idx: int, start: int, end: int, score: int
+) -> _Occurrence | None:
     """Grow a match of ``phrase.terms[idx]`` at [start, end) into the whole phrase, or None."""
     scores = [score]
     pos = end
@@ -571,7 +654,12 @@ def _outermost(occurrences: list[_Occurrence]) -> list[_Occurrence]:
     """Drop occurrences inside a longer one (alias "Zhu Scott" inside "Jen Zhu Scott")."""
     out: list[_Occurrence] = []
     for o in sorted(occurrences, key=lambda o: (id(o.field), o.start, -o.end)):
-        if not (out and out[-1].field is o.field and out[-1].start <= o.start and o.end <= out[-1].end):
+        if not (
+            out
+            and out[-1].field is o.field
+            and out[-1].start <= o.start
+            and o.end <= out[-1].end
+        ):
             out.append(o)
     return out
 
@@ -590,14 +678,21 @@ def _previous_word(text: str, pos: int) -> tuple[int, int]:
 
 def _gap_ok(phrase: _Phrase, gap: str) -> bool:
     # Theme phrases tolerate any punctuation between words ("U.S.-China"); names do not (R2).
-    return not phrase.is_name or _NAME_GAP.fullmatch(gap) is not None or gap in phrase.odd_gaps
+    return (
+        not phrase.is_name
+        or _NAME_GAP.fullmatch(gap) is not None
+        or gap in phrase.odd_gaps
+    )
 
 
 # -- hits ---------------------------------------------------------------------------------------
 
 
 def _speaker_hit(
-    watch: _SpeakerWatch, mentions: list[_Occurrence], everyone: dict[int, list[_Occurrence]], me: int
+    watch: _SpeakerWatch,
+    mentions: list[_Occurrence],
+    everyone: dict[int, list[_Occurrence]],
+    me: int,
 ) -> Hit:
     others = [o for key, occ in everyone.items() if key != me for o in occ]
     proofs: list[tuple[_Field, int]] = []
@@ -629,7 +724,9 @@ def _theme_hit(watch: _ThemeWatch, scan: _Scan) -> Hit | None:
         return None
     decisive: list[_Occurrence] = []
     for group in watch.groups:
-        occurrences = [o for p in group.phrases if scan.present(p) for o in scan.locate(p)]
+        occurrences = [
+            o for p in group.phrases if scan.present(p) for o in scan.locate(p)
+        ]
         if not occurrences:
             return None
         decisive.append(max(occurrences, key=lambda o: (o.score, -o.start)))
@@ -645,19 +742,27 @@ def _theme_hit(watch: _ThemeWatch, scan: _Scan) -> Hit | None:
     )
 
 
-def _sentence_evidence(proofs: list[tuple[_Field, int]], marks: list[_Occurrence]) -> tuple[Evidence, ...]:
+def _sentence_evidence(
+    proofs: list[tuple[_Field, int]], marks: list[_Occurrence]
+) -> tuple[Evidence, ...]:
     """One Evidence per distinct sentence (at most a few), highlighting ``marks`` inside it."""
     out: list[Evidence] = []
     for f, index in dict.fromkeys(proofs):
         start, end = f.layout.sentences[index]
-        spans = [(o.start, o.end) for o in marks if o.field is f and start <= o.start and o.end <= end]
+        spans = [
+            (o.start, o.end)
+            for o in marks
+            if o.field is f and start <= o.start and o.end <= end
+        ]
         out.append(_evidence(f, start, end, spans))
         if len(out) == _MAX_EVIDENCE_PER_HIT:
             break
     return tuple(out)
 
 
-def _evidence(f: _Field, start: int, end: int, spans: list[tuple[int, int]]) -> Evidence:
+def _evidence(
+    f: _Field, start: int, end: int, spans: list[tuple[int, int]]
+) -> Evidence:
     if end - start > _MAX_EVIDENCE_CHARS and spans:
         # A long sentence is cut to a window around its highlights, at word boundaries.
         margin = max(0, (_MAX_EVIDENCE_CHARS - (spans[-1][1] - spans[0][0])) // 2)
@@ -676,83 +781,91 @@ def _evidence(f: _Field, start: int, end: int, spans: list[tuple[int, int]]) -> 
 
 # -- sentences, quotations and speech attribution ---------------------------------------------
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 _BOUNDARY = re.compile(r"([.!?…])[.!?…]*[\"”’')\]]*(\s+)(?=[\"“‘«(\[]*[^\W_a-z])")
 _QUOTE_MARK = re.compile(r"[“”\"‘’«»]")
 _SENTENCE_TOKEN = re.compile(r"[^\W_]+|[^\w\s]")
-_ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof st jr sr inc ltd co corp gen gov sen rep vs etc jan feb mar apr jun jul aug sep "
-    "sept oct nov dec mt ft lt col capt sgt rev hon approx dept univ fig".split()
+_ABBREVIATIONS = _words(
+    """mr mrs ms dr prof st jr sr inc ltd co corp gen gov sen rep vs etc jan feb mar apr jun jul aug
+    sep sept oct nov dec mt ft lt col capt sgt rev hon approx dept univ fig"""
 )
 #: After "U.S." these open a new sentence; other capitalised words ("U.S. Commerce") do not.
-_SENTENCE_OPENERS = frozenset("he she it they we i the but and this that in a an his her their its there".split())
-_OPENING_QUOTES = frozenset("“\"‘«")
-_CLOSING_QUOTES = frozenset("”\"’»")
+_SENTENCE_OPENERS = _words(
+    "he she it they we i the but and this that in a an his her their its there"
+)
+_OPENING_QUOTES = frozenset('“"‘«')
+_CLOSING_QUOTES = frozenset('”"’»')
 _DASHES = frozenset("-–—")
 
 #: Reporting verbs whose subject is the speaker ("X said", "X has warned", "X and Y argue").
-_SPEECH_VERBS = frozenset(
+_SPEECH_VERBS = _words(
     """said says say stated states told tells tell argued argues argue warned warns warn
     emphasised emphasises emphasized emphasizes emphasise emphasize stressed stresses stress
     urged urges urge wrote writes write added adds add replied replies reply explained explains
     noted notes insisted insists insist claimed claims asserted asserts declared declares
     remarked commented suggested suggests predicted predicts cautioned cautions contended
     contends maintained maintains acknowledged admitted admits conceded concedes countered
-    counters responded answered asked asks recalled recalls observed tweeted testified""".split()
+    counters responded answered asked asks recalled recalls observed tweeted testified"""
 )
 #: "X is warning", "X has been saying".
-_SPEECH_ING = frozenset(
+_SPEECH_ING = _words(
     """saying telling arguing warning urging writing adding insisting claiming stressing
-    emphasising emphasizing noting explaining cautioning predicting suggesting""".split()
+    emphasising emphasizing noting explaining cautioning predicting suggesting"""
 )
-_CALL_FOR = frozenset("call calls called calling".split())
-_BE = frozenset("is was are were been".split())
+_CALL_FOR = _words("call calls called calling")
+_BE = _words("is was are were been")
 #: Verbs that take the speaker after them in an inverted attribution ("..., said X").
-_INVERTING_VERBS = frozenset(
+_INVERTING_VERBS = _words(
     """said says added adds wrote writes argued argues warned warns noted notes explained
     explains replied asked continued insisted insists stated stressed emphasised emphasized
-    cautioned countered observed recalled remarked tweeted concluded predicted""".split()
+    cautioned countered observed recalled remarked tweeted concluded predicted"""
 )
 #: Words that may stand between the subject and its verb: "X has also said", "X on Monday said".
-_ADVERBIALS = frozenset(
+_ADVERBIALS = _words(
     """has have had also again later then earlier previously once recently already herself
     himself themselves today yesterday tonight on last this week month year morning afternoon
     evening night long often still too in at a an the statement interview speech letter post
     blog event conference summit forum meeting monday tuesday wednesday thursday friday saturday
-    sunday""".split()
+    sunday"""
 )
-_NOT_ADVERBS = frozenset("only family early daily july italy".split())
+_NOT_ADVERBS = _words("only family early daily july italy")
 #: Words that start a clause, so a name right after them can be its subject.
-_CLAUSE_OPENERS = frozenset(
+_CLAUSE_OPENERS = _words(
     """and but or nor that as when while after before because since although though where
-    whereas if unless once then so yet meanwhile however also now later separately""".split()
+    whereas if unless once then so yet meanwhile however also now later separately"""
 )
 #: A name right after these is their object, not a subject ("founded by X", "met X").
-_NOT_BEFORE_SUBJECT = frozenset(
+_NOT_BEFORE_SUBJECT = _words(
     """by of with from to for about at on in into onto upon over under between among amongst
     alongside beside besides beyond without within toward towards around through throughout
     despite except regarding concerning including excluding featuring like unlike than against
     versus vs via per plus include includes included met meet meets told asked thanked saw
-    beat chose took gave sent brought interviewed is was are were be been being""".split()
+    beat chose took gave sent brought interviewed is was are were be been being"""
 )
 #: Lower-case words of a title before a name ("Power Dynamics co-founder X", "the lab's chief X").
-_TITLE_WORDS = frozenset(
+_TITLE_WORDS = _words(
     """co founder cofounder chief executive ceo cto cfo coo chair chairman chairwoman
     chairperson president director head minister secretary investor analyst economist
     entrepreneur author professor researcher scientist spokesperson spokeswoman spokesman
     partner adviser advisor officer deputy vice senior former veteran managing general lead
     principal venture capitalist billionaire activist commissioner regulator governor senator
     ambassador envoy negotiator representative manager strategist boss leader expert engineer
-    lawyer founding the a an its their his her s""".split()
+    lawyer founding the a an its their his her s"""
 )
-_TIME_WORDS = frozenset(
+_TIME_WORDS = _words(
     """monday tuesday wednesday thursday friday saturday sunday january february march april may
-    june july august september october november december""".split()
+    june july august september october november december"""
 )
 _PRONOUNS = frozenset(("he", "she"))
-_CONNECTIVES = frozenset("but and however later then also separately meanwhile".split())
+_CONNECTIVES = _words("but and however later then also separately meanwhile")
 #: Capitalised words that mark a place, organisation or date rather than a person.
-_NOT_PERSON = frozenset(
-    """united states kingdom nations union european hong kong new york zealand delhi san
+_NOT_PERSON = (
+    _words(
+        """united states kingdom nations union european hong kong new york zealand delhi san
     francisco los angeles silicon valley south north east west southeast middle central asia
     asian pacific atlantic white house street wall downing capitol hill department ministry
     council commission committee agency bureau office board bank fund group holdings capital
@@ -761,8 +874,10 @@ _NOT_PERSON = frozenset(
     society forum summit conference congress parliament senate court review times news post
     journal daily tribune reuters bloomberg digital economic world global international
     national federal republic party cloud security energy media network centre center
-    authority exchange standards""".split()
-) | _TIME_WORDS
+    authority exchange standards"""
+    )
+    | _TIME_WORDS
+)
 
 
 @dataclass(frozen=True)
@@ -813,13 +928,19 @@ def _quote_spans(text: str) -> list[tuple[int, int]]:
         if ch in "“«" or (ch == '"' and double_open is None):
             if double_open is None:
                 double_open = i
-        elif ch in "”»\"":
+        elif ch in '”»"':
             if double_open is not None:
                 spans.append((double_open, i))
                 double_open = None
-        elif ch == "‘" and single_open is None and (i == 0 or not text[i - 1].isalnum()):
+        elif (
+            ch == "‘" and single_open is None and (i == 0 or not text[i - 1].isalnum())
+        ):
             single_open = i
-        elif ch == "’" and single_open is not None and (i + 1 == len(text) or not text[i + 1].isalnum()):
+        elif (
+            ch == "’"
+            and single_open is not None
+            and (i + 1 == len(text) or not text[i + 1].isalnum())
+        ):
             spans.append((single_open, i))
             single_open = None
     return spans
@@ -854,7 +975,11 @@ def _abbreviation_ends(text: str, m: re.Match[str]) -> bool:
         # An initial ("J. Smith") or the end of "U.S."; only the latter may also end a sentence.
         dotted = start >= 2 and text[start - 1] == "." and text[start - 2].isalpha()
         following = _WORD.match(text, m.end())
-        return not (dotted and following is not None and following.group().lower() in _SENTENCE_OPENERS)
+        return not (
+            dotted
+            and following is not None
+            and following.group().lower() in _SENTENCE_OPENERS
+        )
     return False
 
 
@@ -885,11 +1010,18 @@ def _attribution(
         return [index]
     if _subject_position(tokens, i) and not _possessive(tokens, j):
         sentence = layout.text[slice(*layout.sentences[index])].lower()
-        if _subject_speaks(tokens, j) or "in an interview" in sentence or _introduces_quote(tokens, j):
+        if (
+            _subject_speaks(tokens, j)
+            or "in an interview" in sentence
+            or _introduces_quote(tokens, j)
+        ):
             return [index]
-    if index + 1 < len(layout.sentences) and not _person_between(layout, end, index, others, own):
-        if _pronoun_speaks(layout, index + 1):
-            return [index, index + 1]
+    if (
+        index + 1 < len(layout.sentences)
+        and not _person_between(layout, end, index, others, own)
+        and _pronoun_speaks(layout, index + 1)
+    ):
+        return [index, index + 1]
     return []
 
 
@@ -902,11 +1034,19 @@ def _subject_position(tokens: list[_Token], i: int) -> bool:
     before = tokens[i - 1]
     if before.lower in _NOT_BEFORE_SUBJECT:
         return False
-    if before.is_word and before.text.islower() and before.lower.endswith(("ed", "ing")):
+    if (
+        before.is_word
+        and before.text.islower()
+        and before.lower.endswith(("ed", "ing"))
+    ):
         return False
     k = i - 1
     while k >= 0 and _title_token(tokens, k):
-        if tokens[k].lower in _TIME_WORDS and k > 0 and tokens[k - 1].lower in ("on", "in", "last", "this"):
+        if (
+            tokens[k].lower in _TIME_WORDS
+            and k > 0
+            and tokens[k - 1].lower in ("on", "in", "last", "this")
+        ):
             return True  # "On Thursday X said"
         k -= 1
     if k < 0 or not tokens[k].is_word:
@@ -926,7 +1066,7 @@ def _title_token(tokens: list[_Token], k: int) -> bool:
 
 
 def _possessive(tokens: list[_Token], j: int) -> bool:
-    """"X's lab said": the name only modifies the subject."""
+    """ "X's lab said": the name only modifies the subject."""
     return (
         j + 1 < len(tokens)
         and tokens[j].text in "'’"
@@ -965,11 +1105,16 @@ def _skip_aside(tokens: list[_Token], j: int) -> tuple[int | None, bool]:
     relative clause in which the speaker speaks."""
     closer = {"(": ")"}.get(tokens[j].text, tokens[j].text)
     body_start = j + 1
-    if body_start < len(tokens) and tokens[body_start].lower == "who":
-        if _speech_verb_at(tokens, _skip_adverbials(tokens, body_start + 1)):
-            return None, True
+    if (
+        body_start < len(tokens)
+        and tokens[body_start].lower == "who"
+        and _speech_verb_at(tokens, _skip_adverbials(tokens, body_start + 1))
+    ):
+        return None, True
     for k in range(body_start, min(len(tokens), body_start + 30)):
-        if tokens[k].text == closer or (closer in _DASHES and tokens[k].text in _DASHES):
+        if tokens[k].text == closer or (
+            closer in _DASHES and tokens[k].text in _DASHES
+        ):
             return k + 1, False
         if tokens[k].lower in _SPEECH_VERBS:
             return None, False  # "X, the minister said, …": the verb is someone else's
@@ -980,7 +1125,9 @@ def _skip_adverbials(tokens: list[_Token], k: int) -> int:
     limit = k + 6
     while k < min(len(tokens), limit):
         word = tokens[k].lower
-        if word in _ADVERBIALS or (word.endswith("ly") and len(word) > 3 and word not in _NOT_ADVERBS):
+        if word in _ADVERBIALS or (
+            word.endswith("ly") and len(word) > 3 and word not in _NOT_ADVERBS
+        ):
             k += 1
         else:
             break
@@ -1011,7 +1158,9 @@ def _title_chain_start(tokens: list[_Token], i: int, *, comma: bool) -> int:
         k -= 1
     while k >= 0 and k >= i - 9:
         t = tokens[k]
-        if _title_token(tokens, k) or (t.lower == "of" and k + 1 < i and tokens[k + 1].text[0].isupper()):
+        if _title_token(tokens, k) or (
+            t.lower == "of" and k + 1 < i and tokens[k + 1].text[0].isupper()
+        ):
             k -= 1
         else:
             break
@@ -1019,8 +1168,12 @@ def _title_chain_start(tokens: list[_Token], i: int, *, comma: bool) -> int:
 
 
 def _inverted_after(tokens: list[_Token], i: int) -> bool:
-    """"“…,” said X", "…, wrote Power Dynamics co-founder X", or "“…” — X"."""
-    if i >= 2 and tokens[i - 1].text in _DASHES and tokens[i - 2].text in _CLOSING_QUOTES:
+    """ "“…,” said X", "…, wrote Power Dynamics co-founder X", or "“…” — X"."""
+    if (
+        i >= 2
+        and tokens[i - 1].text in _DASHES
+        and tokens[i - 2].text in _CLOSING_QUOTES
+    ):
         return True
     k = _title_chain_start(tokens, i, comma=True) - 1
     if k < 0 or tokens[k].lower not in _INVERTING_VERBS:
@@ -1034,7 +1187,7 @@ def _according_to(tokens: list[_Token], i: int) -> bool:
 
 
 def _introduces_quote(tokens: list[_Token], j: int) -> bool:
-    """"X: “…”" or "X put it bluntly: “…”" — a colon right before a quotation."""
+    """ "X: “…”" or "X put it bluntly: “…”" — a colon right before a quotation."""
     for k in range(j, min(len(tokens) - 1, j + 9)):
         t = tokens[k]
         if t.text == ":":
@@ -1048,7 +1201,9 @@ def _pronoun_speaks(layout: _Layout, index: int) -> bool:
     """The sentence opens with He/She + reporting verb, or with a quote then "she said"."""
     tokens = layout.tokens(index)
     k = 0
-    while k < len(tokens) and (tokens[k].lower in _CONNECTIVES or tokens[k].text == ","):
+    while k < len(tokens) and (
+        tokens[k].lower in _CONNECTIVES or tokens[k].text == ","
+    ):
         k += 1
     if k < len(tokens) and tokens[k].lower in _PRONOUNS:
         return _speech_verb_at(tokens, _skip_adverbials(tokens, k + 1))
@@ -1061,12 +1216,20 @@ def _pronoun_speaks(layout: _Layout, index: int) -> bool:
             q += 1
         if q + 1 < len(tokens) and tokens[q].lower in _PRONOUNS:
             return _speech_verb_at(tokens, _skip_adverbials(tokens, q + 1))
-        return q + 1 < len(tokens) and tokens[q].lower in _INVERTING_VERBS and tokens[q + 1].lower in _PRONOUNS
+        return (
+            q + 1 < len(tokens)
+            and tokens[q].lower in _INVERTING_VERBS
+            and tokens[q + 1].lower in _PRONOUNS
+        )
     return False
 
 
 def _person_between(
-    layout: _Layout, end: int, index: int, others: list[tuple[int, int]], own: list[tuple[int, int]]
+    layout: _Layout,
+    end: int,
+    index: int,
+    others: list[tuple[int, int]],
+    own: list[tuple[int, int]],
 ) -> bool:
     """Another named person follows the mention in its sentence, so a He/She in the next
     sentence may be theirs: another tracked speaker, or two or more capitalised words that

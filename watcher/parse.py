@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from xml.sax import SAXParseException
 
 import feedparser
 from selectolax.lexbor import LexborHTMLParser
@@ -30,7 +31,9 @@ _MAX_GUNZIPPED_BYTES = 64 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
+def parse_feed(
+    body: bytes, *, url: str, headers: Mapping[str, str] | None = None
+) -> ParsedFeed:
     """Parse an RSS/Atom/RDF body into articles with plain-text fields.
 
     A malformed feed that still yields entries is used, with ``problem`` set to a one-line
@@ -84,7 +87,9 @@ def _gunzip_if_needed(body: bytes, url: str) -> bytes:
     except zlib.error as e:
         raise ParseError(url, f"not a feed: corrupt gzip data ({e})") from e
     if inflater.unconsumed_tail:
-        raise ParseError(url, f"not a feed: gzip body expands beyond {_MAX_GUNZIPPED_BYTES} bytes")
+        raise ParseError(
+            url, f"not a feed: gzip body expands beyond {_MAX_GUNZIPPED_BYTES} bytes"
+        )
     return data
 
 
@@ -95,6 +100,8 @@ def _bozo_reason(parsed: Any) -> str | None:
     exc = parsed.get("bozo_exception")
     if exc is None:
         return "malformed feed"
+    if isinstance(exc, SAXParseException):
+        return f"XML error at line {exc.getLineNumber()}, column {exc.getColumnNumber()}: {exc.getMessage()}"
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
@@ -104,18 +111,23 @@ def _raise_if_unusable(parsed: Any, body: bytes, url: str, problem: str | None) 
         return
     head = body[:1024].lstrip().lower()
     if head.startswith((b"{", b"[")):
-        raise ParseError(url, "not a feed: looks like JSON (JSON Feed is not supported)")
+        raise ParseError(
+            url, "not a feed: looks like JSON (JSON Feed is not supported)"
+        )
     if b"<html" in head or head.startswith(b"<!doctype html"):
         raise ParseError(url, "not a feed: looks like an HTML page")
     if not parsed.get("version"):
-        raise ParseError(url, f"not a feed: no RSS, Atom or RDF document found ({problem or 'unknown format'})")
+        detail = f" ({problem})" if problem else ""
+        raise ParseError(url, f"not a feed: no RSS, Atom or RDF root element{detail}")
     raise ParseError(url, f"malformed feed with no readable entries: {problem}")
 
 
 def _article(entry: Any) -> Article:
     title = _detail_text(entry.get("title_detail"))
     summary = _detail_text(entry.get("summary_detail"))
-    content = " ".join(filter(None, (_detail_text(c) for c in entry.get("content") or ())))
+    content = " ".join(
+        filter(None, (_detail_text(c) for c in entry.get("content") or ()))
+    )
     link = entry.get("link") or None
     entry_id = entry.get("id") or link
     return Article(
@@ -125,7 +137,10 @@ def _article(entry: Any) -> Article:
         title=title,
         summary=summary,
         content=content,
-        published=_utc(entry.get("published_parsed") or entry.get("updated_parsed")),
+        # Plain dict lookups: FeedParserDict.get would remap and warn (feedparser issue 310).
+        published=_utc(
+            dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed")
+        ),
         content_hash=_sha256(title, summary, content),
     )
 

@@ -1,0 +1,310 @@
+"""parse_feed and html_to_text: what a user sees of a feed once watcher has read it."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from watcher.errors import ParseError
+from watcher.parse import html_to_text, parse_feed
+from watcher.types import Article
+
+DATA = Path(__file__).parent / "data" / "parse"
+
+
+def parse_file(name: str) -> dict[str, Article]:
+    parsed = parse_feed((DATA / name).read_bytes(), url=f"file:{name}")
+    return {a.key: a for a in parsed.articles}
+
+
+def one_entry_feed(item: str, *, channel: str = "<title>T</title>") -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/">'
+        f"<channel>{channel}<item>{item}</item></channel></rss>"
+    ).encode()
+
+
+def only_article(body: bytes) -> Article:
+    (article,) = parse_feed(body, url="http://feed.example/rss").articles
+    return article
+
+
+# -- HTML to text ---------------------------------------------------------------------------
+
+HTML_TO_TEXT = [
+    (
+        "tags are word breaks (R3)",
+        '<a href="/p">Jen Zhu</a>-Scott said',
+        "Jen Zhu -Scott said",
+    ),
+    ("adjacent tags", "<b>Jen</b><i>Zhu</i>", "Jen Zhu"),
+    (
+        "entities decoded",
+        "Tom &amp; Jerry &lt;3 &eacute;t&eacute;",
+        "Tom & Jerry <3 été",
+    ),
+    ("numeric NBSP folded", "Jen&#160;Zhu&nbsp;Scott", "Jen Zhu Scott"),
+    ("line breaks folded", "<p>one\n\n  two</p>\r\n<p>three</p>", "one two three"),
+    (
+        "script body dropped",
+        "before<script>var secret = 'x';</script>after",
+        "before after",
+    ),
+    ("style body dropped", "<style>p { color: red }</style><p>text</p>", "text"),
+    (
+        "attributes are not text",
+        '<img alt="Jen Zhu Scott" src="x.png">caption',
+        "caption",
+    ),
+    ("plain text passes through", "a plain sentence", "a plain sentence"),
+    ("empty", "", ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "html", "text"), HTML_TO_TEXT, ids=[c for c, _, _ in HTML_TO_TEXT]
+)
+def test_html_to_text(case: str, html: str, text: str) -> None:
+    assert html_to_text(html) == text
+
+
+# -- fields, ids and dates from real feed files -----------------------------------------------
+
+
+def test_rss2_cdata_description_and_content_encoded() -> None:
+    article = parse_file("01_meridian_rss2_cdata_content.xml")["meridian-3300"]
+    assert article.entry_id == "meridian-3300"
+    assert article.link == "https://meridian.example/wire/3300"
+    assert (
+        article.title == "Power Dynamics CEO makes case for AI built by ‘US plus China’"
+    )
+    assert (
+        article.summary
+        == "Jen Zhu Scott said rivalry between the two AI superpowers was wasting talent and money."
+    )
+    assert article.content.startswith(
+        "Speaking at an international technology conference, Jen Zhu Scott said"
+    )
+    assert "<p>" not in article.content
+    assert article.published == datetime(2025, 4, 18, 17, 45, tzinfo=UTC)
+
+
+def test_atom_html_content_with_a_link_inside_a_name() -> None:
+    articles = parse_file("02_harbourpolicy_atom.xml")
+    article = articles["tag:harbourpolicy.example,2025:672"]
+    assert article.summary == "A conversation about data centres, chips and trust."
+    assert article.content.startswith(
+        "In an interview, Jen Zhu -Scott said that cross-border"
+    )
+    assert "href" not in article.content
+    assert article.published == datetime(2025, 4, 14, 1, 52, tzinfo=UTC)
+    assert len(articles) == 27
+
+
+def test_rdf_id_date_and_non_breaking_spaces() -> None:
+    article = parse_file("03_pacificsignal_rdf.xml")[
+        "https://pacificsignal.example/story/41460"
+    ]
+    assert article.entry_id == "https://pacificsignal.example/story/41460"
+    assert article.summary.startswith("Jen Zhu Scott warned that an arms race")
+    assert article.published == datetime(2025, 4, 11, 17, 50, tzinfo=UTC)
+
+
+def test_feed_title() -> None:
+    parsed = parse_feed((DATA / "02_harbourpolicy_atom.xml").read_bytes(), url="file:x")
+    assert parsed.title == "Harbour Policy Review"
+    assert parsed.problem is None
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        (
+            "feedparser__entry_content_script.xml",
+            "safe description",
+        ),  # escaped <script> in Atom content
+        (
+            "feedvalidator__content_encoded_contains_script.xml",
+            "",
+        ),  # content:encoded that is only a script
+    ],
+)
+def test_script_bodies_never_become_text(name: str, content: str) -> None:
+    (article,) = parse_file(name).values()
+    assert article.content == content
+
+
+def test_plain_text_fields_are_not_read_as_html() -> None:
+    body = (
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><title>T</title><entry><id>e1</id><title type="text">'
+        b"If a &lt; b then &lt;b&gt; is not bold</title>"
+        b'<summary type="text">Tom &amp;amp; Jerry</summary></entry></feed>'
+    )
+    article = only_article(body)
+    assert article.title == "If a < b then <b> is not bold"
+    assert article.summary == "Tom &amp; Jerry"
+
+
+def test_all_content_values_are_joined() -> None:
+    body = (
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><title>T</title><entry><id>e1</id><title>t</title>'
+        b'<content type="html">&lt;p&gt;first part&lt;/p&gt;</content>'
+        b'<content type="text">second part</content></entry></feed>'
+    )
+    assert only_article(body).content == "first part second part"
+
+
+# -- keys and hashes ------------------------------------------------------------------------------
+
+
+def test_key_falls_back_from_guid_to_link_to_a_content_hash() -> None:
+    with_guid = only_article(
+        one_entry_feed(
+            "<guid>g-1</guid><link>http://x.example/1</link><title>A</title>"
+        )
+    )
+    assert (with_guid.key, with_guid.entry_id) == ("g-1", "g-1")
+    with_link = only_article(
+        one_entry_feed("<link>http://x.example/2</link><title>A</title>")
+    )
+    assert (with_link.key, with_link.entry_id) == (
+        "http://x.example/2",
+        "http://x.example/2",
+    )
+    bare = only_article(
+        one_entry_feed("<title>A</title><description>body</description>")
+    )
+    assert bare.entry_id is None
+    assert bare.key == hashlib.sha256(b"A\x1f").hexdigest()
+    # The same bare entry polled again keeps its key, so it is not re-alerted.
+    assert (
+        only_article(
+            one_entry_feed("<title>A</title><description>body</description>")
+        ).key
+        == bare.key
+    )
+
+
+def test_content_hash_follows_title_summary_and_content() -> None:
+    def article(summary: str) -> Article:
+        return only_article(
+            one_entry_feed(
+                f"<guid>g</guid><title>A</title><description>{summary}</description>"
+            )
+        )
+
+    assert article("one").content_hash == article("one").content_hash
+    assert article("one").content_hash != article("two").content_hash
+
+
+@pytest.mark.parametrize(
+    ("date", "expected"),
+    [
+        ("Fri, 18 Apr 2025 19:45:00 +0200", datetime(2025, 4, 18, 17, 45, tzinfo=UTC)),
+        ("not a date", None),
+        ("", None),
+    ],
+)
+def test_published_is_utc_or_none(date: str, expected: datetime | None) -> None:
+    article = only_article(
+        one_entry_feed(f"<guid>g</guid><title>A</title><pubDate>{date}</pubDate>")
+    )
+    assert article.published == expected
+
+
+# -- malformed, foreign and empty bodies --------------------------------------------------------
+
+
+def test_malformed_feed_with_entries_is_used_and_says_why() -> None:
+    # windows-1252 bytes declared as nothing: feedparser falls back and flags the feed bozo.
+    parsed = parse_feed(
+        (DATA / "rss-parser__uolNoticias.rss").read_bytes(),
+        url="http://uol.example/rss",
+    )
+    assert len(parsed.articles) == 15
+    assert parsed.problem is not None and "windows-1252" in parsed.problem
+    assert "\n" not in parsed.problem
+    assert parsed.articles[0].title.startswith("Ibope: Bolsonaro")
+    assert "Líder" in parsed.articles[0].summary
+
+
+def test_charset_from_response_headers() -> None:
+    body = (
+        one_entry_feed("<guid>g</guid><title>Zoé</title>")
+        .replace(b'encoding="utf-8"', b"")
+        .replace("Zoé".encode(), "Zoé".encode("latin-1"))
+    )
+    article = only_article_with_headers(
+        body, {"Content-Type": "application/rss+xml; charset=ISO-8859-1"}
+    )
+    assert article.title == "Zoé"
+
+
+def only_article_with_headers(body: bytes, headers: dict[str, str]) -> Article:
+    (article,) = parse_feed(
+        body, url="http://feed.example/rss", headers=headers
+    ).articles
+    return article
+
+
+def test_gzip_body_sent_without_content_encoding() -> None:
+    raw = (DATA / "03_pacificsignal_rdf.xml").read_bytes()
+    assert (
+        len(parse_feed(gzip.compress(raw), url="http://x.example/rdf").articles) == 26
+    )
+
+
+def test_valid_feed_without_entries_is_empty_not_an_error() -> None:
+    parsed = parse_feed(
+        one_entry_feed("").replace(b"<item></item>", b""), url="http://x.example/rss"
+    )
+    assert parsed.articles == ()
+    assert parsed.problem is None
+    assert parsed.title == "T"
+
+
+NOT_A_FEED = [
+    ("empty body", b"", "empty body"),
+    ("whitespace", b" \n\t ", "empty body"),
+    (
+        "HTML page",
+        b"<!DOCTYPE html><html><head><title>Home</title></head><body>hi</body></html>",
+        "HTML page",
+    ),
+    ("JSON Feed", (DATA / "feedparser__example.json").read_bytes(), "JSON"),
+    (
+        "other XML",
+        b"<?xml version='1.0'?><catalog><book/></catalog>",
+        "no RSS, Atom or RDF",
+    ),
+    ("plain text", b"hello world", "not a feed"),
+    (
+        "truncated feed (server crashed mid-body)",
+        (DATA / "feed-rs__rss_2.0_invalid_1.xml").read_bytes(),
+        "line 19",
+    ),
+    ("a URL is not fetched", b"http://127.0.0.1:9/feed.xml", "not a feed"),
+    (
+        "a path is not opened",
+        str(DATA / "02_harbourpolicy_atom.xml").encode(),
+        "not a feed",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "reason"), NOT_A_FEED, ids=[c for c, _, _ in NOT_A_FEED]
+)
+def test_unusable_bodies_raise_a_one_line_reason(
+    case: str, body: bytes, reason: str
+) -> None:
+    with pytest.raises(ParseError) as info:
+        parse_feed(body, url="http://feed.example/x")
+    assert info.value.url == "http://feed.example/x"
+    assert reason in info.value.reason
+    assert "\n" not in str(info.value)
