@@ -208,5 +208,6 @@ def test_one_poll_over_the_whole_corpus(tmp_path: Path) -> None:
 def _reason_kind(reason: str) -> str:
     """A failure reason without its per-file detail (line numbers, encodings, positions)."""
     kind = re.sub(r"<unknown>:\d+:\d+: ", "", reason)
+    kind = re.sub(r" at line \d+, column \d+", "", kind)
     kind = re.sub(r"declared as \S+, but parsed as \S+", "declared as X, but parsed as Y", kind)
     return kind
