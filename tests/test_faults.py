@@ -38,6 +38,7 @@ from watcher.errors import StorageError
 from watcher.mailsink import MailSink
 from watcher.service import Daemon, make_watcher
 from watcher.store import PollRecord, Store
+from watcher.workers import InlineWorkers
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "watcher" / "demo_feeds"
@@ -193,8 +194,9 @@ def test_a_bug_on_one_feed_fails_only_that_feed(
     config = load_config(write_config(tmp_path / "feeds.yaml", f"sqlite:///{tmp_path}/watcher.db", {
         "forum": demo_server.url("/forum-wire.xml"), "notes": demo_server.url("/policy-notes.xml"),
     }))
-    watcher = make_watcher(config, channels={})
-    watcher.matcher = BuggyMatcher(watcher.matcher)
+    workers = InlineWorkers(config.speakers, config.themes)
+    workers.matcher = BuggyMatcher(workers.matcher)  # type: ignore[assignment]
+    watcher = make_watcher(config, channels={}, workers=workers)
     try:
         results = {r.feed: r for r in watcher.poll()}
         states = {s.name: s for s in watcher.store.feed_states()}

@@ -28,12 +28,24 @@ class WatcherError(Exception):
         self.message = message
         self.context = tuple(c for c in context if c)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross process boundaries (parse workers); the subclasses' constructors
+        # take different arguments, so rebuild from the instance's state instead.
+        return _rebuild, (type(self), self.args, self.__dict__)
+
     def __str__(self) -> str:
         parts = [self.message, *self.context]
         cause = self.__cause__
         if cause is not None and str(cause) not in self.message:
             parts.append(f"{type(cause).__name__}: {cause}")
         return ": ".join(parts)
+
+
+def _rebuild(cls: type[WatcherError], args: tuple[object, ...], state: dict[str, object]) -> WatcherError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(WatcherError):

@@ -11,18 +11,17 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from watcher.config import ChannelSettings, FeedSettings
 from watcher.errors import FeedError, FetchError, StorageError, redact_url
-from watcher.parse import parse_feed
 from watcher.store import PollRecord, Store
-from watcher.types import Article, Fetched, FeedState, Hit
+from watcher.types import Article, FeedState, Fetched, Hit, ParsedFeed
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +35,12 @@ class Fetcher(Protocol):
     ) -> Fetched: ...
 
 
-class Matcher(Protocol):
-    def match(self, article: Article) -> list[Hit]: ...
+class Workers(Protocol):
+    """Runs the CPU-bound stages (see ``watcher.workers``)."""
+
+    def parse(self, body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed: ...
+
+    def match(self, articles: Sequence[Article]) -> dict[str, list[Hit]]: ...
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def poll_feed(
     *,
     store: Store,
     fetcher: Fetcher,
-    matcher: Matcher,
+    workers: Workers,
     channels: Sequence[ChannelSettings],
     now: Callable[[], datetime],
 ) -> PollResult:
@@ -83,11 +86,11 @@ def poll_feed(
             return PollResult(feed.name, url, not_modified=True, timings=clock.seconds)
         assert fetched.body is not None
         with clock("parse"):
-            parsed = parse_feed(fetched.body, url=fetched.moved_to or url, headers=fetched.headers)
+            parsed = workers.parse(fetched.body, url=fetched.moved_to or url, headers=fetched.headers)
         with clock("dedup"):
             changed = store.changed_articles(feed.name, parsed.articles)
         with clock("match"):
-            found = {a.key: hits for a in changed if (hits := matcher.match(a))}
+            found = workers.match(changed)
         alert = feed.alert_on_first_poll or not state.first_poll
         record = PollRecord(
             articles=changed,
@@ -128,19 +131,19 @@ def poll_feeds(
     *,
     store: Store,
     fetcher: Fetcher,
-    matcher: Matcher,
+    workers: Workers,
     channels: Sequence[ChannelSettings],
     now: Callable[[], datetime],
-    workers: int = 8,
+    threads: int = 8,
 ) -> list[PollResult]:
     """Poll several feeds concurrently; one slow feed holds only its own worker."""
 
     def one(feed: FeedSettings) -> PollResult:
-        return poll_feed(feed, store=store, fetcher=fetcher, matcher=matcher, channels=channels, now=now)
+        return poll_feed(feed, store=store, fetcher=fetcher, workers=workers, channels=channels, now=now)
 
     if not feeds:
         return []
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(feeds))), thread_name_prefix="poll") as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(feeds))), thread_name_prefix="poll") as pool:
         return list(pool.map(one, feeds))
 
 

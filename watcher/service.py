@@ -28,11 +28,11 @@ from watcher.config import Config, FeedSettings, load_config
 from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels
 from watcher.errors import WatcherError
 from watcher.fetch import Fetcher
-from watcher.match import Matcher
 from watcher.pipeline import Fetcher as FetcherProtocol
-from watcher.pipeline import Matcher as MatcherProtocol
 from watcher.pipeline import PollResult, poll_feed, poll_feeds
+from watcher.pipeline import Workers as WorkersProtocol
 from watcher.store import Store, process_owner
+from watcher.workers import InlineWorkers, ProcessWorkers
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Watcher:
     config: Config
     store: Store
     fetcher: FetcherProtocol
-    matcher: MatcherProtocol
+    workers: WorkersProtocol
     channels: dict[str, Channel]
     now: Callable[[], datetime] = utcnow
     owner: str = field(default_factory=process_owner)
@@ -62,13 +62,13 @@ class Watcher:
         """Poll every configured feed (or those named) once, concurrently."""
         feeds = [f for f in self.config.feeds if names is None or f.name in names]
         return poll_feeds(
-            feeds, store=self.store, fetcher=self.fetcher, matcher=self.matcher,
+            feeds, store=self.store, fetcher=self.fetcher, workers=self.workers,
             channels=self.config.channels, now=self.now,
         )
 
     def poll_one(self, feed: FeedSettings) -> PollResult:
         return poll_feed(
-            feed, store=self.store, fetcher=self.fetcher, matcher=self.matcher,
+            feed, store=self.store, fetcher=self.fetcher, workers=self.workers,
             channels=self.config.channels, now=self.now,
         )
 
@@ -78,9 +78,17 @@ class Watcher:
 
     def close(self) -> None:
         self.store.close()
-        close = getattr(self.fetcher, "close", None)
-        if close is not None:
-            close()
+        for part in (self.fetcher, self.workers):
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
+
+
+def default_workers(config: Config) -> WorkersProtocol:
+    """Worker processes for parsing and matching when there is more than one core."""
+    if (os.cpu_count() or 1) > 1:
+        return ProcessWorkers(config.speakers, config.themes)
+    return InlineWorkers(config.speakers, config.themes)
 
 
 def make_watcher(
@@ -88,7 +96,7 @@ def make_watcher(
     *,
     store: Store | None = None,
     fetcher: FetcherProtocol | None = None,
-    matcher: MatcherProtocol | None = None,
+    workers: WorkersProtocol | None = None,
     channels: dict[str, Channel] | None = None,
     now: Callable[[], datetime] = utcnow,
     upgrade: bool = True,
@@ -109,7 +117,7 @@ def make_watcher(
         config=config,
         store=store,
         fetcher=fetcher or Fetcher(),
-        matcher=matcher or Matcher(config.speakers, config.themes),
+        workers=workers or default_workers(config),
         channels=channels if channels is not None else make_channels(config),
         now=now,
     )
@@ -162,11 +170,15 @@ class Daemon:
             config = load_config(self.config_path, self.env)
             self.watcher.store.sync_feeds([(f.name, f.url) for f in config.feeds], utcnow())
             channels = make_channels(config)
-            matcher = Matcher(config.speakers, config.themes)
+            workers = default_workers(config)
         except WatcherError as e:
             log.error("config reload failed, keeping the last good config:\n%s", e)
             return
-        self.watcher.config, self.watcher.channels, self.watcher.matcher = config, channels, matcher
+        old = self.watcher.workers
+        self.watcher.config, self.watcher.channels, self.watcher.workers = config, channels, workers
+        close = getattr(old, "close", None)
+        if close is not None:
+            close()
         self._schedule_feeds()
         log.info("config reloaded: %d feeds", len(config.feeds))
 

@@ -1,0 +1,114 @@
+"""Where parsing and matching run: inline, or in worker processes so they use every core.
+
+Parsing (feedparser) and matching are pure Python and hold the GIL, so threads cannot run
+them in parallel. ``ProcessWorkers`` runs both in a pool of processes, each of which
+compiles the matcher once at start; the poll threads stay free for fetching and the
+database. ``InlineWorkers`` does the same work in the calling thread (one core, tests,
+the ``match`` command).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from watcher.errors import ParseError
+from watcher.match import Matcher
+from watcher.parse import parse_feed
+from watcher.types import Article, Hit, ParsedFeed, Speaker, Theme
+
+T = TypeVar("T")
+
+
+def match_articles(matcher: Matcher, articles: Sequence[Article]) -> dict[str, list[Hit]]:
+    """Hits per article key, for the articles that have any."""
+    return {a.key: hits for a in articles if (hits := matcher.match(a))}
+
+
+class InlineWorkers:
+    """Parse and match in the calling thread."""
+
+    def __init__(self, speakers: Sequence[Speaker], themes: Sequence[Theme]) -> None:
+        self.matcher = Matcher(speakers, themes)
+
+    def parse(self, body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
+        return parse_feed(body, url=url, headers=headers)
+
+    def match(self, articles: Sequence[Article]) -> dict[str, list[Hit]]:
+        return match_articles(self.matcher, articles)
+
+    def close(self) -> None:
+        pass
+
+
+_worker_matcher: Matcher | None = None
+
+
+def _init_worker(speakers: Sequence[Speaker], themes: Sequence[Theme]) -> None:
+    global _worker_matcher
+    _worker_matcher = Matcher(speakers, themes)
+
+
+def _match_in_worker(articles: Sequence[Article]) -> dict[str, list[Hit]]:
+    assert _worker_matcher is not None, "worker started without _init_worker"
+    return match_articles(_worker_matcher, articles)
+
+
+class ProcessWorkers:
+    """Parse and match in a pool of worker processes (one per core by default).
+
+    The pool starts on first use, so commands that never parse (an all-304 poll) pay
+    nothing for it. Workers are started by a fork server: forking the daemon itself,
+    with its scheduler and connection pool threads, is not safe.
+    """
+
+    def __init__(self, speakers: Sequence[Speaker], themes: Sequence[Theme], processes: int | None = None) -> None:
+        self._speakers, self._themes = tuple(speakers), tuple(themes)
+        self._processes = processes or os.cpu_count() or 1
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def parse(self, body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
+        try:
+            return self._run(parse_feed, body, url=url, headers=dict(headers or {}))
+        except BrokenProcessPool:
+            raise ParseError(url, "the parser's worker process died on this feed") from None
+
+    def match(self, articles: Sequence[Article]) -> dict[str, list[Hit]]:
+        if not articles:
+            return {}
+        return self._run(_match_in_worker, list(articles))
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        pool = self._executor()
+        try:
+            return pool.submit(fn, *args, **kwargs).result()
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): the pool is unusable, start a new one.
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self._processes,
+                    mp_context=multiprocessing.get_context("forkserver"),
+                    initializer=_init_worker,
+                    initargs=(self._speakers, self._themes),
+                )
+            return self._pool
