@@ -352,19 +352,10 @@ class Store:
         with self._tx() as conn:
             feed_id = conn.execute(sa.select(feeds.c.id).where(feeds.c.name == name)).scalar_one()
             entry_ids, inserted = _write_entries(conn, feed_id, record.articles, now)
-            new_hits = 0
-            for article in record.articles:
-                for hit in record.hits.get(article.key, ()):
-                    hit_pk = _insert_hit(conn, entry_ids[_key_hash(article.key)], hit, now)
-                    if hit_pk is None:
-                        continue
-                    new_hits += 1
-                    for channel, due in record.route(hit):
-                        conn.execute(
-                            outbox.insert().values(
-                                hit_id=hit_pk, channel=channel, status="due", next_attempt_at=due, created_at=now
-                            )
-                        )
+            found = [
+                (entry_ids[_key_hash(a.key)], hit) for a in record.articles for hit in record.hits.get(a.key, ())
+            ]
+            new_hits = _write_hits(conn, found, record.route, now)
             values: dict[str, Any] = dict(
                 status=record.status,
                 last_error=record.problem,
@@ -572,24 +563,48 @@ def _write_entries(
         )
     new = [{"feed_id": feed_id, "key_hash": h, "first_seen_at": now, **row} for h, row in rows.items() if h not in ids]
     if new:
-        conn.execute(entries.insert(), new)
-        ids.update(_existing_entries(conn, feed_id, [r["key_hash"] for r in new]))
+        inserted = conn.execute(entries.insert().returning(entries.c.key_hash, entries.c.id), new)
+        ids.update({r.key_hash: r.id for r in inserted})
     return ids, len(new)
 
 
-def _insert_hit(conn: Connection, entry_pk: int, hit: Hit, now: datetime) -> int | None:
-    exists = conn.execute(
-        sa.select(hits.c.id).where(hits.c.entry_id == entry_pk, hits.c.watch == hit.watch)
-    ).first()
-    if exists is not None:
-        return None
-    pk = conn.execute(
-        hits.insert().values(
-            entry_id=entry_pk, watch=hit.watch, kind=hit.kind, statement=hit.statement,
-            score=hit.score, evidence=_evidence_json(hit), created_at=now,
-        )
-    ).inserted_primary_key[0]
-    return int(pk)
+def _write_hits(
+    conn: Connection,
+    found: Sequence[tuple[int, Hit]],
+    route: Callable[[Hit], Sequence[tuple[str, datetime]]],
+    now: datetime,
+) -> int:
+    """Insert the hits no (entry, watch) pair has yet, and their outbox rows; return how many."""
+    if not found:
+        return 0
+    seen: set[tuple[int, str]] = set()
+    entry_ids = sorted({entry for entry, _ in found})
+    for i in range(0, len(entry_ids), 500):
+        query = sa.select(hits.c.entry_id, hits.c.watch).where(hits.c.entry_id.in_(entry_ids[i : i + 500]))
+        seen.update((r.entry_id, r.watch) for r in conn.execute(query))
+    fresh = []
+    for entry, hit in found:
+        if (entry, hit.watch) not in seen:
+            seen.add((entry, hit.watch))
+            fresh.append((entry, hit))
+    if not fresh:
+        return 0
+    ids = conn.execute(
+        hits.insert().returning(hits.c.id, sort_by_parameter_order=True),
+        [
+            dict(entry_id=entry, watch=hit.watch, kind=hit.kind, statement=hit.statement, score=hit.score,
+                 evidence=_evidence_json(hit), created_at=now)
+            for entry, hit in fresh
+        ],
+    ).scalars().all()
+    alerts = [
+        dict(hit_id=hit_id, channel=channel, status="due", next_attempt_at=due, created_at=now)
+        for hit_id, (_, hit) in zip(ids, fresh, strict=True)
+        for channel, due in route(hit)
+    ]
+    if alerts:
+        conn.execute(outbox.insert(), alerts)
+    return len(fresh)
 
 
 def _stored_hit_select() -> sa.Select[Any]:
