@@ -208,6 +208,10 @@ STATEMENTS = [
         "relative clause",
         "Jen Zhu Scott, who said last year that rivalry wastes talent, will speak.",
     ),
+    (
+        "relative clause after a list",
+        "Guests included Jen Zhu Scott, who said rules were needed.",
+    ),
     ("progressive", "Jen Zhu Scott is urging investors to wait."),
     (
         "after a clause opener",

@@ -77,15 +77,7 @@ class Matcher:
         # The prefilter runs once over all fields' words; phrases are then located per field (R6).
         words = set().union(*(f.words for f in fields))
         scan = _Scan(fields, words, self._typo_terms(words))
-        woken_names: dict[_Phrase, None] = {}
-        woken_themes: set[int] = set()
-        for term in self._woken_terms(scan):
-            wake = self._wakes[term]
-            woken_names.update(dict.fromkeys(wake.names))
-            woken_themes.update(wake.themes)
-            for phrase, themes in wake.themes_if_present:
-                if scan.present(phrase):
-                    woken_themes.update(themes)
+        woken_names, woken_themes = self._wake(scan)
         located = {
             p: occ for p in woken_names if scan.present(p) and (occ := scan.locate(p))
         }
@@ -158,6 +150,7 @@ class Matcher:
         groups = [_Group.of(compile_all(group)) for group in theme.all_of if group]
         if theme.any_of:
             groups.append(_Group.of(compile_all(theme.any_of)))
+        groups.sort(key=lambda g: g.rarity, reverse=True)
         return _ThemeWatch(
             theme, groups=tuple(groups), none_of=compile_all(theme.none_of)
         )
@@ -215,7 +208,7 @@ class Matcher:
         themes: dict[_Term, dict[_Phrase, list[int]]] = {}
         for i, theme in enumerate(self._themes):
             if theme.groups:
-                for phrase in max(theme.groups, key=lambda g: g.rarity).phrases:
+                for phrase in theme.groups[0].phrases:
                     themes.setdefault(phrase.terms[phrase.anchor], {}).setdefault(
                         phrase, []
                     ).append(i)
@@ -230,7 +223,7 @@ class Matcher:
                     for i in ids
                 ),
                 themes_if_present=tuple(
-                    (p, tuple(ids))
+                    (tuple(t for t in p.terms if t is not term), tuple(ids))
                     for p, ids in themes.get(term, {}).items()
                     if len(p.terms) > 1
                 ),
@@ -267,6 +260,26 @@ class Matcher:
                 for term in self._memo_found[word]:
                     found.setdefault(term, set()).add(word)
         return found
+
+    def _wake(self, scan: _Scan) -> tuple[dict[_Phrase, None], set[int]]:
+        """Name phrases and themes worth a closer look: those whose anchor word is present.
+        (The hot loop of the matcher: written for speed, with the presence test inlined.)"""
+        words, typos = scan.words, scan.typos
+        names: dict[_Phrase, None] = {}
+        themes: set[int] = set()
+        for term in self._woken_terms(scan):
+            wake = self._wakes[term]
+            if wake.names:
+                names.update(dict.fromkeys(wake.names))
+            if wake.themes:
+                themes |= wake.themes
+            for others, ids in wake.themes_if_present:
+                for t in others:
+                    if words.isdisjoint(t.forms) and t not in typos:
+                        break
+                else:
+                    themes.update(ids)
+        return names, themes
 
     def _woken_terms(self, scan: _Scan) -> list[_Term]:
         """Wake-up terms present in the article (exactly, or through a typo)."""
@@ -409,8 +422,8 @@ class _Wake:
     names: tuple[_Phrase, ...]
     #: Themes woken outright (their one-word phrase is the anchor word itself).
     themes: frozenset[int]
-    #: Themes woken only once their multi-word phrase is present.
-    themes_if_present: tuple[tuple[_Phrase, tuple[int, ...]], ...]
+    #: Themes woken only once the other words of their multi-word phrase are present too.
+    themes_if_present: tuple[tuple[tuple[_Term, ...], tuple[int, ...]], ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -440,7 +453,8 @@ class _Group:
 @dataclass(frozen=True, eq=False)
 class _ThemeWatch:
     theme: Theme
-    #: Each must have a phrase present: the all_of groups, then any_of when it is not empty.
+    #: Each must have a phrase present: the all_of groups and any_of (when not empty), the
+    #: rarest-looking first: it is the one that wakes the theme up.
     groups: tuple[_Group, ...]
     none_of: tuple[_Phrase, ...]
 
@@ -478,29 +492,31 @@ class _Field:
 
 
 def _fields(article: Article) -> list[_Field]:
-    out: list[_Field] = []
-    raws = {name: getattr(article, name) for name in ("title", "summary", "content")}
-    for name, raw in raws.items():
-        # Feeds often repeat the summary as (the start of) the content: a field found whole
-        # inside another adds nothing to match, so only the containing field is matched.
-        if not raw or any(
-            other is not name
-            and raw in text
-            and (
-                len(text) > len(raw) or list(raws).index(other) < list(raws).index(name)
-            )
-            for other, text in raws.items()
-        ):
-            continue
-        text = raw if raw.isascii() else unicodedata.normalize("NFC", raw)
-        cased = _collapse_dotted_acronyms(text)
-        folded = _fold(cased)
-        out.append(
-            _Field(
-                name, text, cased, folded, set(folded.translate(_WORD_BREAKS).split())
-            )
-        )
-    return out
+    raws = [(name, getattr(article, name)) for name in ("title", "summary", "content")]
+    return [
+        _prepare(name, raw)
+        for i, (name, raw) in enumerate(raws)
+        if raw and not _repeated(i, raws)
+    ]
+
+
+def _repeated(i: int, raws: list[tuple[str, str]]) -> bool:
+    """Feeds often repeat the summary as (the start of) the content: a field found whole inside
+    a longer one, or equal to an earlier one, adds nothing to match."""
+    raw = raws[i][1]
+    return any(
+        j != i and raw in other and (len(other) > len(raw) or j < i)
+        for j, (_, other) in enumerate(raws)
+    )
+
+
+def _prepare(name: str, raw: str) -> _Field:
+    text = raw if raw.isascii() else unicodedata.normalize("NFC", raw)
+    cased = _collapse_dotted_acronyms(text)
+    folded = _fold(cased)
+    return _Field(
+        name, text, cased, folded, set(folded.translate(_WORD_BREAKS).split())
+    )
 
 
 #: Character -> its folded form (lower case, no accents), grown as new characters are seen.
@@ -718,7 +734,7 @@ def _theme_hit(watch: _ThemeWatch, scan: _Scan) -> Hit | None:
     """Every all_of group, and one any_of phrase if there are any, and no none_of phrase (R6, R10).
 
     Checked at word level first (cheap), then located, so most woken themes cost little."""
-    if not all(scan.may_meet(g) for g in watch.groups):
+    if not all(scan.may_meet(g) for g in watch.groups[1:]):  # groups[0] woke the theme
         return None
     if not all(any(scan.present(p) for p in g.phrases) for g in watch.groups):
         return None
@@ -1006,7 +1022,11 @@ def _attribution(
     tokens = layout.tokens(index)
     i = next((k for k, t in enumerate(tokens) if t.start >= start), len(tokens))
     j = next((k for k, t in enumerate(tokens) if t.start >= end), len(tokens))
-    if _inverted_after(tokens, i) or _according_to(tokens, i):
+    if (
+        _inverted_after(tokens, i)
+        or _according_to(tokens, i)
+        or _relative_clause_speaks(tokens, j)
+    ):
         return [index]
     if _subject_position(tokens, i) and not _possessive(tokens, j):
         sentence = layout.text[slice(*layout.sentences[index])].lower()
@@ -1079,13 +1099,22 @@ def _subject_speaks(tokens: list[_Token], j: int) -> bool:
     """A reporting verb follows the subject ending before ``tokens[j]``."""
     j = _skip_coordinated_name(tokens, j)
     if j < len(tokens) and tokens[j].text in ",(" + "".join(_DASHES):
-        close, relative_speaks = _skip_aside(tokens, j)
-        if relative_speaks:
-            return True  # "X, who said last week that …"
+        close = _skip_aside(tokens, j)
         if close is None:
             return False
         j = close
     return _speech_verb_at(tokens, _skip_adverbials(tokens, j))
+
+
+def _relative_clause_speaks(tokens: list[_Token], j: int) -> bool:
+    """ "X, who said last week that …": the speaker is the relative clause's subject, wherever
+    X stands in the sentence ("Guests included X, who said …")."""
+    return (
+        j + 1 < len(tokens)
+        and tokens[j].text == ","
+        and tokens[j + 1].lower == "who"
+        and _speech_verb_at(tokens, _skip_adverbials(tokens, j + 2))
+    )
 
 
 def _skip_coordinated_name(tokens: list[_Token], j: int) -> int:
@@ -1099,26 +1128,18 @@ def _skip_coordinated_name(tokens: list[_Token], j: int) -> int:
     return j
 
 
-def _skip_aside(tokens: list[_Token], j: int) -> tuple[int | None, bool]:
-    """Skip an appositive or parenthesis opening at ``tokens[j]``; return the index after it
-    (None if it never closes or holds someone else's reporting verb) and whether it is a
-    relative clause in which the speaker speaks."""
+def _skip_aside(tokens: list[_Token], j: int) -> int | None:
+    """The index after an appositive or parenthesis opening at ``tokens[j]``, or None when it
+    never closes or holds a reporting verb (someone else's: "X, the minister said, …")."""
     closer = {"(": ")"}.get(tokens[j].text, tokens[j].text)
-    body_start = j + 1
-    if (
-        body_start < len(tokens)
-        and tokens[body_start].lower == "who"
-        and _speech_verb_at(tokens, _skip_adverbials(tokens, body_start + 1))
-    ):
-        return None, True
-    for k in range(body_start, min(len(tokens), body_start + 30)):
+    for k in range(j + 1, min(len(tokens), j + 31)):
         if tokens[k].text == closer or (
             closer in _DASHES and tokens[k].text in _DASHES
         ):
-            return k + 1, False
+            return k + 1
         if tokens[k].lower in _SPEECH_VERBS:
-            return None, False  # "X, the minister said, …": the verb is someone else's
-    return None, False
+            return None
+    return None
 
 
 def _skip_adverbials(tokens: list[_Token], k: int) -> int:
