@@ -68,9 +68,13 @@ def poll_feed(
     workers: Workers,
     channels: Sequence[ChannelSettings],
     now: Callable[[], datetime],
+    state: FeedState | None = None,
 ) -> PollResult:
-    """Poll one feed and record everything it brings. Never raises for a feed's own faults."""
-    state = store.feed_state(feed.name)
+    """Poll one feed and record everything it brings. Never raises for a feed's own faults.
+
+    ``state`` is the feed's stored state when the caller has already read it.
+    """
+    state = state or store.feed_state(feed.name)
     url = state.fetch_url
     if state.status == "disabled":
         return PollResult(feed.name, url, error=f"disabled: {state.last_error}; fix the URL in the config")
@@ -138,11 +142,15 @@ def poll_feeds(
 ) -> list[PollResult]:
     """Poll several feeds concurrently; one slow feed holds only its own worker."""
 
-    def one(feed: FeedSettings) -> PollResult:
-        return poll_feed(feed, store=store, fetcher=fetcher, workers=workers, channels=channels, now=now)
-
     if not feeds:
         return []
+    states = {s.name: s for s in store.feed_states([f.name for f in feeds])}
+
+    def one(feed: FeedSettings) -> PollResult:
+        return poll_feed(
+            feed, store=store, fetcher=fetcher, workers=workers, channels=channels, now=now, state=states[feed.name]
+        )
+
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(feeds))), thread_name_prefix="poll") as pool:
         return list(pool.map(one, feeds))
 

@@ -238,9 +238,12 @@ class Store:
         return cfg
 
     def upgrade(self) -> None:
-        """Apply every pending migration."""
+        """Apply every pending migration (a quick no-op when there is none)."""
         from alembic import command
 
+        current, head = self._revisions()
+        if current == head:
+            return
         try:
             command.upgrade(self._alembic_config(), "head")
         except exc.SQLAlchemyError as e:
@@ -248,17 +251,22 @@ class Store:
 
     def check_schema(self) -> None:
         """Raise SchemaOutdatedError unless the database is at the latest migration."""
+        current, head = self._revisions()
+        if current != head:
+            raise SchemaOutdatedError(
+                f"database schema is at {current or 'nothing'}, not {head}",
+                "run `watcher db upgrade`",
+            )
+
+    def _revisions(self) -> tuple[str | None, str | None]:
+        """The database's migration revision and the latest one this code knows."""
         from alembic.runtime.migration import MigrationContext
         from alembic.script import ScriptDirectory
 
         head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
         with self._tx(write=False) as conn:
             current = MigrationContext.configure(conn).get_current_revision()
-        if current != head:
-            raise SchemaOutdatedError(
-                f"database schema is at {current or 'nothing'}, not {head}",
-                "run `watcher db upgrade`",
-            )
+        return current, head
 
     # -- feeds -----------------------------------------------------------------------
 
