@@ -268,6 +268,14 @@ def test_valid_feed_without_entries_is_empty_not_an_error() -> None:
     assert parsed.title == "T"
 
 
+def test_empty_feed_with_a_wrong_charset_declaration_is_empty_not_an_error() -> None:
+    body = b'<?xml version="1.0" encoding="us-ascii"?><rss version="2.0"><channel><title>Caf\xc3\xa9</title></channel></rss>'
+    parsed = parse_feed(body, url="http://x.example/rss")
+    assert parsed.articles == ()
+    assert parsed.title == "Café"
+    assert parsed.problem is not None and "us-ascii" in parsed.problem
+
+
 NOT_A_FEED = [
     ("empty body", b"", "empty body"),
     ("whitespace", b" \n\t ", "empty body"),

@@ -29,6 +29,8 @@ _NON_TEXT_TAGS = ["script", "style", "noscript", "template"]
 #: A gzip body sent without Content-Encoding is decompressed up to this size (a zip-bomb cap).
 _MAX_GUNZIPPED_BYTES = 64 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
+#: bozo reasons that leave the document fully parsed (a lying charset or Content-Type).
+_HARMLESS_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 
 
 def parse_feed(
@@ -55,7 +57,9 @@ def parse_feed(
     )
     problem = _bozo_reason(parsed)
     if not parsed.entries:
-        _raise_if_unusable(parsed, body, url, problem)
+        _raise_if_unusable(
+            parsed, body, url, harmless=_harmless_bozo(parsed), problem=problem
+        )
     articles = tuple(_article(entry) for entry in parsed.entries)
     feed_title = _detail_text(parsed.feed.get("title_detail")) or None
     return ParsedFeed(title=feed_title, articles=articles, problem=problem)
@@ -105,9 +109,17 @@ def _bozo_reason(parsed: Any) -> str | None:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
-def _raise_if_unusable(parsed: Any, body: bytes, url: str, problem: str | None) -> None:
+def _harmless_bozo(parsed: Any) -> bool:
+    """The feed was read whole and only its declared charset or media type was wrong."""
+    exc = parsed.get("bozo_exception")
+    return exc is None or isinstance(exc, _HARMLESS_BOZO)
+
+
+def _raise_if_unusable(
+    parsed: Any, body: bytes, url: str, *, harmless: bool, problem: str | None
+) -> None:
     """No entries: fine for a real (even empty) feed, a ParseError for anything else."""
-    if parsed.get("version") and problem is None:
+    if parsed.get("version") and harmless:
         return
     head = body[:1024].lstrip().lower()
     if head.startswith((b"{", b"[")):
