@@ -18,7 +18,7 @@ import requests
 import responses
 import trustme
 
-from tests.httpserver import LoopbackServer, endless, trickle
+from tests.httpserver import Handler, LoopbackServer, endless, trickle
 from watcher.errors import FetchError
 from watcher.fetch import Fetcher, parse_retry_after
 
@@ -606,3 +606,119 @@ def test_corrupt_gzip(fetcher, server):
 def test_url_without_host_is_invalid(fetcher):
     err = fetch_error(fetcher, "http:///rss?token=s3cret")
     assert err.reason == "invalid URL" and "s3cret" not in str(err)
+
+
+# -- connection reuse ------------------------------------------------------------------
+
+
+def _counting(
+    status: int, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[Handler, list[int]]:
+    """A handler answering ``status`` with ``body``, and the client port of every request.
+
+    One port per TCP connection: the number of distinct ports is the number of connections.
+    A 200 with ``ETag: "v1"`` becomes a bodiless 304 when the request sends that ETag.
+    """
+    ports: list[int] = []
+
+    def handler(request):
+        ports.append(request.client_address[1])
+        if status == 200 and request.headers.get("If-None-Match") == '"v1"':
+            request.send_response(304)
+            request.send_header("ETag", '"v1"')
+            request.end_headers()
+            return
+        request.send_response(status)
+        for name, value in {
+            "Content-Length": str(len(body)),
+            **(headers or {}),
+        }.items():
+            request.send_header(name, value)
+        request.end_headers()
+        request.wfile.write(body)
+
+    return handler, ports
+
+
+def test_304s_reuse_one_connection(fetcher, server):
+    handler, ports = _counting(200, FEED, {"ETag": '"v1"'})
+    server.route("/rss", handler)
+    for _ in range(20):
+        assert fetcher.fetch(server.url("/rss"), etag='"v1"', timeout=5).not_modified
+    assert len(ports) == 20 and len(set(ports)) == 1
+
+
+def test_full_bodies_reuse_one_connection(fetcher, server):
+    handler, ports = _counting(200, FEED)
+    server.route("/rss", handler)
+    for _ in range(5):
+        assert fetcher.fetch(server.url("/rss"), timeout=5).body == FEED
+    assert len(ports) == 5 and len(set(ports)) == 1
+
+
+def test_small_error_and_redirect_bodies_reuse_the_connection(fetcher, server):
+    missing, missing_ports = _counting(404, b"<html>not here</html>" * 100)
+    moved, moved_ports = _counting(302, b"<html>see /rss</html>", {"Location": "/rss"})
+    feed, feed_ports = _counting(200, FEED)
+    server.route("/missing", missing)
+    server.route("/moved", moved)
+    server.route("/rss", feed)
+    for _ in range(3):
+        assert fetch_error(fetcher, server.url("/missing"), timeout=5).status == 404
+        assert fetcher.fetch(server.url("/moved"), timeout=5).body == FEED
+    assert len(set(missing_ports + moved_ports + feed_ports)) == 1
+
+
+def test_an_unsized_error_body_is_never_read_for_reuse(fetcher, server):
+    # Draining this endless body to keep its connection would run into the deadline.
+    def handler(request):
+        request.send_response(404)
+        request.send_header("Connection", "close")
+        request.end_headers()
+        request.close_connection = True
+        while not request.server.owner.stopping.is_set():
+            request.wfile.write(b"<p>not here</p>" * 1000)
+
+    server.route("/rss", handler)
+    started = time.monotonic()
+    assert fetch_error(fetcher, server.url("/rss"), timeout=30).status == 404
+    assert time.monotonic() - started < 10
+
+
+def test_a_large_error_body_is_never_read_for_reuse(fetcher, server):
+    # Declared far above the drain limit, and never sent: reading it would wait out the deadline.
+    def handler(request):
+        request.send_response(500)
+        request.send_header("Content-Length", str(100 * MiB))
+        request.end_headers()
+        request.wfile.flush()
+        request.server.owner.stopping.wait(30)
+        request.close_connection = True
+
+    server.route("/rss", handler)
+    started = time.monotonic()
+    assert fetch_error(fetcher, server.url("/rss"), timeout=30).status == 500
+    assert time.monotonic() - started < 10
+
+
+def test_a_trickled_small_error_body_is_left_at_the_deadline(fetcher, server):
+    # The drain runs under the fetch's deadline: the status is still reported, on time.
+    handler, _ = _counting(200, FEED)
+    server.route("/ok", handler)
+
+    def slow_404(request):
+        request.send_response(404)
+        request.send_header("Content-Length", "100")
+        request.end_headers()
+        for _ in range(100):
+            if request.server.owner.stopping.wait(0.5):
+                return
+            request.wfile.write(b"x")
+            request.wfile.flush()
+
+    server.route("/rss", slow_404)
+    started = time.monotonic()
+    assert fetch_error(fetcher, server.url("/rss"), timeout=1.5).status == 404
+    assert time.monotonic() - started < 4.5
+    # The half-read connection was dropped, not pooled: the next fetch works.
+    assert fetcher.fetch(server.url("/ok"), timeout=5).body == FEED

@@ -72,6 +72,8 @@ USER_AGENT = (
 ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.8"
 
 _CHUNK_BYTES = 64 * 1024
+#: The largest unneeded body (error page, redirect) read to keep its connection alive.
+_DRAIN_BYTES = 64 * 1024
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _PERMANENT_STATUSES = frozenset({301, 308})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -250,7 +252,8 @@ class _HttpFetch:
                                 "fetched %s: HTTP %s", self.shown, fetched.status
                             )
                             return fetched
-                        # Closed unread: a redirect's body (possibly endless) is never needed.
+                        # A redirect's body is never needed: read only to reuse the connection.
+                        self._drain(response, deadline)
                         target = self._redirect_target(response)
                 permanent_so_far = (
                     permanent_so_far and response.status_code in _PERMANENT_STATUSES
@@ -295,6 +298,7 @@ class _HttpFetch:
         if moved_to == self.url:
             moved_to = None
         if status == 304:
+            self._drain(response, deadline)
             return Fetched(
                 url=self.url,
                 status=status,
@@ -305,6 +309,7 @@ class _HttpFetch:
                 moved_to=moved_to,
             )
         if not 200 <= status < 300:
+            self._drain(response, deadline)
             raise self._status_error(status, headers)
         body = self._read_body(response, deadline)
         return Fetched(
@@ -358,6 +363,28 @@ class _HttpFetch:
         if deadline.expired:
             raise self._timed_out()
         return b"".join(chunks)
+
+    def _drain(self, response: requests.Response, deadline: _Deadline) -> None:
+        """Read the rest of a body that is not needed, when that is cheap, to reuse the connection.
+
+        Closing a response with unread bytes makes urllib3 drop its connection (a 304 included:
+        its empty body counts as unread), so the next fetch of that host connects anew. Rules:
+        only a body whose remaining length is known (Content-Length, or none by protocol as
+        for a 304) and at most ``_DRAIN_BYTES`` (and the cap) is read, raw, not decompressed,
+        and only before the deadline, whose watchdog still bounds a trickling one. Reading
+        it to its end hands the connection back to the pool; any failure closes it instead.
+        Chunked, unsized, huge or late bodies are left unread, and closing the response then
+        drops the connection: a hostile body is never read for the sake of reuse.
+        """
+        remaining = getattr(response.raw, "length_remaining", None)
+        if (
+            remaining is None
+            or remaining > min(_DRAIN_BYTES, self.max_bytes)
+            or deadline.expired
+        ):
+            return
+        # Swallows read errors, and urllib3 closes the connection on any of them.
+        response.raw.drain_conn()
 
     def _timed_out(self) -> FetchError:
         return FetchError(self.shown, f"timed out after {self.timeout:g}s")
