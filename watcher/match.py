@@ -1,26 +1,28 @@
-"""Match articles against tracked speakers and themes. Pure: no I/O, no clock, no globals
-beyond caches that never change a result.
+"""Match articles against tracked speakers and themes. Pure: no I/O, no clock; the only
+state kept between calls is a per-word memo that never changes a result.
 
 The contract is ``shared/corpus/dev/README.md`` (readings R1-R12); the algorithm:
 
 1. **Compile once** (``Matcher(...)``). Every name, alias and theme phrase is split into words
    ("terms") normalised like article text: NFC, dotted acronyms collapsed ("U.S." -> "US"),
-   case-folded, accents stripped. Terms are shared between watches. One dict maps each exact
-   form (theme words also as -s/-es plural or singular) to its terms. Terms allowed a one-letter
-   typo also enter a symmetric-deletion index (each form and its one-letter deletions, as in
-   SymSpell), except the parts of multi-word names: at most one part of a name may be misspelt,
-   so another part always matches exactly and serves as the anchor.
-2. **Prefilter** each field (title, summary, content): fold it once, take the *set* of its words
-   and intersect it with the exact-form keys; look up words not seen before in the deletion
-   index (memoised per word). These are C-level set operations: the cost grows with the text,
-   not with the number of watches. Only phrases whose terms are all present (a name: all but
-   one) go further.
-3. **Locate**: anchor each candidate phrase on an occurrence of a present term and walk word by
-   word, checking the separators (names: whitespace, hyphens, dashes only, R2; themes: any
-   punctuation), the case of short acronyms, and typos with rapidfuzz's OSA distance.
+   case-folded, accents stripped. Terms are shared between watches. Each term knows its exact
+   forms (theme words also with -s/-es added or dropped); terms allowed a one-letter typo also
+   enter a symmetric-deletion index (each spelling and its one-letter deletions, as in
+   SymSpell). Each phrase has one *anchor*, its longest word; each theme is woken through its
+   rarest-looking group only, since every group must be met anyway.
+2. **Prefilter** (per article): fold each field once and take the *set* of its words. One set
+   intersection finds the anchor words present; words never seen before are looked up once in
+   the deletion index (memoised), so typos cost nothing on later articles. A woken phrase must
+   have all its words present (set checks) before anything is located. These are C-level set
+   operations: the cost follows the text and the watches it touches, not text x watches.
+3. **Locate** (on demand, once per phrase): find the anchor word as a whole word and walk word
+   by word, checking separators (names: whitespace, hyphens, dashes only, R2; themes: any
+   punctuation), the case of short acronyms (R11), and typos with rapidfuzz's OSA distance (at
+   most one per name, never in a part of <= 3 letters, R1). A phrase stays inside one field (R6).
 4. **Decide**: a speaker is mentioned when a name or alias is located, and makes a statement
-   when one of the attribution rules in ``_attribution`` holds for an unquoted mention. A theme
-   matches on the located phrases: every ``all_of`` group, one ``any_of`` (if any), no ``none_of``.
+   when an attribution rule in ``_attribution`` holds for an unquoted mention. A theme matches
+   when every ``all_of`` group and ``any_of`` (if any) has a located phrase and no ``none_of``
+   phrase is located (R10).
 5. **Explain**: each hit carries the sentences of its decisive occurrences, with spans.
 """
 
