@@ -131,6 +131,8 @@ class Daemon:
         self.config_path = config_path
         self.env = env
         self.stop = threading.Event()
+        #: Set after a poll records hits, so their alerts go out at once rather than next tick.
+        self.deliver_now = threading.Event()
         self.in_flight = _InFlight()
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=8)},
@@ -145,11 +147,9 @@ class Daemon:
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, self._on_reload)
         self._schedule_feeds()
-        self.scheduler.add_job(
-            self._deliver, IntervalTrigger(seconds=DELIVERY_TICK.total_seconds()), id="deliver",
-            next_run_time=utcnow(),
-        )
+        sender = threading.Thread(target=self._deliver_loop, name="deliver", daemon=True)
         self.scheduler.start()
+        sender.start()
         log.info("watcher %s running: %d feeds, %d channels", __version__,
                  len(self.watcher.config.feeds), len(self.watcher.channels))
         while not self.stop.wait(1.0):
@@ -159,6 +159,7 @@ class Daemon:
     def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         self.stop.set()
+        self.deliver_now.set()
 
     def _on_reload(self, _signum: int, _frame: FrameType | None) -> None:
         # Load in a thread: a signal handler must not block the main loop on file I/O.
@@ -206,18 +207,26 @@ class Daemon:
             return  # backing off after failures, or told to wait by Retry-After
         with self.in_flight.job():
             result = self.watcher.poll_one(feed)
-        if result.error:
-            log.warning("feed %s: %s", name, result.error)
-        elif result.new:
+        if result.new:
             log.info("feed %s: %d new or changed entries, %d hits", name, result.new, result.hits)
-        if result.hits and not self.stop.is_set():
-            self.scheduler.modify_job("deliver", next_run_time=utcnow())
+        if result.hits:
+            self.deliver_now.set()
 
-    def _deliver(self) -> None:
-        with self.in_flight.job():
-            report = self.watcher.deliver(stop=self.stop)
-        if report.sent or report.failed or report.dead:
-            log.info("delivery: %s", report)
+    def _deliver_loop(self) -> None:
+        """Send what is due whenever a poll records hits, and every tick for digests and retries."""
+        while not self.stop.is_set():
+            self.deliver_now.wait(DELIVERY_TICK.total_seconds())
+            self.deliver_now.clear()
+            if self.stop.is_set():
+                return
+            with self.in_flight.job():
+                try:
+                    report = self.watcher.deliver(stop=self.stop)
+                except WatcherError as e:  # e.g. the database is briefly unavailable
+                    log.error("delivery: %s", e)
+                    continue
+            if report.sent or report.failed or report.dead:
+                log.info("delivery: %s", report)
 
     def _shutdown(self) -> int:
         self.scheduler.shutdown(wait=False)

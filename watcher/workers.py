@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from watcher.errors import ParseError
+from watcher.errors import ParseError, WatcherError
 from watcher.match import Matcher
 from watcher.parse import parse_feed
 from watcher.types import Article, Hit, ParsedFeed, Speaker, Theme
@@ -94,6 +94,10 @@ class ProcessWorkers:
         pool = self._executor()
         try:
             return pool.submit(fn, *args, **kwargs).result()
+        except WatcherError as e:
+            # concurrent.futures chains the worker's traceback as the cause; for an expected
+            # error (a feed that is not a feed) the one-line reason is the whole story.
+            raise e from None
         except BrokenProcessPool:
             # A worker died (killed, out of memory): the pool is unusable, start a new one.
             with self._lock:
