@@ -6,6 +6,7 @@ import gzip
 import os
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -722,3 +723,41 @@ def test_a_trickled_small_error_body_is_left_at_the_deadline(fetcher, server):
     assert time.monotonic() - started < 4.5
     # The half-read connection was dropped, not pooled: the next fetch works.
     assert fetcher.fetch(server.url("/ok"), timeout=5).body == FEED
+
+
+# -- deadlines -------------------------------------------------------------------------
+
+
+def test_an_ended_deadline_never_shuts_the_pooled_connection(fetcher, server):
+    handler, ports = _counting(200, FEED)
+    server.route("/rss", handler)
+    assert fetcher.fetch(server.url("/rss"), timeout=0.2).body == FEED
+    time.sleep(0.5)  # past the first fetch's deadline, its connection idle in the pool
+    assert fetcher.fetch(server.url("/rss"), timeout=5).body == FEED
+    # A shut socket would have been found dead in the pool and replaced by a new connection.
+    assert len(ports) == 2 and len(set(ports)) == 1
+
+
+def test_fetches_start_no_thread_per_deadline(fetcher, server, monkeypatch):
+    server.respond("/rss", FEED)
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="fetching") as pool:
+        # Every worker thread exists before counting starts.
+        ready = threading.Barrier(4)
+        list(pool.map(lambda _: ready.wait(5), range(4)))
+        started: list[str] = []
+        start = threading.Thread.start
+
+        def counting_start(thread: threading.Thread) -> None:
+            # Only threads the fetches start: the server starts one per connection.
+            if threading.current_thread().name.startswith("fetching"):
+                started.append(thread.name)
+            start(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", counting_start)
+        urls = [server.url("/rss")] * 40
+        assert all(
+            got.body == FEED
+            for got in pool.map(lambda u: fetcher.fetch(u, timeout=5), urls)
+        )
+    # At most the one shared watchdog, when no earlier test has started it yet.
+    assert started in ([], ["watcher-fetch-deadlines"])

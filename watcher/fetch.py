@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import heapq
 import http
 import http.client
+import itertools
 import logging
 import os
 import socket
@@ -527,37 +529,37 @@ class _Deadline:
     """The total time one fetch may take; shuts the fetch's sockets down when it is up.
 
     Entering makes it the current thread's deadline, which ``_WatchedHTTPConnection`` reads to
-    register every socket the fetch connects or reuses.
+    register every socket the fetch connects or reuses, and hands it to the shared
+    ``_WATCHDOG``. Rules: at expiry every registered socket is shut down, and so is any socket
+    registered later; once exited, it never shuts anything down, because the fetch's
+    connection may be back in the pool serving another fetch.
     """
 
     def __init__(self, seconds: float) -> None:
-        self._end = time.monotonic() + seconds
+        self.end = time.monotonic() + seconds
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._fired = False
         self._done = False
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
 
     def __enter__(self) -> Self:
         _current.deadline = self
-        self._timer.start()
+        _WATCHDOG.watch(self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._timer.cancel()
         with self._lock:
-            # A connection back in the pool must not be shut down by a late-firing timer.
+            # The watchdog may still fire this deadline; it must then find nothing to shut.
             self._done = True
             self._sockets.clear()
         _current.deadline = None
 
     @property
     def expired(self) -> bool:
-        return self._fired or time.monotonic() >= self._end
+        return self._fired or time.monotonic() >= self.end
 
     def remaining(self) -> float:
-        return max(self._end - time.monotonic(), 0.001)
+        return max(self.end - time.monotonic(), 0.001)
 
     def watch(self, sock: socket.socket) -> None:
         with self._lock:
@@ -568,13 +570,71 @@ class _Deadline:
             else:
                 self._sockets.append(sock)
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
+        """Shut the fetch's sockets down, unless the fetch is over. Called by the watchdog."""
         with self._lock:
             if self._done:
                 return
             self._fired = True
             for sock in self._sockets:
                 _shutdown(sock)
+
+
+class _Watchdog:
+    """One daemon thread that fires every deadline of the process when its time is up.
+
+    Rules: deadlines wait in a heap ordered by end time; the thread sleeps on a condition until
+    the earliest end or until an earlier deadline arrives. A deadline whose fetch finished stays
+    in the heap until its end and is then fired as a no-op: removing it would cost a heap
+    search per fetch, and the heap never holds more than the fetches of one timeout's span.
+    The thread starts with the first deadline; a forked child starts its own, with an empty
+    heap.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        # The sequence number breaks ties between equal ends: deadlines do not compare.
+        self._heap: list[tuple[float, int, _Deadline]] = []
+        self._sequence = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: _Deadline) -> None:
+        with self._condition:
+            heapq.heappush(self._heap, (deadline.end, next(self._sequence), deadline))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="watcher-fetch-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0][2] is deadline:
+                # The thread sleeps until a later end: wake it to sleep until this one.
+                self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._condition.wait(
+                        self._heap[0][0] - time.monotonic() if self._heap else None
+                    )
+                now = time.monotonic()
+                due = []
+                while self._heap and self._heap[0][0] <= now:
+                    due.append(heapq.heappop(self._heap)[2])
+            # Outside the condition: a fetch registering its deadline never waits on a shutdown.
+            for deadline in due:
+                deadline.fire()
+
+    def _after_fork(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        # The parent's deadlines are the parent's: fired here they would shut sockets the
+        # child shares with it, pooled ones included.
+        self._heap = []
+        self._thread = None
+
+
+_WATCHDOG = _Watchdog()
+os.register_at_fork(after_in_child=_WATCHDOG._after_fork)
 
 
 _current = threading.local()
