@@ -761,3 +761,59 @@ def test_fetches_start_no_thread_per_deadline(fetcher, server, monkeypatch):
         )
     # At most the one shared watchdog, when no earlier test has started it yet.
     assert started in ([], ["watcher-fetch-deadlines"])
+
+
+# -- environment -----------------------------------------------------------------------
+
+
+def test_http_proxy_from_the_environment_is_used(server, monkeypatch):
+    # The loopback server plays the proxy: it gets the absolute URL in the request line.
+    server.respond("/rss", FEED)
+    monkeypatch.setenv("HTTP_PROXY", server.base_url)
+    with Fetcher() as fetcher:
+        got = fetcher.fetch("http://feed.example.invalid/rss", timeout=5)
+    assert got.body == FEED
+    assert server.requests[0].path == "http://feed.example.invalid/rss"
+
+
+def test_no_proxy_hosts_go_direct(server, monkeypatch):
+    server.respond("/rss", FEED)
+    with socket.socket() as s:  # a proxy that refuses every connection
+        s.bind(("127.0.0.1", 0))
+        dead_proxy = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("HTTP_PROXY", dead_proxy)
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.0/8")
+    with Fetcher() as fetcher:
+        assert fetcher.fetch(server.url("/rss"), timeout=5).body == FEED
+        err = fetch_error(fetcher, "http://feed.example.invalid/rss", timeout=5)
+    assert (
+        err.reason == "connection refused"
+    )  # the proxy, since .invalid never resolves
+
+
+def test_the_environment_is_read_when_the_fetcher_is_made(
+    server, monkeypatch, tmp_path
+):
+    server.respond("/rss", FEED)
+    with Fetcher() as fetcher:
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+        assert fetcher.fetch(server.url("/rss"), timeout=5).body == FEED
+
+
+def test_netrc_credentials_are_not_sent(server, monkeypatch, tmp_path):
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login bob password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    server.respond("/rss", FEED)
+    with Fetcher() as fetcher:
+        assert fetcher.fetch(server.url("/rss"), timeout=5).body == FEED
+    assert "authorization" not in server.requests[0].headers
+
+
+def test_credentials_in_the_url_are_sent(fetcher, server):
+    server.respond("/rss", FEED)
+    url = server.url("/rss").replace("://", "://bob:s3cret@")
+    assert fetcher.fetch(url, timeout=5).body == FEED
+    assert server.requests[0].headers["authorization"].startswith("Basic ")

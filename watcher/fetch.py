@@ -23,6 +23,12 @@ Rules (each one is a test in ``tests/test_fetch.py``):
   Library exceptions are translated in ``_HttpFetch._wrap_errors`` only. The cause chained
   with ``from`` is the innermost OS/TLS error, whose text never holds the URL's path or query.
 * Every URL in an error or a log line goes through ``redact_url``.
+* The environment is read once, when the ``Fetcher`` is made, not on every request as requests
+  does by default: the proxies (``http_proxy``, ``https_proxy``, ``all_proxy``, ``no_proxy``
+  and, on macOS and Windows, the system settings; whether a host bypasses them is decided at
+  its first fetch) and the CA bundle (``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``).
+  ``~/.netrc`` is NOT consulted: the daemon's user's stored passwords must not go to whichever
+  host a feed names; credentials belong in the feed's URL (``https://user:pass@host/...``).
 * A local path or ``file://`` URL is read from disk under the same cap; its ETag is derived
   from mtime and size, so an unchanged file gives a 304-like ``Fetched(body=None)``.
 
@@ -47,6 +53,7 @@ import ssl
 import stat
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import TracebackType
@@ -94,6 +101,15 @@ class Fetcher:
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
         self._session = requests.Session()
+        # requests would re-read proxies, CA bundle and ~/.netrc from the environment on every
+        # request: a large share of a 304's cost. They are read once here instead.
+        self._session.trust_env = False
+        self._session.verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("CURL_CA_BUNDLE")
+            or True
+        )
+        self._proxies = _EnvironmentProxies()
         # No retries here: retrying is the pipeline's job (backoff per feed).
         adapter = _WatchedAdapter(max_retries=0)
         self._session.mount("http://", adapter)
@@ -133,7 +149,12 @@ class Fetcher:
             raise FetchError(redact_url(url), "invalid URL") from None
         if scheme in ("http", "https"):
             fetch = _HttpFetch(
-                self._session, url, timeout, self.max_bytes, self.max_redirects
+                self._session,
+                self._proxies,
+                url,
+                timeout,
+                self.max_bytes,
+                self.max_redirects,
             )
             return fetch.run(etag=etag, last_modified=last_modified)
         # A one-letter scheme is a Windows drive ("C:\feeds\x.xml"), not a URL.
@@ -208,12 +229,14 @@ class _HttpFetch:
     def __init__(
         self,
         session: requests.Session,
+        proxies: _EnvironmentProxies,
         url: str,
         timeout: float,
         max_bytes: int,
         max_redirects: int,
     ) -> None:
         self.session = session
+        self.proxies = proxies
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
         self.url = url
@@ -241,6 +264,7 @@ class _HttpFetch:
                         headers=headers,
                         stream=True,
                         allow_redirects=False,
+                        proxies=self.proxies.for_url(self.hop),
                         # Per-socket timeouts too, so connect and each read stop by the deadline
                         # even where the watchdog has no socket to shut down yet.
                         timeout=deadline.remaining(),
@@ -480,6 +504,44 @@ class _HttpFetch:
         if isinstance(found := find(OSError), OSError) and found.strerror:
             return f"network error: {found.strerror.lower()}", found
         return f"network error ({type(error).__name__})", underlying
+
+
+class _EnvironmentProxies:
+    """The proxies the environment names, read once; requests' choice of proxy per URL.
+
+    Rules (those of requests with ``trust_env``): a URL goes through the proxy for its scheme,
+    or the ``all`` one, unless its host matches ``no_proxy`` (a host suffix, ``host:port``, an
+    IP or a CIDR range) or the system's bypass list. Whether a host and port bypass is decided
+    at its first fetch and remembered, as that check reads the environment again (and may
+    resolve the host on macOS).
+    """
+
+    def __init__(self) -> None:
+        # "no" is no_proxy, which getproxies() lists with the proxies.
+        self._proxies = {
+            scheme: proxy
+            for scheme, proxy in urllib.request.getproxies().items()
+            if scheme != "no"
+        }
+        #: By the URL's netloc (host and port, with any user info).
+        self._bypass: dict[str, bool] = {}
+
+    def for_url(self, url: str) -> dict[str, str]:
+        """The ``proxies`` argument for a request to ``url``: empty to go direct."""
+        if not self._proxies:
+            return {}
+        netloc = urlsplit(url).netloc.lower()
+        bypass = self._bypass.get(netloc)
+        if bypass is None:
+            try:
+                # no_proxy=None: requests then reads it without rewriting os.environ around
+                # the check, which is unsafe while other threads run.
+                bypass = requests.utils.should_bypass_proxies(url, no_proxy=None)
+            except ValueError:
+                # A port out of range: the request itself reports the URL as invalid.
+                bypass = True
+            self._bypass[netloc] = bypass
+        return {} if bypass else self._proxies
 
 
 def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
