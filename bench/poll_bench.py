@@ -37,11 +37,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` and `watcher` from this checkout
 
-import feedparser  # noqa: E402
+import feedparser
 
-from bench import floor  # noqa: E402
-from bench.child import STAGES, PollRun, run_poll, startup_cost  # noqa: E402
-from bench.workload import REPO, Workload  # noqa: E402
+from bench import floor
+from bench.child import STAGES, PollRun, run_poll, startup_cost
+from bench.workload import REPO, Workload
 
 BUMP_FRACTION = 0.10
 
@@ -194,7 +194,7 @@ def soak(args: argparse.Namespace) -> int:
         result = run_soak(work, args.soak, interval=args.soak_interval)
         served = work.server.stats()
     r = result
-    print(f"\n| metric | value |\n|---|---:|")
+    print("\n| metric | value |\n|---|---:|")
     for name, value in [
         ("duration s", f"{r.seconds:.0f}"), ("feeds / interval", f"{r.feeds} / {r.interval}"),
         ("entries trickled in", r.entries_added), ("HTTP served 200 / 304", f"{served.get('200', 0)} / {served.get('304', 0)}"),

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.workload import Workload  # noqa: E402
+from bench.workload import Workload
 
 #: (label, substring of the code's file path), first match wins.
 GROUPS = [

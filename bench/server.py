@@ -112,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
     wbufsize = 256 * 1024
     server: _Server
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         if self.path == "/_stats":
             self._send(200, json.dumps(self.server.stats).encode(), "application/json")
             return
@@ -160,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.stats_lock:
             self.server.stats[what] = self.server.stats.get(what, 0) + 1
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass  # one line per request would cost more than the request
 
 

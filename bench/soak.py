@@ -10,6 +10,7 @@ which is a one-off) to the end. At the end the daemon gets SIGTERM and must exit
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import signal
@@ -59,10 +60,8 @@ def _rss_mb(proc: psutil.Process) -> tuple[float, float]:
     try:
         rss = proc.memory_info().rss
         for child in proc.children(recursive=True):
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 rss += child.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
         t = proc.cpu_times()
         return rss / 2**20, t.user + t.system
     except psutil.NoSuchProcess:

@@ -644,7 +644,7 @@ def test_load_config_unreadable_files(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.yaml")
     latin1 = tmp_path / "latin1.yaml"
     latin1.write_bytes("speakers: [{name: Zo\xeb}]\n".encode("latin-1"))
-    with pytest.raises(ConfigError, match="not UTF-8 text .*; save the file as UTF-8"):
+    with pytest.raises(ConfigError, match=r"not UTF-8 text .*; save the file as UTF-8"):
         load_config(latin1)
 
 

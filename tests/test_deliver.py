@@ -116,7 +116,8 @@ def drain(store: Store, channels: dict[str, Any], start: datetime = NOW, before:
             before(len(times))
         flush_outbox(store, channels, now=now, owner=OWNER)
         times.append(now)
-        now = store.next_due()
+        pending = [i.next_attempt_at for i in store.list_outbox() if i.status in ("due", "failed")]
+        now = min(pending, default=None)
     return times
 
 

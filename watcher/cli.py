@@ -22,7 +22,7 @@ from rich.table import Table
 
 from watcher.config import Config, load_config, parse_duration
 from watcher.errors import WatcherError, redact_url
-from watcher.types import Hit, OutboxItem, StoredHit
+from watcher.types import Hit, OutboxItem, OutboxStatus, StoredHit
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -253,12 +253,12 @@ def db_upgrade(ctx: click.Context) -> None:
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.pass_context
 @_fails_cleanly
-def outbox(ctx: click.Context, status: str | None, as_json: bool, limit: int) -> None:
+def outbox(ctx: click.Context, status: OutboxStatus | None, as_json: bool, limit: int) -> None:
     """List alert deliveries and their last error."""
     if ctx.invoked_subcommand is not None:
         return
     watcher = _watcher(ctx, upgrade=False)
-    items = watcher.store.list_outbox(status, limit=limit)  # type: ignore[arg-type]
+    items = watcher.store.list_outbox(status, limit=limit)
     if as_json:
         for item in items:
             click.echo(json.dumps(_outbox_json(item), ensure_ascii=False))
@@ -290,7 +290,8 @@ def outbox_retry(ctx: click.Context, ids: tuple[int, ...], everything: bool) -> 
 @_fails_cleanly
 def send_test(ctx: click.Context, channel: str) -> None:
     """Send a sample alert through CHANNEL and report the server's answer."""
-    from watcher.deliver import make_channels, send_test as send
+    from watcher.deliver import make_channels
+    from watcher.deliver import send_test as send
 
     channels = make_channels(_config(ctx))
     if channel not in channels:

@@ -738,12 +738,12 @@ def _build_feeds(
             )
         feeds.append(feed)
     _unique(
-        [((*loc, "name"), feed.name) for (loc, _), feed in zip(items, feeds)],
+        [((*loc, "name"), feed.name) for (loc, _), feed in zip(items, feeds, strict=True)],
         report,
         "feed names must be unique (a feed without name: is named after its URL); set a distinct name: on one of them",
     )
     _unique(
-        [((*loc, "url"), _masked(feed.url)) for (loc, _), feed in zip(items, feeds)],
+        [((*loc, "url"), _masked(feed.url)) for (loc, _), feed in zip(items, feeds, strict=True)],
         report,
         "remove the duplicate feed",
     )

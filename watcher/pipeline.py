@@ -192,7 +192,7 @@ def failure_delay(interval: timedelta, failures: int, retry_after: float | None)
     together (an outage) do not retry together; never sooner than the server's Retry-After.
     """
     base = min(interval * (2 ** min(failures, 16)), MAX_BACKOFF)
-    delay = base * random.uniform(0.9, 1.1)
+    delay: timedelta = base * random.uniform(0.9, 1.1)
     if retry_after is not None:
         delay = max(delay, min(timedelta(seconds=retry_after), MAX_BACKOFF))
     return delay

@@ -170,7 +170,7 @@ def migrations_dir() -> Path:
     source = Path(__file__).resolve().parent.parent / "migrations"
     if (source / "env.py").is_file():
         return source
-    import watcher.migrations  # installed by pyproject's package-dir mapping
+    import watcher.migrations  # type: ignore[import-not-found]  # installed by the package-dir mapping
 
     return Path(watcher.migrations.__file__).parent
 
@@ -474,12 +474,6 @@ class Store:
         with self._tx(write=False) as conn:
             ids = list(conn.execute(query).scalars())
         return self._outbox_items(ids)
-
-    def next_due(self) -> datetime | None:
-        """When the earliest pending row becomes due, if any."""
-        query = sa.select(sa.func.min(outbox.c.next_attempt_at)).where(outbox.c.status.in_(("due", "failed")))
-        with self._tx(write=False) as conn:
-            return conn.execute(query).scalar_one_or_none()  # type: ignore[no-any-return]
 
     def _set_outbox(self, ids: Sequence[int], **values: Any) -> None:
         with self._tx() as conn:
