@@ -23,9 +23,7 @@ from tests.httpserver import Handler, LoopbackServer, endless, trickle
 from watcher.errors import FetchError
 from watcher.fetch import Fetcher, parse_retry_after
 
-FEED = (
-    b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
-)
+FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 MiB = 1024 * 1024
 
 
@@ -55,9 +53,7 @@ def mocked() -> Iterator[responses.RequestsMock]:
         yield rsps
 
 
-def fetch_error(
-    fetcher: Fetcher, url: str, timeout: float = 20, **kwargs: str
-) -> FetchError:
+def fetch_error(fetcher: Fetcher, url: str, timeout: float = 20, **kwargs: str) -> FetchError:
     with pytest.raises(FetchError) as info:
         fetcher.fetch(url, timeout=timeout, **kwargs)
     return info.value
@@ -79,10 +75,7 @@ def test_ok_gives_body_validators_and_lowercase_headers(fetcher, mocked):
     assert got.headers["content-type"] == "application/rss+xml"
     assert got.url == "https://example.org/rss" and got.moved_to is None
     sent = mocked.calls[0].request.headers
-    assert (
-        sent["User-Agent"].startswith("watcher/")
-        and "feed monitor" in sent["User-Agent"]
-    )
+    assert sent["User-Agent"].startswith("watcher/") and "feed monitor" in sent["User-Agent"]
     assert sent["Accept-Encoding"] == "gzip, deflate"
     assert "If-None-Match" not in sent and "If-Modified-Since" not in sent
 
@@ -183,9 +176,7 @@ def test_missing_or_unreadable_retry_after_is_none(fetcher, mocked, header):
     ],
 )
 def test_parse_retry_after(value, seconds):
-    assert (
-        parse_retry_after(value, now=datetime(2024, 5, 1, 12, 0, tzinfo=UTC)) == seconds
-    )
+    assert parse_retry_after(value, now=datetime(2024, 5, 1, 12, 0, tzinfo=UTC)) == seconds
 
 
 def test_non_retry_statuses_ignore_retry_after(fetcher, mocked):
@@ -193,18 +184,14 @@ def test_non_retry_statuses_ignore_retry_after(fetcher, mocked):
     assert fetch_error(fetcher, "https://example.org/rss").retry_after is None
 
 
-def _redirect(
-    mocked: responses.RequestsMock, source: str, status: int, target: str
-) -> None:
+def _redirect(mocked: responses.RequestsMock, source: str, status: int, target: str) -> None:
     mocked.get(source, status=status, headers={"Location": target})
 
 
 @pytest.mark.parametrize("status", [301, 308])
 def test_permanent_redirect_chain_sets_moved_to_final_url(fetcher, mocked, status):
     _redirect(mocked, "http://example.org/rss", status, "https://example.org/rss")
-    _redirect(
-        mocked, "https://example.org/rss", status, "/feed.xml"
-    )  # relative Location
+    _redirect(mocked, "https://example.org/rss", status, "/feed.xml")  # relative Location
     mocked.get("https://example.org/feed.xml", body=FEED)
     got = fetcher.fetch("http://example.org/rss", timeout=20)
     assert got.body == FEED and got.url == "http://example.org/rss"
@@ -219,9 +206,7 @@ def test_temporary_redirect_does_not_move_the_feed(fetcher, mocked, status):
     assert got.body == FEED and got.moved_to is None
 
 
-def test_permanent_then_temporary_moves_only_as_far_as_the_permanent_hop(
-    fetcher, mocked
-):
+def test_permanent_then_temporary_moves_only_as_far_as_the_permanent_hop(fetcher, mocked):
     _redirect(mocked, "https://old.example.org/rss", 301, "https://new.example.org/rss")
     _redirect(
         mocked,
@@ -259,9 +244,7 @@ def test_redirect_loop_is_named(fetcher, mocked):
 
 def test_too_many_redirects(mocked):
     for i in range(3):
-        _redirect(
-            mocked, f"https://example.org/{i}", 302, f"https://example.org/{i + 1}"
-        )
+        _redirect(mocked, f"https://example.org/{i}", 302, f"https://example.org/{i + 1}")
     mocked.get("https://example.org/3", body=FEED)
     with Fetcher(max_redirects=2) as fetcher:
         err = fetch_error(fetcher, "https://example.org/0")
@@ -277,15 +260,10 @@ def test_redirect_to_a_local_file_is_refused(fetcher, mocked):
 
 def test_redirect_without_location(fetcher, mocked):
     mocked.get("https://example.org/rss", status=301)
-    assert (
-        fetch_error(fetcher, "https://example.org/rss").reason
-        == "HTTP 301 redirect without a Location header"
-    )
+    assert fetch_error(fetcher, "https://example.org/rss").reason == "HTTP 301 redirect without a Location header"
 
 
-@pytest.mark.parametrize(
-    "exc", [requests.ConnectTimeout("boom"), requests.ReadTimeout("boom")]
-)
+@pytest.mark.parametrize("exc", [requests.ConnectTimeout("boom"), requests.ReadTimeout("boom")])
 def test_timeout_exceptions_map_to_timed_out(fetcher, mocked, exc):
     mocked.get("https://example.org/rss", body=exc)
     err = fetch_error(fetcher, "https://example.org/rss", timeout=20)
@@ -346,10 +324,7 @@ def test_endless_body_is_capped(server):
 
 def test_huge_declared_body_is_refused(fetcher, server):
     server.respond("/rss", b"x" * (10 * MiB + 1))
-    assert (
-        fetch_error(fetcher, server.url("/rss"), timeout=10).reason
-        == "response larger than 10 MiB"
-    )
+    assert fetch_error(fetcher, server.url("/rss"), timeout=10).reason == "response larger than 10 MiB"
 
 
 def _assert_deadline(fetcher: Fetcher, url: str, deadline: float) -> None:
@@ -409,10 +384,7 @@ def test_one_slow_feed_does_not_delay_the_others(fetcher, server):
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=6) as pool:
         slow = pool.submit(fetcher.fetch, server.url("/slow"), timeout=2)
-        fast = [
-            pool.submit(fetcher.fetch, server.url("/fast"), timeout=5)
-            for _ in range(30)
-        ]
+        fast = [pool.submit(fetcher.fetch, server.url("/fast"), timeout=5) for _ in range(30)]
         assert all(f.result().body == FEED for f in fast)
         fast_done = time.monotonic() - started
         with pytest.raises(FetchError, match="timed out after 2s"):
@@ -483,9 +455,7 @@ def test_conditional_get_round_trip_with_last_modified_only(fetcher, tmp_path):
     (tmp_path / "feed.xml").write_bytes(FEED)
     with LoopbackServer(root=tmp_path, etag=False) as server:
         first = fetcher.fetch(server.url("/feed.xml"), timeout=5)
-        second = fetcher.fetch(
-            server.url("/feed.xml"), last_modified=first.last_modified, timeout=5
-        )
+        second = fetcher.fetch(server.url("/feed.xml"), last_modified=first.last_modified, timeout=5)
     assert first.etag is None and second.not_modified
 
 
@@ -494,11 +464,7 @@ def test_changed_content_is_fetched_again(fetcher, server):
     first = fetcher.fetch(server.url("/rss"), timeout=5)
     server.respond("/rss", FEED.replace(b"<title>t</title>", b"<title>u</title>"))
     second = fetcher.fetch(server.url("/rss"), etag=first.etag, timeout=5)
-    assert (
-        not second.not_modified
-        and b"<title>u</title>" in second.body
-        and second.etag != first.etag
-    )
+    assert not second.not_modified and b"<title>u</title>" in second.body and second.etag != first.etag
 
 
 # -- file feeds ------------------------------------------------------------------------
@@ -520,9 +486,7 @@ def test_changed_file_is_read_again(fetcher, tmp_path):
     path.write_bytes(FEED)
     first = fetcher.fetch(str(path), timeout=5)
     path.write_bytes(FEED + b"\n<!-- more -->")
-    os.utime(
-        path, ns=(first_mtime := path.stat().st_mtime_ns, first_mtime + 1_000_000_000)
-    )
+    os.utime(path, ns=(first_mtime := path.stat().st_mtime_ns, first_mtime + 1_000_000_000))
     second = fetcher.fetch(str(path), etag=first.etag, timeout=5)
     assert second.body.endswith(b"<!-- more -->") and second.etag != first.etag
 
@@ -612,9 +576,7 @@ def test_url_without_host_is_invalid(fetcher):
 # -- connection reuse ------------------------------------------------------------------
 
 
-def _counting(
-    status: int, body: bytes = b"", headers: dict[str, str] | None = None
-) -> tuple[Handler, list[int]]:
+def _counting(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> tuple[Handler, list[int]]:
     """A handler answering ``status`` with ``body``, and the client port of every request.
 
     One port per TCP connection: the number of distinct ports is the number of connections.
@@ -755,10 +717,7 @@ def test_fetches_start_no_thread_per_deadline(fetcher, server, monkeypatch):
 
         monkeypatch.setattr(threading.Thread, "start", counting_start)
         urls = [server.url("/rss")] * 40
-        assert all(
-            got.body == FEED
-            for got in pool.map(lambda u: fetcher.fetch(u, timeout=5), urls)
-        )
+        assert all(got.body == FEED for got in pool.map(lambda u: fetcher.fetch(u, timeout=5), urls))
     # At most the one shared watchdog, when no earlier test has started it yet.
     assert started in ([], ["watcher-fetch-deadlines"])
 
@@ -786,14 +745,10 @@ def test_no_proxy_hosts_go_direct(server, monkeypatch):
     with Fetcher() as fetcher:
         assert fetcher.fetch(server.url("/rss"), timeout=5).body == FEED
         err = fetch_error(fetcher, "http://feed.example.invalid/rss", timeout=5)
-    assert (
-        err.reason == "connection refused"
-    )  # the proxy, since .invalid never resolves
+    assert err.reason == "connection refused"  # the proxy, since .invalid never resolves
 
 
-def test_the_environment_is_read_when_the_fetcher_is_made(
-    server, monkeypatch, tmp_path
-):
+def test_the_environment_is_read_when_the_fetcher_is_made(server, monkeypatch, tmp_path):
     server.respond("/rss", FEED)
     with Fetcher() as fetcher:
         monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")

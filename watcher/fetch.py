@@ -75,9 +75,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_REDIRECTS = 5
-USER_AGENT = (
-    f"watcher/{__version__} (+https://github.com/watcher-feeds/watcher; feed monitor)"
-)
+USER_AGENT = f"watcher/{__version__} (+https://github.com/watcher-feeds/watcher; feed monitor)"
 ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.8"
 
 _CHUNK_BYTES = 64 * 1024
@@ -104,11 +102,7 @@ class Fetcher:
         # requests would re-read proxies, CA bundle and ~/.netrc from the environment on every
         # request: a large share of a 304's cost. They are read once here instead.
         self._session.trust_env = False
-        self._session.verify = (
-            os.environ.get("REQUESTS_CA_BUNDLE")
-            or os.environ.get("CURL_CA_BUNDLE")
-            or True
-        )
+        self._session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         self._proxies = _EnvironmentProxies()
         # No retries here: retrying is the pipeline's job (backoff per feed).
         adapter = _WatchedAdapter(max_retries=0)
@@ -271,30 +265,20 @@ class _HttpFetch:
                     )
                     with response:
                         if response.status_code not in _REDIRECT_STATUSES:
-                            fetched = self._finish(
-                                response, deadline, etag, last_modified, moved_to
-                            )
-                            logger.debug(
-                                "fetched %s: HTTP %s", self.shown, fetched.status
-                            )
+                            fetched = self._finish(response, deadline, etag, last_modified, moved_to)
+                            logger.debug("fetched %s: HTTP %s", self.shown, fetched.status)
                             return fetched
                         # A redirect's body is never needed: read only to reuse the connection.
                         self._drain(response, deadline)
                         target = self._redirect_target(response)
-                permanent_so_far = (
-                    permanent_so_far and response.status_code in _PERMANENT_STATUSES
-                )
+                permanent_so_far = permanent_so_far and response.status_code in _PERMANENT_STATUSES
                 if permanent_so_far:
                     moved_to = target
                 if target in seen:
-                    raise FetchError(
-                        self.shown, f"redirect loop at {redact_url(target)}"
-                    )
+                    raise FetchError(self.shown, f"redirect loop at {redact_url(target)}")
                 seen.add(target)
                 self.hop = target
-        raise FetchError(
-            self.shown, f"too many redirects (more than {self.max_redirects})"
-        )
+        raise FetchError(self.shown, f"too many redirects (more than {self.max_redirects})")
 
     def _redirect_target(self, response: requests.Response) -> str:
         location = response.headers.get("location")
@@ -306,9 +290,7 @@ class _HttpFetch:
         target = urljoin(self.hop, location.strip())
         # A server must not be able to point watcher at file:// or other local resources.
         if urlsplit(target).scheme.lower() not in ("http", "https"):
-            raise FetchError(
-                self.shown, f"redirect to an unsupported URL: {redact_url(target)}"
-            )
+            raise FetchError(self.shown, f"redirect to an unsupported URL: {redact_url(target)}")
         return target
 
     def _finish(
@@ -356,9 +338,7 @@ class _HttpFetch:
             reason = f"HTTP {status}"
         retry_after = None
         if status in _RETRY_AFTER_STATUSES:
-            retry_after = parse_retry_after(
-                headers.get("retry-after"), now=datetime.now(UTC)
-            )
+            retry_after = parse_retry_after(headers.get("retry-after"), now=datetime.now(UTC))
             if retry_after is not None:
                 reason += f" (retry after {retry_after:.0f}s)"
         return FetchError(
@@ -403,11 +383,7 @@ class _HttpFetch:
         drops the connection: a hostile body is never read for the sake of reuse.
         """
         remaining = getattr(response.raw, "length_remaining", None)
-        if (
-            remaining is None
-            or remaining > min(_DRAIN_BYTES, self.max_bytes)
-            or deadline.expired
-        ):
+        if remaining is None or remaining > min(_DRAIN_BYTES, self.max_bytes) or deadline.expired:
             return
         # Swallows read errors, and urllib3 closes the connection on any of them.
         response.raw.drain_conn()
@@ -437,25 +413,15 @@ class _HttpFetch:
         requests/urllib3 wrappers repeat the URL's path and query, which may hold a token.
         """
         chain = _exception_chain(error)
-        below = [
-            e
-            for e in chain
-            if not isinstance(
-                e, (requests.RequestException, urllib3.exceptions.HTTPError)
-            )
-        ]
+        below = [e for e in chain if not isinstance(e, (requests.RequestException, urllib3.exceptions.HTTPError))]
         underlying = below[0] if below else None
 
-        def find(
-            *types: type[BaseException], among: list[BaseException] = below
-        ) -> BaseException | None:
+        def find(*types: type[BaseException], among: list[BaseException] = below) -> BaseException | None:
             return next((e for e in among if isinstance(e, types)), None)
 
         if found := find(socket.gaierror):
             return f"could not resolve host {urlsplit(self.hop).hostname}", found
-        if isinstance(
-            found := find(ssl.SSLCertVerificationError), ssl.SSLCertVerificationError
-        ):
+        if isinstance(found := find(ssl.SSLCertVerificationError), ssl.SSLCertVerificationError):
             return (
                 f"TLS error: certificate verify failed ({found.verify_message})",
                 found,
@@ -466,9 +432,7 @@ class _HttpFetch:
         if found := find(ConnectionRefusedError):
             return "connection refused", found
         # urllib3's NewConnectionError subclasses its ConnectTimeoutError; it is not a timeout.
-        timeouts = [
-            e for e in chain if not isinstance(e, urllib3.exceptions.NewConnectionError)
-        ]
+        timeouts = [e for e in chain if not isinstance(e, urllib3.exceptions.NewConnectionError)]
         if find(
             TimeoutError,
             urllib3.exceptions.TimeoutError,
@@ -494,9 +458,7 @@ class _HttpFetch:
             among=chain,
         ):
             return "invalid URL", None
-        if find(
-            http.client.HTTPException, urllib3.exceptions.ProtocolError, among=chain
-        ):
+        if find(http.client.HTTPException, urllib3.exceptions.ProtocolError, among=chain):
             return (
                 "the server sent a broken response or dropped the connection",
                 underlying,
@@ -518,11 +480,7 @@ class _EnvironmentProxies:
 
     def __init__(self) -> None:
         # "no" is no_proxy, which getproxies() lists with the proxies.
-        self._proxies = {
-            scheme: proxy
-            for scheme, proxy in urllib.request.getproxies().items()
-            if scheme != "no"
-        }
+        self._proxies = {scheme: proxy for scheme, proxy in urllib.request.getproxies().items() if scheme != "no"}
         #: By the URL's netloc (host and port, with any user info).
         self._bypass: dict[str, bool] = {}
 
@@ -664,9 +622,7 @@ class _Watchdog:
         with self._condition:
             heapq.heappush(self._heap, (deadline.end, next(self._sequence), deadline))
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="watcher-fetch-deadlines", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name="watcher-fetch-deadlines", daemon=True)
                 self._thread.start()
             elif self._heap[0][2] is deadline:
                 # The thread sleeps until a later end: wake it to sleep until this one.
@@ -676,9 +632,7 @@ class _Watchdog:
         while True:
             with self._condition:
                 while not self._heap or self._heap[0][0] > time.monotonic():
-                    self._condition.wait(
-                        self._heap[0][0] - time.monotonic() if self._heap else None
-                    )
+                    self._condition.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
                 now = time.monotonic()
                 due = []
                 while self._heap and self._heap[0][0] <= now:
@@ -763,9 +717,7 @@ def _local_path(url: str) -> str:
     if parts.scheme.lower() != "file":
         return os.path.expanduser(url)
     if parts.netloc not in ("", "localhost"):
-        raise FetchError(
-            redact_url(url), "file URLs must name a local file (file:///path)"
-        )
+        raise FetchError(redact_url(url), "file URLs must name a local file (file:///path)")
     return url2pathname(parts.path)
 
 
@@ -779,9 +731,7 @@ def _file_errors(shown: str) -> Iterator[None]:
     except PermissionError as e:
         raise FetchError(shown, "permission denied") from e
     except OSError as e:
-        raise FetchError(
-            shown, f"could not read file: {(e.strerror or type(e).__name__).lower()}"
-        ) from e
+        raise FetchError(shown, f"could not read file: {(e.strerror or type(e).__name__).lower()}") from e
 
 
 def _too_large(url: str, max_bytes: int, what: str = "response") -> FetchError:
