@@ -194,16 +194,17 @@ class Daemon:
             state = states.get(feed.name)
             first = max(utcnow(), state.next_poll_at) if state and state.next_poll_at else utcnow()
             self.scheduler.add_job(
-                self._poll, IntervalTrigger(seconds=seconds, jitter=min(seconds * 0.1, 60)),
+                self.poll_if_due, IntervalTrigger(seconds=seconds, jitter=min(seconds * 0.1, 60)),
                 args=[feed.name], id=job_id, replace_existing=True, next_run_time=first,
             )
 
-    def _poll(self, name: str) -> None:
+    def poll_if_due(self, name: str) -> None:
+        """The job of one feed: poll it, unless it is backing off after failures."""
         feed = next((f for f in self.watcher.config.feeds if f.name == name), None)
         if feed is None or self.stop.is_set():
             return
         state = self.watcher.store.feed_state(name)
-        if state.next_poll_at and state.next_poll_at > utcnow() + timedelta(seconds=1):
+        if state.consecutive_failures and state.next_poll_at and state.next_poll_at > utcnow():
             return  # backing off after failures, or told to wait by Retry-After
         with self.in_flight.job():
             result = self.watcher.poll_one(feed)

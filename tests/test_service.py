@@ -1,0 +1,46 @@
+"""The daemon's per-feed job: on schedule after a success, held back after failures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.httpserver import LoopbackServer
+from watcher.config import parse_config
+from watcher.service import Daemon, Watcher, make_watcher
+from watcher.workers import InlineWorkers
+
+SAMPLES = Path(__file__).resolve().parent.parent / "watcher" / "demo_feeds"
+
+
+@pytest.fixture
+def watcher(tmp_path: Path) -> Iterator[Watcher]:
+    with LoopbackServer(root=SAMPLES) as server:
+        text = f"database: sqlite:///{tmp_path}/w.db\nfeeds:\n  - {{name: forum, url: '{server.url('/forum-wire.xml')}'}}\n"
+        config = parse_config(text, str(tmp_path / "feeds.yaml"), {})
+        w = make_watcher(config, channels={}, workers=InlineWorkers((), ()))
+        yield w
+        w.close()
+
+
+def test_a_feed_is_polled_at_its_next_trigger_even_if_the_last_poll_ended_late(watcher: Watcher) -> None:
+    """A slow fetch pushes the stored next poll past the schedule's next trigger; the
+    trigger must still poll (only failures hold a feed back)."""
+    daemon = Daemon(watcher, watcher.config.path)
+    daemon.poll_if_due("forum")
+    first = watcher.store.feed_state("forum")
+    assert first.status == "ok" and first.next_poll_at is not None and first.next_poll_at > datetime.now(UTC)
+    daemon.poll_if_due("forum")
+    assert watcher.store.feed_state("forum").last_polled_at > first.last_polled_at  # type: ignore[operator]
+
+
+def test_a_failing_feed_waits_for_its_backoff(watcher: Watcher) -> None:
+    daemon = Daemon(watcher, watcher.config.path)
+    now = datetime.now(UTC)
+    watcher.store.record_failure("forum", "HTTP 503 Service Unavailable", now, now + timedelta(hours=1))
+    daemon.poll_if_due("forum")
+    state = watcher.store.feed_state("forum")
+    assert (state.status, state.last_polled_at) == ("failed", now)
