@@ -8,9 +8,14 @@ Rules (each one is a test in ``tests/test_fetch.py``):
 * ``timeout`` is a TOTAL deadline for the whole fetch (connect, every redirect hop, headers and
   body). A watchdog shuts the fetch's sockets down when it expires, because a per-socket
   timeout bounds one ``recv()`` only and a server trickling a byte a second never trips it.
+  One watchdog thread serves every fetch of the process, and a deadline that has ended never
+  shuts a socket down: its connection may be pooled and serving another fetch.
   Name resolution (``getaddrinfo``) cannot be interrupted and runs under the OS resolver's
   own timeout.
 * The body cap counts DECOMPRESSED bytes, so a gzip bomb or an endless body stops at the cap.
+* Kept-alive connections are reused when the response ends cleanly: a whole body, a 304, or an
+  unneeded error/redirect body of known length up to 64 KiB, read before the deadline. Any
+  other unread body (unsized, larger, trickling past the deadline) drops its connection.
 * Redirects are followed by hand (at most ``max_redirects`` hops, http/https targets only, a
   loop is reported as one). ``moved_to`` is where the unbroken run of permanent redirects
   (301/308) from the requested URL ends: ``A -301-> B -302-> C`` moves the feed to B.
@@ -35,7 +40,8 @@ Rules (each one is a test in ``tests/test_fetch.py``):
 Thread safety: one ``Fetcher`` may serve a small thread pool. Each fetch only reads the
 session's settings (headers, adapters) and passes its own per-request headers; the urllib3
 connection pool and the cookie jar lock internally; each fetch's deadline lives in a
-thread-local. Call ``close()`` once no fetch is running.
+thread-local and the watchdog's heap under its condition; the per-host proxy-bypass memo is a
+dict whose single reads and writes are atomic (a race only computes an answer twice). Call ``close()`` once no fetch is running.
 """
 
 from __future__ import annotations
