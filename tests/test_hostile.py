@@ -313,7 +313,7 @@ def test_retry_after_is_honoured_by_the_next_poll(polled: Polled) -> None:
     before = len(polled.http.requests_for("/limited.xml"))
     daemon = Daemon(make_watcher(load_config(polled.config), upgrade=False), str(polled.config))
     try:
-        daemon._poll("429")
+        daemon.poll_if_due("429")
     finally:
         daemon.watcher.close()
     assert len(polled.http.requests_for("/limited.xml")) == before
