@@ -513,6 +513,36 @@ def test_threshold_between_scores_picks_by_similarity() -> None:
     assert themes("an aligment", matcher) == set()
 
 
+# -- the per-word typo memo ----------------------------------------------------------------------
+
+
+def test_typo_memo_stays_bounded_and_typos_still_match_after_turnover(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import watcher.match
+
+    monkeypatch.setattr(watcher.match, "_MAX_MEMO_WORDS", 50)
+    matcher = Matcher([TOBY], [DECOUPLING])
+    for n in range(40):
+        never_seen = " ".join(f"w{n}x{k}" for k in range(20))
+        assert matcher.match(article(never_seen)) == []
+        memo = matcher._memo, matcher._memo_old
+        # Each generation may overshoot the limit by one article's words (here at most 25).
+        assert sum(map(len, memo)) <= 2 * (50 + 25)
+        got = {h.watch for h in matcher.match(article(f"{never_seen} Tobias Wrenfeild on decoupllng."))}
+        assert got == {"Tobias Wrenfield", "Tech decoupling"}
+
+
+def test_phrases_with_common_words_match_whatever_their_anchor() -> None:
+    matcher = Matcher(
+        [Speaker("Commissioner Marchetti-Laurent")],
+        [Theme("t", all_of=(("United States", "the chip war"),))],
+    )
+    text = "Commissioner Marchetti-Laurent spoke about the chip war."
+    assert {h.watch for h in matcher.match(article(text))} == {"Commissioner Marchetti-Laurent", "t"}
+    assert matcher.match(article("The commissioner spoke about the war on chips.")) == []
+
+
 # -- hits: score and evidence --------------------------------------------------------------------
 
 

@@ -8,8 +8,9 @@ The contract is ``shared/corpus/dev/README.md`` (readings R1-R12); the algorithm
    case-folded, accents stripped. Terms are shared between watches. Each term knows its exact
    forms (theme words also with -s/-es added or dropped); terms allowed a one-letter typo also
    enter a symmetric-deletion index (each spelling and its one-letter deletions, as in
-   SymSpell). Each phrase has one *anchor*, its longest word; each theme is woken through its
-   rarest-looking group only, since every group must be met anyway.
+   SymSpell). Each phrase has one *anchor*, its rarest-looking word (not a common English word
+   or acronym; then the longest); each theme is woken through its rarest-looking group only,
+   since every group must be met anyway.
 2. **Prefilter** (per article): fold each field once and take the *set* of its words. One set
    intersection finds the anchor words present; words never seen before are looked up once in
    the deletion index (memoised), so typos cost nothing on later articles. A woken phrase must
@@ -51,8 +52,8 @@ _DOTTED_HINT = re.compile(r"\.[A-Z]\.")  # starts with a literal, so the scan is
 _TYPO_MIN_LENGTH = 8
 #: R1: never a typo inside a name part this short (and, by the same token, a theme word).
 _TYPO_MIN_PART = 4
-#: Memoised typo lookups are dropped past this many distinct words, bounding memory.
-_MAX_MEMO_WORDS = 500_000
+#: Words per generation of the typo memo: at most twice this many are kept (~20 MB).
+_MAX_MEMO_WORDS = 100_000
 _MAX_EVIDENCE_CHARS = 320
 _MAX_EVIDENCE_PER_HIT = 3
 
@@ -78,7 +79,7 @@ class Matcher:
         fields = _fields(article)
         # The prefilter runs once over all fields' words; phrases are then located per field (R6).
         words = set().union(*(f.words for f in fields))
-        scan = _Scan(fields, words, self._typo_terms(words))
+        scan = _Scan(fields, words, self._typo_words(words))
         woken_names, woken_themes = self._wake(scan)
         located = {
             p: occ for p in woken_names if scan.present(p) and (occ := scan.locate(p))
@@ -197,9 +198,10 @@ class Matcher:
     def _index(self) -> None:
         """Build the lookups ``match`` uses: cost per article then follows its words, not the config.
 
-        A name phrase is woken by either of its two anchor words; a theme only by the anchor
-        words of its rarest-looking group, since every group must be met anyway. Other words
-        are checked only for woken watches.
+        A name phrase is woken by its anchor word; a theme only by the anchor words of its
+        rarest-looking group, since every group must be met anyway. A woken theme then goes on
+        only if every other group has an anchor word present (two C-level set tests a group).
+        Other words are checked only for watches that get that far.
         """
         self._speakers_by_phrase: dict[_Phrase, list[int]] = {}
         names: dict[_Term, dict[_Phrase, None]] = {}
@@ -237,6 +239,13 @@ class Matcher:
             for form in term.forms:
                 self._wake_exact.setdefault(form, []).append(term)
         self._wake_keys = frozenset(self._wake_exact)
+        self._wake_terms = frozenset(self._wakes)
+        #: Per theme, for each group but the first (which wakes it): its anchor words' forms
+        #: and terms. A theme goes on only if each group meets one, exactly or through a typo.
+        self._theme_rest = [
+            tuple((g.anchor_forms, g.anchor_terms) for g in theme.groups[1:])
+            for theme in self._themes
+        ]
         typo_terms = {t for t in self._terms.values() if t.typo_bases}
         self._deletes: dict[str, list[tuple[str, _Term]]] = {}
         for term in typo_terms:
@@ -247,25 +256,26 @@ class Matcher:
         self._typo_lengths = (
             (min(lengths) - 1, max(lengths) + 3) if lengths else (0, -1)
         )
-        self._memo_seen: set[str] = set()
-        self._memo_found: dict[str, tuple[_Term, ...]] = {}
-        self._memo_found_keys: set[str] = set()
+        # The typo memo: word -> the terms it reaches through a typo (mostly none), in two
+        # generations so that memory stays bounded (see _learn_typos).
+        self._memo: dict[str, tuple[_Term, ...]] = {}
+        self._memo_old: dict[str, tuple[_Term, ...]] = {}
+        #: The words of ``_memo`` that reach a term: one set intersection finds an article's.
+        self._memo_typo_words: set[str] = set()
 
     # -- prefilter -------------------------------------------------------------------------
 
-    def _typo_terms(self, words: set[str]) -> dict[_Term, set[str]]:
-        """Terms the article's words reach through a tolerated typo, with those words."""
-        found: dict[_Term, set[str]] = {}
-        if self._deletes:
-            self._learn_typos(words)
-            for word in words & self._memo_found_keys:
-                for term in self._memo_found[word]:
-                    found.setdefault(term, set()).add(word)
-        return found
+    def _typo_words(self, words: set[str]) -> dict[str, tuple[_Term, ...]]:
+        """The article's words that reach terms through a tolerated typo, with those terms."""
+        if not self._deletes:
+            return {}
+        memo, typo_words = self._learn_typos(words)
+        return {w: memo[w] for w in words & typo_words}
 
     def _wake(self, scan: _Scan) -> tuple[dict[_Phrase, None], set[int]]:
-        """Name phrases and themes worth a closer look: those whose anchor word is present.
-        (The hot loop of the matcher: written for speed, with the presence test inlined.)"""
+        """Name phrases and themes worth a closer look: name phrases whose anchor word is
+        present; themes whose first group has a phrase present and every other group at least
+        an anchor word. (The hot loop of the matcher: written for speed, tests inlined.)"""
         words, typos = scan.words, scan.typos
         names: dict[_Phrase, None] = {}
         themes: set[int] = set()
@@ -281,28 +291,46 @@ class Matcher:
                         break
                 else:
                     themes.update(ids)
-        return names, themes
+        woken: set[int] = set()
+        for i in themes:
+            for forms, terms in self._theme_rest[i]:
+                if words.isdisjoint(forms) and terms.isdisjoint(typos):
+                    break
+            else:
+                woken.add(i)
+        return names, woken
 
     def _woken_terms(self, scan: _Scan) -> list[_Term]:
         """Wake-up terms present in the article (exactly, or through a typo)."""
         terms = [
             t for word in scan.words & self._wake_keys for t in self._wake_exact[word]
         ]
-        terms.extend(t for t in scan.typos if t in self._wakes)
+        terms.extend(scan.typos & self._wake_terms)
         return terms
 
-    def _learn_typos(self, words: set[str]) -> None:
-        new = words - self._memo_seen
-        if not new:
-            return
-        if len(self._memo_seen) > _MAX_MEMO_WORDS:
-            self._memo_seen, self._memo_found, self._memo_found_keys = set(), {}, set()
-        low, high = self._typo_lengths
-        for word in new:
-            if low <= len(word) <= high and (terms := self._typo_lookup(word)):
-                self._memo_found[word] = terms
-                self._memo_found_keys.add(word)
-            self._memo_seen.add(word)
+    def _learn_typos(
+        self, words: set[str]
+    ) -> tuple[dict[str, tuple[_Term, ...]], set[str]]:
+        """Memoise the typo lookup of the words not seen yet; return the memo that has them all.
+
+        Memory is bounded without a per-word cost: past ``_MAX_MEMO_WORDS`` words the memo
+        becomes the old generation and a new one starts; a word still in use is moved over from
+        the old one when next seen, unused ones go with the old generation when it is dropped.
+        The memo is returned, not re-read, so a concurrent turnover cannot hide a word."""
+        if len(self._memo) >= _MAX_MEMO_WORDS:
+            self._memo_old, self._memo, self._memo_typo_words = self._memo, {}, set()
+        memo, old, typo_words = self._memo, self._memo_old, self._memo_typo_words
+        new = words.difference(memo)
+        if new:
+            low, high = self._typo_lengths
+            for word in new:
+                terms = old.get(word)
+                if terms is None:
+                    terms = self._typo_lookup(word) if low <= len(word) <= high else ()
+                memo[word] = terms
+                if terms:
+                    typo_words.add(word)
+        return memo, typo_words
 
     def _typo_lookup(self, word: str) -> tuple[_Term, ...]:
         found: dict[_Term, None] = {}
@@ -318,12 +346,17 @@ class _Scan:
     """One article being matched: its fields and words, with phrases checked on demand, once."""
 
     def __init__(
-        self, fields: list[_Field], words: set[str], typos: dict[_Term, set[str]]
+        self,
+        fields: list[_Field],
+        words: set[str],
+        typo_words: dict[str, tuple[_Term, ...]],
     ) -> None:
         self.fields = fields
         self.words = words
-        #: Terms reached only through a tolerated typo, with the words that reach them.
-        self.typos = typos
+        #: Words that reach terms only through a tolerated typo, with those terms.
+        self.typo_words = typo_words
+        #: Every term reached through a typo.
+        self.typos: set[_Term] = set().union(*typo_words.values())
         self._present: dict[_Phrase, bool] = {}
         self._located: dict[_Phrase, list[_Occurrence]] = {}
 
@@ -339,12 +372,6 @@ class _Scan:
             self._present[phrase] = known
         return known
 
-    def may_meet(self, group: _Group) -> bool:
-        """A cheap necessary condition for a group: one of its phrases' anchor words is here."""
-        return not self.words.isdisjoint(group.anchor_forms) or (
-            bool(self.typos) and not group.anchor_terms.isdisjoint(self.typos)
-        )
-
     def locate(self, phrase: _Phrase) -> list[_Occurrence]:
         """Occurrences of a present phrase, field by field: every one for a name (each may be a
         statement), for a theme phrase only up to the first exact one per field."""
@@ -358,7 +385,10 @@ class _Scan:
         found: dict[int, _Occurrence] = {}
         idx = phrase.anchor
         term = phrase.terms[idx]
-        for word in (term.forms & f.words) | (self.typos.get(term, set()) & f.words):
+        words = term.forms & f.words
+        if term in self.typos:
+            words |= {w for w, ts in self.typo_words.items() if term in ts} & f.words
+        for word in words:
             for start in _find_word(f.folded, word):
                 score = _word_score(term, f, start, start + len(word))
                 if score is None:
@@ -403,12 +433,62 @@ class _Phrase:
 
 
 def _anchor_index(terms: tuple[_Term, ...]) -> int:
-    """The longest word (acronyms last): likely the rarest, so it wakes the phrase least often.
+    """The rarest-looking word (see ``_rarity``), so it wakes the phrase least often.
     One anchor suffices because a phrase is present only when all its words are, each exactly
     or through a typo that the typo index has already resolved to its term."""
-    return max(
-        range(len(terms)), key=lambda i: (terms[i].acronym is None, len(terms[i].word))
-    )
+    return max(range(len(terms)), key=lambda i: _rarity(terms[i]))
+
+
+def _rarity(term: _Term) -> tuple[int, int]:
+    """How rare a word looks in news text, as a sort key (higher is rarer).
+
+    Acronyms rank lowest: they are found through their folded form, which also wakes on the
+    everyday word ("us", "it"). Then the common English and news words of ``_COMMON_WORDS``
+    (singular or plural). Then every other word, longer ones first: length is the best cheap
+    guess left, and any configured topic or surname outranks the common words."""
+    if term.acronym:
+        return (0, len(term.word))
+    if term.word in _COMMON_WORDS or not _COMMON_WORDS.isdisjoint(_singulars(term.word)):
+        return (1, len(term.word))
+    return (2, len(term.word))
+
+
+#: Words frequent in English news prose: a phrase is better woken by any other of its words.
+#: Function words, then frequent news nouns, verbs and titles (as in "Commissioner X").
+_COMMON_WORDS = frozenset(
+    """the of and to a in is it that for on with as was at by be this are from or have an
+    they which one you had not but what all were when we there can been has more if will no
+    would who so about out up into them than its only other new some could time these two
+    may then do first any my now such like our over man me even most made after also did
+    many before must through back years where much your way well down should because each
+    just those people how too little state good very make world still own see men work long
+    get here between both life being under never day same another know while last might us
+    great old year off come since against go came right used take three states himself few
+    house use during without again place around however home small found thought went say
+    part once general high upon school every does got united left number course war
+    until always away something fact though water less public put think almost hand enough
+    far took head yet government system better set told nothing night end why called
+    eyes find going look asked later knew point next program city business give group toward
+    young days let room president side social given present several order national possible
+    rather second face per among form important often things looking early white case john
+    become large big need four within felt along children saw best church ever least power
+    development light thing seemed family interest want members mind country area others
+    done turned although open god service certain kind problem began different door thus
+    help means sense whole matter perhaps itself york times law human line above name
+    example action company hands local show whether five history gave today either act
+    feet across taken past quite anything seen having death week experience body word half
+    really field am car words already themselves information tell together college shall
+    money period held keep sure probably free seems political real behind clear
+    said says according report reported reports officials official minister ministry
+    market markets percent million billion trillion economy economic industry sector plan
+    policy policies companies countries nation nations international global foreign
+    security trade data technology research support deal talks statement spokesperson
+    spokesman spokeswoman chief executive director chairman chair senator governor
+    commissioner secretary prime central federal bank investors growth prices energy network
+    service workers rules agency department council committee court party leader leaders
+    monday tuesday wednesday thursday friday saturday sunday january february march april
+    june july august september october november december month months""".split()
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -434,22 +514,20 @@ class _Group:
 
     phrases: tuple[_Phrase, ...]
     #: Every phrase needs its anchor word: if none of these is in the article, nor reached
-    #: through a typo, the group cannot be met (checked with one set operation).
+    #: through a typo, the group cannot be met.
     anchor_forms: frozenset[str]
     anchor_terms: frozenset[_Term]
 
     @classmethod
     def of(cls, phrases: tuple[_Phrase, ...]) -> _Group:
-        anchors = [p.terms[p.anchor] for p in phrases]
-        return cls(
-            phrases, frozenset(f for t in anchors for f in t.forms), frozenset(anchors)
-        )
+        anchors = frozenset(p.terms[p.anchor] for p in phrases)
+        return cls(phrases, frozenset(f for t in anchors for f in t.forms), anchors)
 
     @property
-    def rarity(self) -> int:
-        """How rarely the group is likely met: the length of its most common-looking anchor
-        word (acronyms count as the most common). Themes are woken by their rarest group."""
-        return min(0 if t.acronym else len(t.word) for t in self.anchor_terms)
+    def rarity(self) -> tuple[int, int]:
+        """How rarely the group is likely met: the ``_rarity`` of its most common-looking
+        anchor word. Themes are woken by their rarest group."""
+        return min(_rarity(t) for t in self.anchor_terms)
 
 
 @dataclass(frozen=True, eq=False)
@@ -762,8 +840,6 @@ def _theme_hit(watch: _ThemeWatch, scan: _Scan) -> Hit | None:
     """Every all_of group, and one any_of phrase if there are any, and no none_of phrase (R6, R10).
 
     Checked at word level first (cheap), then located, so most woken themes cost little."""
-    if not all(scan.may_meet(g) for g in watch.groups[1:]):  # groups[0] woke the theme
-        return None
     if not all(any(scan.present(p) for p in g.phrases) for g in watch.groups):
         return None
     decisive: list[_Occurrence] = []
