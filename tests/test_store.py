@@ -121,3 +121,14 @@ def test_an_unmigrated_database_is_refused_with_the_fix(database_url: str) -> No
     store.upgrade()
     store.check_schema()
     store.close()
+
+
+def test_unchanged_polls_are_recorded_together_and_clear_a_failure(store: Store) -> None:
+    store.sync_feeds([("wire", "https://news.example/rss"), ("desk", "https://desk.example/rss")], NOW)
+    store.record_failure("wire", "HTTP 503 Service Unavailable", NOW, NOW + timedelta(minutes=30))
+    later = NOW + timedelta(minutes=30)
+    store.record_not_modified([("wire", later, later + timedelta(minutes=15)), ("desk", later, later)])
+    wire, desk = store.feed_state("wire"), store.feed_state("desk")
+    assert (wire.status, wire.consecutive_failures, wire.last_error, wire.last_polled_at) == ("ok", 0, None, later)
+    assert wire.next_poll_at == later + timedelta(minutes=15)
+    assert (desk.status, desk.last_polled_at) == ("new", later)

@@ -69,10 +69,13 @@ def poll_feed(
     channels: Sequence[ChannelSettings],
     now: Callable[[], datetime],
     state: FeedState | None = None,
+    unchanged: list[tuple[str, datetime, datetime]] | None = None,
 ) -> PollResult:
     """Poll one feed and record everything it brings. Never raises for a feed's own faults.
 
-    ``state`` is the feed's stored state when the caller has already read it.
+    ``state`` is the feed's stored state when the caller has already read it. With
+    ``unchanged``, a not-modified poll is appended there for the caller to record in one
+    batch instead of being recorded at once.
     """
     state = state or store.feed_state(feed.name)
     url = state.fetch_url
@@ -86,7 +89,11 @@ def poll_feed(
             )
         started = now()
         if fetched.not_modified:
-            store.record_not_modified(feed.name, started, _next_poll(feed, started))
+            polled = (feed.name, started, _next_poll(feed, started))
+            if unchanged is None:
+                store.record_not_modified([polled])
+            else:
+                unchanged.append(polled)
             return PollResult(feed.name, url, not_modified=True, timings=clock.seconds)
         assert fetched.body is not None
         with clock("parse"):
@@ -140,19 +147,26 @@ def poll_feeds(
     now: Callable[[], datetime],
     threads: int = 8,
 ) -> list[PollResult]:
-    """Poll several feeds concurrently; one slow feed holds only its own worker."""
-
+    """Poll several feeds concurrently; one slow feed holds only its own thread."""
     if not feeds:
         return []
     states = {s.name: s for s in store.feed_states([f.name for f in feeds])}
+    unchanged: list[tuple[str, datetime, datetime]] = []
 
     def one(feed: FeedSettings) -> PollResult:
         return poll_feed(
-            feed, store=store, fetcher=fetcher, workers=workers, channels=channels, now=now, state=states[feed.name]
+            feed, store=store, fetcher=fetcher, workers=workers, channels=channels, now=now,
+            state=states[feed.name], unchanged=unchanged,
         )
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(feeds))), thread_name_prefix="poll") as pool:
-        return list(pool.map(one, feeds))
+        results = list(pool.map(one, feeds))
+    try:
+        store.record_not_modified(unchanged)
+    except StorageError as e:
+        # Only bookkeeping is lost (when they were last polled); nothing new was in them.
+        log.error("could not record %d unchanged feeds: %s", len(unchanged), e)
+    return results
 
 
 def route(hit: Hit, channels: Sequence[ChannelSettings], now: datetime) -> list[tuple[str, datetime]]:
