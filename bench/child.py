@@ -77,8 +77,13 @@ def run_measured(label: str, argv: list[str], *, repo: Path, workdir: Path, time
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     stderr = err_path.read_text(errors="replace")
     run = PollRun(
-        label=label, wall=wall, cpu_user=usage.ru_utime, cpu_sys=usage.ru_stime,
-        peak_rss_mb=hwm.mb, exit_code=proc.returncode, ru_maxrss_mb=usage.ru_maxrss / 1024,
+        label=label,
+        wall=wall,
+        cpu_user=usage.ru_utime,
+        cpu_sys=usage.ru_stime,
+        peak_rss_mb=hwm.mb,
+        exit_code=proc.returncode,
+        ru_maxrss_mb=usage.ru_maxrss / 1024,
         stderr_tail="\n".join(stderr.strip().splitlines()[-25:]),
     )
     return run, out_path.read_text(errors="replace")
@@ -119,8 +124,11 @@ class _HighWater:
 def run_poll(label: str, config: Path, *, python: str, repo: Path, workdir: Path, timeout: float = 1800) -> PollRun:
     """``python -m watcher -c config poll --json``, measured and summarised."""
     run, stdout = run_measured(
-        label, [python, "-m", "watcher", "-c", str(config), "poll", "--json"],
-        repo=repo, workdir=workdir, timeout=timeout,
+        label,
+        [python, "-m", "watcher", "-c", str(config), "poll", "--json"],
+        repo=repo,
+        workdir=workdir,
+        timeout=timeout,
     )
     stages: Counter[str] = Counter()
     for line in stdout.splitlines():

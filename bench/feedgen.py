@@ -28,37 +28,123 @@ Priya Raman Lucas Ferreira Hana Novak Samuel Adeyemi Elena Petrova Marco Bellini
 Kenji Watanabe Sofia Mendes Daniel Okonkwo Leila Haddad Pieter Devries Chloe Martin Arjun Mehta
 Fatima Benali Oliver Brandt Yuki Sato Gabriel Duarte Nadia Kowalski Henrik Nilsson
 Camila Rojas Viktor Horvath Zainab Musa Thomas Moreau""".split()
-_TITLES = ["Finance Minister", "Senator", "Governor", "Central Bank Chair", "CEO", "Prime Minister",
-           "Foreign Minister", "Trade Commissioner", "Mayor", "Chief Economist"]
-_ORGS = ["Northwind Capital", "Helios Energy", "the Meridian Institute", "Atlas Semiconductors",
-         "the Harbor Authority", "Bluewater Analytics", "the Civic Budget Office", "Polar Logistics",
-         "Crescent Health", "the Riverbank Trust", "Summit Telecom", "Orchid Pharmaceuticals"]
-_PLACES = ["Brussels", "Lagos", "São Paulo", "Jakarta", "Warsaw", "Nairobi", "Montréal", "Osaka",
-           "Geneva", "Santiago", "Mumbai", "Rotterdam", "Tbilisi", "Auckland", "Zürich"]
+_TITLES = [
+    "Finance Minister",
+    "Senator",
+    "Governor",
+    "Central Bank Chair",
+    "CEO",
+    "Prime Minister",
+    "Foreign Minister",
+    "Trade Commissioner",
+    "Mayor",
+    "Chief Economist",
+]
+_ORGS = [
+    "Northwind Capital",
+    "Helios Energy",
+    "the Meridian Institute",
+    "Atlas Semiconductors",
+    "the Harbor Authority",
+    "Bluewater Analytics",
+    "the Civic Budget Office",
+    "Polar Logistics",
+    "Crescent Health",
+    "the Riverbank Trust",
+    "Summit Telecom",
+    "Orchid Pharmaceuticals",
+]
+_PLACES = [
+    "Brussels",
+    "Lagos",
+    "São Paulo",
+    "Jakarta",
+    "Warsaw",
+    "Nairobi",
+    "Montréal",
+    "Osaka",
+    "Geneva",
+    "Santiago",
+    "Mumbai",
+    "Rotterdam",
+    "Tbilisi",
+    "Auckland",
+    "Zürich",
+]
 _TOPICS = [
-    ("interest rates", "inflation", "central bank"), ("carbon tax", "emissions", "climate policy"),
-    ("export controls", "semiconductors", "chip supply"), ("housing shortage", "rent", "zoning reform"),
-    ("wind power", "grid capacity", "energy transition"), ("data privacy", "encryption", "surveillance"),
-    ("trade agreement", "tariffs", "customs union"), ("public health", "vaccine", "hospital capacity"),
-    ("artificial intelligence", "AI safety", "machine learning"), ("water scarcity", "drought", "irrigation"),
-    ("shipping lanes", "port congestion", "freight rates"), ("pension reform", "retirement age", "social security"),
-    ("election security", "voter turnout", "ballot access"), ("rare earths", "mining permits", "critical minerals"),
-    ("wildfire", "evacuation", "forest management"), ("minimum wage", "labor union", "collective bargaining"),
-    ("space launch", "satellite", "orbital debris"), ("food prices", "fertilizer", "grain exports"),
-    ("cyberattack", "ransomware", "critical infrastructure"), ("bond yields", "sovereign debt", "credit rating"),
-    ("high-speed rail", "transit funding", "congestion pricing"), ("nuclear power", "reactor", "uranium"),
-    ("antitrust", "merger review", "market dominance"), ("refugees", "asylum", "border policy"),
+    ("interest rates", "inflation", "central bank"),
+    ("carbon tax", "emissions", "climate policy"),
+    ("export controls", "semiconductors", "chip supply"),
+    ("housing shortage", "rent", "zoning reform"),
+    ("wind power", "grid capacity", "energy transition"),
+    ("data privacy", "encryption", "surveillance"),
+    ("trade agreement", "tariffs", "customs union"),
+    ("public health", "vaccine", "hospital capacity"),
+    ("artificial intelligence", "AI safety", "machine learning"),
+    ("water scarcity", "drought", "irrigation"),
+    ("shipping lanes", "port congestion", "freight rates"),
+    ("pension reform", "retirement age", "social security"),
+    ("election security", "voter turnout", "ballot access"),
+    ("rare earths", "mining permits", "critical minerals"),
+    ("wildfire", "evacuation", "forest management"),
+    ("minimum wage", "labor union", "collective bargaining"),
+    ("space launch", "satellite", "orbital debris"),
+    ("food prices", "fertilizer", "grain exports"),
+    ("cyberattack", "ransomware", "critical infrastructure"),
+    ("bond yields", "sovereign debt", "credit rating"),
+    ("high-speed rail", "transit funding", "congestion pricing"),
+    ("nuclear power", "reactor", "uranium"),
+    ("antitrust", "merger review", "market dominance"),
+    ("refugees", "asylum", "border policy"),
     ("ocean plastics", "recycling", "packaging rules"),
 ]
 #: Neutral subjects for filler prose and untracked items: no theme phrase occurs in them.
-_SUBJECTS = ["the spending review", "the quarterly figures", "the new rules", "the court ruling",
-             "the staffing plan", "the budget talks", "the merger talks", "the audit findings",
-             "the coalition talks", "the procurement process", "the licensing regime", "the fiscal outlook",
-             "the reorganisation", "the board vote", "the regional plan", "the safety inspection"]
-_VERBS = ["announced", "warned", "argued", "confirmed", "questioned", "signalled", "rejected",
-          "welcomed", "proposed", "criticised", "defended", "outlined"]
-_NOUNS = ["plan", "proposal", "budget", "report", "framework", "review", "strategy", "deal",
-          "investigation", "forecast", "package", "timeline"]
+_SUBJECTS = [
+    "the spending review",
+    "the quarterly figures",
+    "the new rules",
+    "the court ruling",
+    "the staffing plan",
+    "the budget talks",
+    "the merger talks",
+    "the audit findings",
+    "the coalition talks",
+    "the procurement process",
+    "the licensing regime",
+    "the fiscal outlook",
+    "the reorganisation",
+    "the board vote",
+    "the regional plan",
+    "the safety inspection",
+]
+_VERBS = [
+    "announced",
+    "warned",
+    "argued",
+    "confirmed",
+    "questioned",
+    "signalled",
+    "rejected",
+    "welcomed",
+    "proposed",
+    "criticised",
+    "defended",
+    "outlined",
+]
+_NOUNS = [
+    "plan",
+    "proposal",
+    "budget",
+    "report",
+    "framework",
+    "review",
+    "strategy",
+    "deal",
+    "investigation",
+    "forecast",
+    "package",
+    "timeline",
+]
 _FILLER = """the committee expects further talks before the end of the quarter while analysts
 remain divided over how quickly the measures could take effect and whether smaller firms will
 bear most of the cost officials said the figures would be revised after consultations with
@@ -114,12 +200,14 @@ def make_watches(seed: int, n_speakers: int = 50, n_themes: int = 50) -> Watches
         place = _PLACES[k % len(_PLACES)]
         variant = k // len(_TOPICS)
         all_of: tuple[tuple[str, ...], ...] = ((a, b),) if variant == 0 else ((a, b), (place,))
-        themes.append(ThemeSpec(
-            name=f"{a.title()} watch {k + 1}",
-            all_of=all_of,
-            any_of=(c, other[0]) if k % 3 else (),
-            none_of=("opinion", "sponsored") if k % 4 == 0 else (),
-        ))
+        themes.append(
+            ThemeSpec(
+                name=f"{a.title()} watch {k + 1}",
+                all_of=all_of,
+                any_of=(c, other[0]) if k % 3 else (),
+                none_of=("opinion", "sponsored") if k % 4 == 0 else (),
+            )
+        )
     return Watches(tuple(people), tuple(themes))
 
 
@@ -169,8 +257,10 @@ class FeedGenerator:
             words += text.count(" ") + 1
             paragraphs.append(text)
         paragraphs[0] = f"{place.upper()} &mdash; " + paragraphs[0]
-        paragraphs[-1] += (f" Costs rose to &euro;{rng.randint(2, 900)} million {rng.choice(_ENTITIES)} "
-                           f"officials&rsquo; estimates &amp; forecasts were revised.")
+        paragraphs[-1] += (
+            f" Costs rose to &euro;{rng.randint(2, 900)} million {rng.choice(_ENTITIES)} "
+            f"officials&rsquo; estimates &amp; forecasts were revised."
+        )
         if speaker is not None:
             who = rng.choice((speaker.name, *speaker.aliases))
             if rng.random() < 0.5:
@@ -182,13 +272,17 @@ class FeedGenerator:
             phrases = [rng.choice(group) for group in theme.all_of]
             if theme.any_of:
                 phrases.append(rng.choice(theme.any_of))
-            paragraphs.insert(rng.randint(1, len(paragraphs)),
-                              f"The debate over {' and '.join(phrases)} dominated the session in {place}.")
+            paragraphs.insert(
+                rng.randint(1, len(paragraphs)),
+                f"The debate over {' and '.join(phrases)} dominated the session in {place}.",
+            )
         html = []
         for k, p in enumerate(paragraphs):
             if k % 3 == 1:
                 anchor = rng.choice(_ORGS)
-                p = p.replace(anchor, f'<a href="{self.base_url}/org/{anchor.replace(" ", "-").lower()}">{anchor}</a>', 1)
+                p = p.replace(
+                    anchor, f'<a href="{self.base_url}/org/{anchor.replace(" ", "-").lower()}">{anchor}</a>', 1
+                )
             if k % 4 == 2:
                 p = p.replace(" the ", " <em>the</em> ", 1)
             html.append(f"<p>{p.replace(' & ', ' &amp; ')}</p>")

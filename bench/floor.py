@@ -85,5 +85,4 @@ def parse_lxml(bodies: Sequence[bytes]) -> Measure | None:
         from lxml import etree
     except ImportError:
         return None
-    return _timed("parse (lxml.etree, no feed semantics)", len(bodies),
-                  lambda: [etree.fromstring(b) for b in bodies])
+    return _timed("parse (lxml.etree, no feed semantics)", len(bodies), lambda: [etree.fromstring(b) for b in bodies])

@@ -81,9 +81,7 @@ def predict(corpus: Path) -> Labels:
             hits = matcher.match(article)
             predicted[article.entry_id or article.key] = {
                 "speakers": {h.watch for h in hits if h.kind == "speaker"},
-                "statements": {
-                    h.watch for h in hits if h.kind == "speaker" and h.statement
-                },
+                "statements": {h.watch for h in hits if h.kind == "speaker" and h.statement},
                 "themes": {h.watch for h in hits if h.kind == "theme"},
             }
     return predicted
@@ -104,36 +102,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--floor", type=float, default=0.97)
-    parser.add_argument(
-        "--verbose", "-v", action="store_true", help="list every disagreement"
-    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="list every disagreement")
     args = parser.parse_args(argv)
 
     raw_labels = json.loads((args.corpus / "labels.json").read_text(encoding="utf-8"))
-    expected: Labels = {
-        k: {c: set(v[c]) for c in CATEGORIES} for k, v in raw_labels.items()
-    }
+    expected: Labels = {k: {c: set(v[c]) for c in CATEGORIES} for k, v in raw_labels.items()}
     predicted = predict(args.corpus)
     if set(predicted) != set(expected):
-        print(
-            f"entry ids differ from labels.json: {sorted(set(predicted) ^ set(expected))}"
-        )
+        print(f"entry ids differ from labels.json: {sorted(set(predicted) ^ set(expected))}")
         return 2
 
     scores = score(predicted, expected)
     print(f"{'category':<12}{'TP':>5}{'FP':>5}{'FN':>5}{'precision':>11}{'recall':>8}")
     for category, s in scores.items():
-        print(
-            f"{category:<12}{s.tp:>5}{s.fp:>5}{s.fn:>5}{s.precision:>11.3f}{s.recall:>8.3f}"
-        )
+        print(f"{category:<12}{s.tp:>5}{s.fp:>5}{s.fn:>5}{s.precision:>11.3f}{s.recall:>8.3f}")
     if args.verbose:
         for entry_id in sorted(expected):
             for category in CATEGORIES:
                 got, want = predicted[entry_id][category], expected[entry_id][category]
                 if got != want:
-                    print(
-                        f"  {entry_id} {category}: missing {sorted(want - got)} extra {sorted(got - want)}"
-                    )
+                    print(f"  {entry_id} {category}: missing {sorted(want - got)} extra {sorted(got - want)}")
     below = [c for c, s in scores.items() if min(s.precision, s.recall) < args.floor]
     if below:
         print(f"below the {args.floor} floor: {', '.join(below)}")

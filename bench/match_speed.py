@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from watcher.match import Matcher
-from watcher.types import Article, Speaker, Theme
+from watcher.match import Matcher  # noqa: E402
+from watcher.types import Article, Speaker, Theme  # noqa: E402
 
 
 def words(text: str) -> list[str]:
@@ -46,9 +46,7 @@ growth trade plan security public spokesperson city state national group researc
 sector prices rules investors bank talks deal energy network service support chief us AI US EU"""
 )
 ACRONYMS = ["AI", "US", "EU", "GPU", "UN", "UK"]
-SYLLABLES = words(
-    "ka lo mi ren ta vos bel dra quin sor mar tel fen gra lis pon ver zu hal dom nir set ob"
-)
+SYLLABLES = words("ka lo mi ren ta vos bel dra quin sor mar tel fen gra lis pon ver zu hal dom nir set ob")
 
 
 def pseudo_word(rng: random.Random, syllables: int) -> str:
@@ -60,15 +58,11 @@ def make_vocabulary(rng: random.Random, size: int = 20_000) -> list[str]:
     return COMMON + sorted(words)[:size]
 
 
-def make_watches(
-    rng: random.Random, vocabulary: list[str], count: int
-) -> tuple[list[Speaker], list[Theme]]:
+def make_watches(rng: random.Random, vocabulary: list[str], count: int) -> tuple[list[Speaker], list[Theme]]:
     speakers = []
     for i in range(count):
         given, surname = pseudo_word(rng, 2).title(), pseudo_word(rng, 3).title()
-        speakers.append(
-            Speaker(f"{given} {surname}", aliases=(f"{given[0]}. {surname}{i}",))
-        )
+        speakers.append(Speaker(f"{given} {surname}", aliases=(f"{given[0]}. {surname}{i}",)))
     # Tracked topics are specific words: the long tail of the vocabulary, not its head.
     topical = vocabulary[len(COMMON) + 2000 :]
 
@@ -84,10 +78,7 @@ def make_watches(
         Theme(
             f"theme {i}",
             # Like real topics (see shared/corpus/dev/config.yaml): two or three groups to meet.
-            all_of=tuple(
-                tuple(phrase() for _ in range(rng.randint(2, 5)))
-                for _ in range(rng.randint(2, 3))
-            ),
+            all_of=tuple(tuple(phrase() for _ in range(rng.randint(2, 5))) for _ in range(rng.randint(2, 3))),
             any_of=tuple(phrase() for _ in range(rng.choice((0, 0, 3)))),
             none_of=tuple(phrase() for _ in range(rng.choice((0, 1)))),
         )
@@ -121,10 +112,7 @@ def make_entries(
                 rng.randrange(len(body)),
                 pseudo_word(rng, 3) + str(rng.randrange(10_000)),
             )
-        sentences = [
-            " ".join(body[i : i + 20]).capitalize() + "."
-            for i in range(0, len(body), 20)
-        ]
+        sentences = [" ".join(body[i : i + 20]).capitalize() + "." for i in range(0, len(body), 20)]
         text = " ".join(sentences)
         entries.append(
             Article(
@@ -141,9 +129,7 @@ def make_entries(
     return entries
 
 
-def throughput(
-    matcher: Matcher, entries: list[Article], repeats: int = 5
-) -> tuple[float, float, int]:
+def throughput(matcher: Matcher, entries: list[Article], repeats: int = 5) -> tuple[float, float, int]:
     """(entries/s on the first, cold pass; best entries/s of the passes after it; hits per pass).
 
     CPU time of this process, not wall time: the figure is per core, and other processes
@@ -167,14 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     vocabulary = make_vocabulary(rng)
     speakers, themes = make_watches(rng, vocabulary, 250)
-    shared = make_entries(
-        rng, vocabulary, speakers[:50], themes[:50], args.entries, args.words
-    )
+    shared = make_entries(rng, vocabulary, speakers[:50], themes[:50], args.entries, args.words)
     pooled = make_entries(rng, vocabulary, speakers, themes, args.entries, args.words)
     mean_words = statistics.mean(len(a.content.split()) for a in shared)
-    print(
-        f"{len(shared)} entries, {mean_words:.0f} words of content each (+ title and summary)"
-    )
+    print(f"{len(shared)} entries, {mean_words:.0f} words of content each (+ title and summary)")
 
     results = {}
     for label, entries in (
@@ -192,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {count:>3} speakers + {count:>3} themes: {warm:>8,.0f} entries/s (first pass "
                 f"{cold:,.0f}/s; compile {compile_ms:.0f} ms; {hits / len(entries):.2f} hits/entry)"
             )
-        print(
-            f"  500 watches vs 100: {results[label, 50] / results[label, 250]:.2f}x slower"
-        )
+        print(f"  500 watches vs 100: {results[label, 50] / results[label, 250]:.2f}x slower")
     floor_rate = results["mentions from the shared 100", 50]
     ratio = floor_rate / results["mentions from the shared 100", 250]
     failures = []

@@ -51,13 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--feeds", type=int, default=None, help="feeds to serve (default 200)")
     parser.add_argument("--entries", type=int, default=None, help="entries per feed (default 50; 20 in soak)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--archive", type=int, default=200_000,
-                        help="stored entries for the proportionality check (0 skips it)")
+    parser.add_argument(
+        "--archive", type=int, default=200_000, help="stored entries for the proportionality check (0 skips it)"
+    )
     parser.add_argument("--python", default=sys.executable, help="interpreter for watcher and the server")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (feeds, configs, DBs, logs)")
-    parser.add_argument("--soak", type=float, nargs="?", const=600.0, default=None, metavar="SECONDS",
-                        help="soak mode: run the daemon this long (default 600) instead of the polls")
+    parser.add_argument(
+        "--soak",
+        type=float,
+        nargs="?",
+        const=600.0,
+        default=None,
+        metavar="SECONDS",
+        help="soak mode: run the daemon this long (default 600) instead of the polls",
+    )
     parser.add_argument("--soak-interval", default="5s", help="poll interval of every feed in the soak")
     args = parser.parse_args(argv)
     if args.soak is not None:
@@ -66,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     feeds, entries = args.feeds or 200, args.entries or 50
     print(f"# watcher poll benchmark: {feeds} feeds x {entries} entries, seed {args.seed}", flush=True)
     with Workload(feeds, entries, args.seed, args.python, keep=args.keep) as work:
-        print(f"generated {work.bytes / 1e6:.1f} MB in {work.generate_seconds:.1f}s; serving on "
-              f"{work.server.base_url}; dir {work.dir}", flush=True)
+        print(
+            f"generated {work.bytes / 1e6:.1f} MB in {work.generate_seconds:.1f}s; serving on "
+            f"{work.server.base_url}; dir {work.dir}",
+            flush=True,
+        )
         results = measure(work, args)
     print_table(results)
     if args.out:
@@ -79,9 +90,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
     urls = work.urls()
-    results: dict[str, Any] = {"params": {"feeds": work.feeds, "entries": work.entries, "seed": args.seed,
-                                          "archive": args.archive, "bytes": work.bytes},
-                               "env": _environment(), "floor": {}, "polls": []}
+    results: dict[str, Any] = {
+        "params": {
+            "feeds": work.feeds,
+            "entries": work.entries,
+            "seed": args.seed,
+            "archive": args.archive,
+            "bytes": work.bytes,
+        },
+        "env": _environment(),
+        "floor": {},
+        "polls": [],
+    }
 
     # -- the floor, on the same bodies -----------------------------------------------------
     fetches = [floor.fetch_all(urls) for _ in range(2)]
@@ -108,17 +128,25 @@ def measure(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
         run = run_poll(label, config, python=work.python, repo=REPO, workdir=work.dir)
         after = work.server.stats()
         served = {k: after.get(k, 0) - before.get(k, 0) for k in ("200", "304", "404")}
-        row = run.as_dict() | {"served": served, "floor": floor_wall, "floor_name": floor_name,
-                               "ratio": run.wall / floor_wall if floor_wall else None,
-                               "ratio_no_startup": (run.wall - start.wall) / floor_wall if floor_wall else None}
+        row = run.as_dict() | {
+            "served": served,
+            "floor": floor_wall,
+            "floor_name": floor_name,
+            "ratio": run.wall / floor_wall if floor_wall else None,
+            "ratio_no_startup": (run.wall - start.wall) / floor_wall if floor_wall else None,
+        }
         results["polls"].append(row)
         status = "ok" if run.exit_code == 0 and not run.errors else "FAILED"
-        print(f"{label}: {status} {run.wall:.2f}s wall, {run.cpu:.2f}s cpu, {run.peak_rss_mb:.0f} MB, "
-              f"new {run.new}, hits {run.hits}, 304 {run.not_modified}, errors {run.errors}, served {served}",
-              flush=True)
+        print(
+            f"{label}: {status} {run.wall:.2f}s wall, {run.cpu:.2f}s cpu, {run.peak_rss_mb:.0f} MB, "
+            f"new {run.new}, hits {run.hits}, 304 {run.not_modified}, errors {run.errors}, served {served}",
+            flush=True,
+        )
         if status == "FAILED":
-            print(f"  exit {run.exit_code}; first errors: {run.first_errors}\n  stderr tail:\n{_indent(run.stderr_tail)}",
-                  flush=True)
+            print(
+                f"  exit {run.exit_code}; first errors: {run.first_errors}\n  stderr tail:\n{_indent(run.stderr_tail)}",
+                flush=True,
+            )
         return run
 
     # -- fresh database: first, unchanged, new entries -------------------------------------
@@ -135,22 +163,32 @@ def measure(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         from bench.seed_db import seed_archive
 
-        stored = seed_archive(f"sqlite:///{work.database('archive')}",
-                              [(work.site.name(i), u) for i, u in enumerate(urls)], args.archive)
-        results["archive_seed"] = {"rows": stored, "seconds": time.perf_counter() - started,
-                                   "method": "bulk insert via watcher.store.entries (SQLAlchemy Core executemany)"}
+        stored = seed_archive(
+            f"sqlite:///{work.database('archive')}", [(work.site.name(i), u) for i, u in enumerate(urls)], args.archive
+        )
+        results["archive_seed"] = {
+            "rows": stored,
+            "seconds": time.perf_counter() - started,
+            "method": "bulk insert via watcher.store.entries (SQLAlchemy Core executemany)",
+        }
         print(f"archive: {stored} entries bulk-inserted in {time.perf_counter() - started:.1f}s", flush=True)
         poll(f"first poll, {stored // 1000}k stored", config, first_floor, "fetch+feedparser")
         work.site.bump(BUMP_FRACTION, random.Random(f"bump:{args.seed}"))  # the same feeds, the same entries
-        poll(f"new entries ({len(bumped)} feeds +1), {stored // 1000}k stored", config, bump_floor,
-             "est. 10% full + 90% 304")
+        poll(
+            f"new entries ({len(bumped)} feeds +1), {stored // 1000}k stored",
+            config,
+            bump_floor,
+            "est. 10% full + 90% 304",
+        )
     return results
 
 
 def print_table(results: dict[str, Any]) -> None:
     p = results["params"]
-    print(f"\n## {p['feeds']} feeds x {p['entries']} entries ({p['bytes'] / 1e6:.1f} MB), "
-          f"{results['env']['cpus']} CPUs, Python {results['env']['python']}, feedparser {results['env']['feedparser']}")
+    print(
+        f"\n## {p['feeds']} feeds x {p['entries']} entries ({p['bytes'] / 1e6:.1f} MB), "
+        f"{results['env']['cpus']} CPUs, Python {results['env']['python']}, feedparser {results['env']['feedparser']}"
+    )
     print("\n### Floor (same bodies, same run, in the benchmark process)\n")
     print("| step | wall s | cpu s |\n|---|---:|---:|")
     for m in results["floor"].values():
@@ -158,17 +196,33 @@ def print_table(results: dict[str, Any]) -> None:
     ft = results["floor_totals"]
     print(f"| **first-poll floor** (fetch + feedparser) | {ft['first']:.2f} | |")
     print(f"| **unchanged floor** (304 fetch) | {ft['unchanged']:.2f} | |")
-    print(f"| child startup (python + watcher imports) | {results['startup']['wall']:.2f} | "
-          f"{results['startup']['cpu']:.2f} |")
+    print(
+        f"| child startup (python + watcher imports) | {results['startup']['wall']:.2f} | "
+        f"{results['startup']['cpu']:.2f} |"
+    )
     print("\n### watcher poll (child process; stage seconds summed over worker threads)\n")
-    head = ["poll", "wall s", "cpu s", "peak RSS MB (VmHWM)", "new", "entries/s", *STAGES, "HTTP 200/304",
-            "ratio to floor", "ratio w/o startup"]
+    head = [
+        "poll",
+        "wall s",
+        "cpu s",
+        "peak RSS MB (VmHWM)",
+        "new",
+        "entries/s",
+        *STAGES,
+        "HTTP 200/304",
+        "ratio to floor",
+        "ratio w/o startup",
+    ]
     print("| " + " | ".join(head) + " |\n|" + "---|" * 1 + "---:|" * (len(head) - 1))
     for r in results["polls"]:
         rate = r["new"] / r["wall"] if r["wall"] and r["new"] else 0
         cells = [
             r["label"] + ("" if r["exit_code"] == 0 and not r["errors"] else f" **FAILED** ({r['errors']} errors)"),
-            f"{r['wall']:.2f}", f"{r['cpu']:.2f}", f"{r['peak_rss_mb']:.0f}", str(r["new"]), f"{rate:.0f}",
+            f"{r['wall']:.2f}",
+            f"{r['cpu']:.2f}",
+            f"{r['peak_rss_mb']:.0f}",
+            str(r["new"]),
+            f"{rate:.0f}",
             *(f"{r['stages'].get(s, 0):.2f}" for s in STAGES),
             f"{r['served']['200']}/{r['served']['304']}",
             f"{r['ratio']:.2f}x {r['floor_name']}" if r["ratio"] is not None else "",
@@ -179,30 +233,42 @@ def print_table(results: dict[str, Any]) -> None:
     news = [r for label, r in polls.items() if label.startswith("new entries")]
     if len(news) == 2:
         a, b = news
-        print(f"\nnew-entries poll, stored-count sensitivity: {a['wall']:.2f}s vs {b['wall']:.2f}s "
-              f"({b['wall'] / a['wall']:.2f}x); dedup+store {a['stages']['dedup'] + a['stages']['store']:.2f}s vs "
-              f"{b['stages']['dedup'] + b['stages']['store']:.2f}s")
+        print(
+            f"\nnew-entries poll, stored-count sensitivity: {a['wall']:.2f}s vs {b['wall']:.2f}s "
+            f"({b['wall'] / a['wall']:.2f}x); dedup+store {a['stages']['dedup'] + a['stages']['store']:.2f}s vs "
+            f"{b['stages']['dedup'] + b['stages']['store']:.2f}s"
+        )
 
 
 def soak(args: argparse.Namespace) -> int:
     from bench.soak import run_soak
 
     feeds, entries = args.feeds or 200, args.entries or 20
-    print(f"# watcher soak: daemon on {feeds} feeds x {entries} entries, interval {args.soak_interval}, "
-          f"{args.soak:.0f}s", flush=True)
+    print(
+        f"# watcher soak: daemon on {feeds} feeds x {entries} entries, interval {args.soak_interval}, {args.soak:.0f}s",
+        flush=True,
+    )
     with Workload(feeds, entries, args.seed, args.python, server_seconds=args.soak + 600, keep=args.keep) as work:
         result = run_soak(work, args.soak, interval=args.soak_interval)
         served = work.server.stats()
     r = result
     print("\n| metric | value |\n|---|---:|")
     for name, value in [
-        ("duration s", f"{r.seconds:.0f}"), ("feeds / interval", f"{r.feeds} / {r.interval}"),
-        ("entries trickled in", r.entries_added), ("HTTP served 200 / 304", f"{served.get('200', 0)} / {served.get('304', 0)}"),
+        ("duration s", f"{r.seconds:.0f}"),
+        ("feeds / interval", f"{r.feeds} / {r.interval}"),
+        ("entries trickled in", r.entries_added),
+        ("HTTP served 200 / 304", f"{served.get('200', 0)} / {served.get('304', 0)}"),
         ("entries stored (expected ≈)", f"{r.stored_entries} ({r.stored_entries_expected})"),
-        ("RSS start MB", f"{r.start_rss_mb:.1f}"), ("RSS after warm-up MB", f"{r.warm_rss_mb:.1f}"),
-        ("RSS peak MB", f"{r.peak_rss_mb:.1f}"), ("RSS end MB", f"{r.end_rss_mb:.1f}"),
-        ("growth after warm-up %", f"{r.growth_pct:.1f}"), ("daemon CPU s", f"{r.cpu_seconds:.1f}"),
-        ("log: polls with new entries / warnings / errors", f"{r.log_polls_with_new} / {r.log_warnings} / {r.log_errors}"),
+        ("RSS start MB", f"{r.start_rss_mb:.1f}"),
+        ("RSS after warm-up MB", f"{r.warm_rss_mb:.1f}"),
+        ("RSS peak MB", f"{r.peak_rss_mb:.1f}"),
+        ("RSS end MB", f"{r.end_rss_mb:.1f}"),
+        ("growth after warm-up %", f"{r.growth_pct:.1f}"),
+        ("daemon CPU s", f"{r.cpu_seconds:.1f}"),
+        (
+            "log: polls with new entries / warnings / errors",
+            f"{r.log_polls_with_new} / {r.log_warnings} / {r.log_errors}",
+        ),
         ("SIGTERM → exit code (seconds)", f"{r.exit_code} ({r.stop_seconds:.1f}s)"),
     ]:
         print(f"| {name} | {value} |")
@@ -221,12 +287,18 @@ def soak(args: argparse.Namespace) -> int:
 
 def _environment() -> dict[str, Any]:
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         head = ""
-    return {"python": platform.python_version(), "feedparser": feedparser.__version__,
-            "cpus": os.cpu_count(), "git_head": head, "platform": platform.platform()}
+    return {
+        "python": platform.python_version(),
+        "feedparser": feedparser.__version__,
+        "cpus": os.cpu_count(),
+        "git_head": head,
+        "platform": platform.platform(),
+    }
 
 
 def _indent(text: str) -> str:

@@ -28,19 +28,37 @@ from bench.workload import Workload
 
 #: (label, substring of the code's file path), first match wins.
 GROUPS = [
-    ("feedparser", "/feedparser/"), ("sgmllib", "sgmllib"), ("xml.sax/expat", "/xml/"),
-    ("selectolax", "selectolax"), ("sqlalchemy", "/sqlalchemy/"), ("alembic", "/alembic/"),
-    ("requests", "/requests/"), ("urllib3", "/urllib3/"), ("http.client/socket", "/http/"),
-    ("rapidfuzz", "rapidfuzz"), ("ahocorasick", "ahocorasick"), ("watcher.match", "watcher/match"),
-    ("watcher.parse", "watcher/parse"), ("watcher.store", "watcher/store"), ("watcher.fetch", "watcher/fetch"),
-    ("watcher (other)", "watcher/"), ("re", "/re/"), ("threading", "threading"),
+    ("feedparser", "/feedparser/"),
+    ("sgmllib", "sgmllib"),
+    ("xml.sax/expat", "/xml/"),
+    ("selectolax", "selectolax"),
+    ("sqlalchemy", "/sqlalchemy/"),
+    ("alembic", "/alembic/"),
+    ("requests", "/requests/"),
+    ("urllib3", "/urllib3/"),
+    ("http.client/socket", "/http/"),
+    ("rapidfuzz", "rapidfuzz"),
+    ("ahocorasick", "ahocorasick"),
+    ("watcher.match", "watcher/match"),
+    ("watcher.parse", "watcher/parse"),
+    ("watcher.store", "watcher/store"),
+    ("watcher.fetch", "watcher/fetch"),
+    ("watcher (other)", "watcher/"),
+    ("re", "/re/"),
+    ("threading", "threading"),
 ]
 
 
 def _group(filename: str, funcname: str) -> str:
     if filename == "~":  # a C function: attribute by name
-        for label, key in [("sqlite3", "sqlite3"), ("socket", "socket"), ("re", "re.Pattern"),
-                           ("selectolax", "selectolax"), ("expat", "xmlparser"), ("hashlib", "hash")]:
+        for label, key in [
+            ("sqlite3", "sqlite3"),
+            ("socket", "socket"),
+            ("re", "re.Pattern"),
+            ("selectolax", "selectolax"),
+            ("expat", "xmlparser"),
+            ("hashlib", "hash"),
+        ]:
             if key in funcname:
                 return label
         return "builtins"
@@ -79,14 +97,15 @@ def profile_command(config: Path, label: str, top: int, save: Path | None) -> fl
     groups: Counter[str] = Counter()
     for (filename, _line, func), (_cc, _nc, tt, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         groups[_group(filename, func)] += tt
-    print("own time by library: " + ", ".join(f"{g} {s:.2f}s ({100 * s / total:.0f}%)"
-                                              for g, s in groups.most_common(12)))
+    print(
+        "own time by library: " + ", ".join(f"{g} {s:.2f}s ({100 * s / total:.0f}%)" for g, s in groups.most_common(12))
+    )
     for order in ("tottime", "cumulative"):
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order).print_stats(top)
         body = out.getvalue()
         print(f"\n### top {top} by {order}\n")
-        print(body[body.find("   ncalls"):].rstrip())
+        print(body[body.find("   ncalls") :].rstrip())
     return wall
 
 

@@ -36,18 +36,20 @@ def seed_archive(database_url: str, configured: Sequence[tuple[str, str]], count
                 feed_id = feed_ids[n % len(feed_ids)]
                 key = f"urn:bench:archive:{feed_id}:{n}"
                 when = old - timedelta(minutes=n)
-                rows.append({
-                    "feed_id": feed_id,
-                    "key_hash": hashlib.sha1(key.encode()).hexdigest(),
-                    "key": key,
-                    "entry_id": key,
-                    "link": f"https://news.example/archive/{feed_id}/{n}",
-                    "title": f"Archived story {n} from feed {feed_id}",
-                    "published": when,
-                    "content_hash": hashlib.sha256(key.encode()).hexdigest(),
-                    "first_seen_at": when,
-                    "updated_at": when,
-                })
+                rows.append(
+                    {
+                        "feed_id": feed_id,
+                        "key_hash": hashlib.sha1(key.encode()).hexdigest(),
+                        "key": key,
+                        "entry_id": key,
+                        "link": f"https://news.example/archive/{feed_id}/{n}",
+                        "title": f"Archived story {n} from feed {feed_id}",
+                        "published": when,
+                        "content_hash": hashlib.sha256(key.encode()).hexdigest(),
+                        "first_seen_at": when,
+                        "updated_at": when,
+                    }
+                )
                 if len(rows) == chunk:
                     conn.execute(entries.insert(), rows)
                     rows = []

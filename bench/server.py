@@ -205,7 +205,10 @@ class ServerProcess:
         env = {**os.environ, "PYTHONPATH": str(repo)}
         self.proc = subprocess.Popen(
             [python, "-m", "bench.server", "--root", str(root), "--max-seconds", str(max_seconds)],
-            cwd=repo, env=env, stdout=subprocess.PIPE, text=True,
+            cwd=repo,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

@@ -68,8 +68,16 @@ def _rss_mb(proc: psutil.Process) -> tuple[float, float]:
         return 0.0, 0.0
 
 
-def run_soak(work: Workload, seconds: float, *, interval: str = "5s", trickle_every: float = 0.5,
-             sample_every: float = 5.0, warmup: float | None = None, stop_timeout: float = 60.0) -> SoakResult:
+def run_soak(
+    work: Workload,
+    seconds: float,
+    *,
+    interval: str = "5s",
+    trickle_every: float = 0.5,
+    sample_every: float = 5.0,
+    warmup: float | None = None,
+    stop_timeout: float = 60.0,
+) -> SoakResult:
     """Run the daemon on ``work``'s feeds for ``seconds``; see the module docstring."""
     config = work.write_config("soak", interval=interval)
     warmup = min(max(30.0, seconds * 0.2), seconds / 2) if warmup is None else warmup
@@ -85,8 +93,13 @@ def run_soak(work: Workload, seconds: float, *, interval: str = "5s", trickle_ev
             added[0] += 1
 
     with open(err_path, "wb") as err:
-        proc = subprocess.Popen([work.python, "-m", "watcher", "-c", str(config), "run"],
-                                cwd=work.dir, env=env_for(REPO), stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [work.python, "-m", "watcher", "-c", str(config), "run"],
+            cwd=work.dir,
+            env=env_for(REPO),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
         ps = psutil.Process(proc.pid)
         started = time.monotonic()
         feeder = threading.Thread(target=trickle, name="trickle", daemon=True)

@@ -25,8 +25,15 @@ REPO = Path(__file__).resolve().parent.parent
 class Workload:
     """N feeds x M entries on 127.0.0.1, with the watches that track them."""
 
-    def __init__(self, feeds: int, entries: int, seed: int = 1, python: str = sys.executable,
-                 server_seconds: float = 7200.0, keep: bool = False) -> None:
+    def __init__(
+        self,
+        feeds: int,
+        entries: int,
+        seed: int = 1,
+        python: str = sys.executable,
+        server_seconds: float = 7200.0,
+        keep: bool = False,
+    ) -> None:
         self.feeds, self.entries, self.seed, self.python, self.keep = feeds, entries, seed, python, keep
         self.dir = Path(tempfile.mkdtemp(prefix=f"watcher-bench-{feeds}x{entries}-"))
         self.watches: Watches = make_watches(seed)
@@ -49,9 +56,12 @@ class Workload:
             "feeds": [{"name": self.site.name(i), "url": url} for i, url in enumerate(self.urls())],
             "speakers": [{"name": s.name, "aliases": list(s.aliases)} for s in self.watches.speakers],
             "themes": [
-                {"name": t.name, "all_of": [list(g) for g in t.all_of],
-                 **({"any_of": list(t.any_of)} if t.any_of else {}),
-                 **({"none_of": list(t.none_of)} if t.none_of else {})}
+                {
+                    "name": t.name,
+                    "all_of": [list(g) for g in t.all_of],
+                    **({"any_of": list(t.any_of)} if t.any_of else {}),
+                    **({"none_of": list(t.none_of)} if t.none_of else {}),
+                }
                 for t in self.watches.themes
             ],
         }

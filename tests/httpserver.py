@@ -235,9 +235,7 @@ class _Server(http.server.ThreadingHTTPServer):
         self.owner = owner
         super().__init__(address, handler)
 
-    def finish_request(
-        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
-    ) -> None:
+    def finish_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
         # The TLS handshake runs here, in the connection's own thread, so a client that
         # rejects the certificate (or stalls) never blocks accepting other connections.
         if self.owner.tls is None or not isinstance(request, socket.socket):
@@ -250,9 +248,7 @@ class _Server(http.server.ThreadingHTTPServer):
         with wrapped:
             super().finish_request(wrapped, client_address)
 
-    def handle_error(
-        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
-    ) -> None:
+    def handle_error(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
         # Clients hanging up mid-response is what half of the tests do on purpose.
         if not isinstance(sys.exc_info()[1], OSError):
             super().handle_error(request, client_address)
@@ -294,26 +290,18 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         if target is None:
             self._send(404, b"not found\n", {"Content-Type": "text/plain"})
         elif isinstance(target, _Canned):
-            self._send_validated(
-                target.status, target.body, target.headers, target.last_modified
-            )
+            self._send_validated(target.status, target.body, target.headers, target.last_modified)
         elif isinstance(target, Path):
             if self.command not in ("GET", "HEAD"):
                 self._send(405, b"", {"Allow": "GET, HEAD"})
                 return
-            content_type = _CONTENT_TYPES.get(
-                target.suffix.lower(), "application/octet-stream"
-            )
+            content_type = _CONTENT_TYPES.get(target.suffix.lower(), "application/octet-stream")
             body = target.read_bytes()
-            self._send_validated(
-                200, body, {"Content-Type": content_type}, target.stat().st_mtime
-            )
+            self._send_validated(200, body, {"Content-Type": content_type}, target.stat().st_mtime)
         else:
             target(self)
 
-    def _send_validated(
-        self, status: int, body: bytes, headers: dict[str, str], mtime: float
-    ) -> None:
+    def _send_validated(self, status: int, body: bytes, headers: dict[str, str], mtime: float) -> None:
         owner = self.server.owner
         validators = {}
         if status == 200 and owner.etag:
@@ -339,9 +327,7 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         if if_modified_since and "Last-Modified" in validators:
             with contextlib.suppress(TypeError, ValueError):
                 since = email.utils.parsedate_to_datetime(if_modified_since)
-                modified = email.utils.parsedate_to_datetime(
-                    validators["Last-Modified"]
-                )
+                modified = email.utils.parsedate_to_datetime(validators["Last-Modified"])
                 return modified <= since
         return False
 
@@ -357,9 +343,7 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-def trickle(
-    body: bytes, *, interval: float = 1.0, headers: dict[str, str] | None = None
-) -> Handler:
+def trickle(body: bytes, *, interval: float = 1.0, headers: dict[str, str] | None = None) -> Handler:
     """A handler that sends its headers at once, then ``body`` one byte every ``interval`` seconds."""
 
     def handler(request: _RequestHandler) -> None:
@@ -377,9 +361,7 @@ def trickle(
     return handler
 
 
-def endless(
-    chunk: bytes = b"<item>" * 1000, *, headers: dict[str, str] | None = None
-) -> Handler:
+def endless(chunk: bytes = b"<item>" * 1000, *, headers: dict[str, str] | None = None) -> Handler:
     """A handler that streams ``chunk`` forever (no Content-Length) until the client hangs up."""
 
     def handler(request: _RequestHandler) -> None:
@@ -390,8 +372,6 @@ def endless(
         request.end_headers()
         request.close_connection = True
         while not request.server.owner.stopping.is_set():
-            request.wfile.write(
-                chunk
-            )  # raises once the client has closed the connection
+            request.wfile.write(chunk)  # raises once the client has closed the connection
 
     return handler

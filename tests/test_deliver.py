@@ -67,47 +67,97 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def add_hits(
-    store: Store, count: int, *, channels: tuple[str, ...] = ("desk",), due: datetime = NOW, prefix: str = "a",
-    watch: str = "Jen Zhu Scott", age: timedelta = timedelta(0),
+    store: Store,
+    count: int,
+    *,
+    channels: tuple[str, ...] = ("desk",),
+    due: datetime = NOW,
+    prefix: str = "a",
+    watch: str = "Jen Zhu Scott",
+    age: timedelta = timedelta(0),
 ) -> None:
     """Record ``count`` articles with one hit each, routed to ``channels``, due at ``due``."""
     articles = [
-        Article(key=f"{prefix}{i}", entry_id=f"{prefix}{i}", link=f"https://news.example/{prefix}{i}?a=1&b=2",
-                title=f"Story {prefix}{i} <b>&</b>", summary="", content="x",
-                published=NOW - age - timedelta(minutes=i), content_hash=f"h{prefix}{i}")
+        Article(
+            key=f"{prefix}{i}",
+            entry_id=f"{prefix}{i}",
+            link=f"https://news.example/{prefix}{i}?a=1&b=2",
+            title=f"Story {prefix}{i} <b>&</b>",
+            summary="",
+            content="x",
+            published=NOW - age - timedelta(minutes=i),
+            content_hash=f"h{prefix}{i}",
+        )
         for i in range(count)
     ]
-    hit = Hit(watch=watch, kind="speaker", statement=True, score=100,
-              evidence=(Evidence("content", "Jen Zhu Scott said <script>x</script>.", ((0, 13),)),))
-    store.save_poll("wire", PollRecord(
-        articles=articles, hits={a.key: [hit] for a in articles}, route=lambda h: [(c, due) for c in channels],
-        etag=None, last_modified=None, moved_to=None, status="ok", problem=None, next_poll_at=NOW,
-    ), NOW)
+    hit = Hit(
+        watch=watch,
+        kind="speaker",
+        statement=True,
+        score=100,
+        evidence=(Evidence("content", "Jen Zhu Scott said <script>x</script>.", ((0, 13),)),),
+    )
+    store.save_poll(
+        "wire",
+        PollRecord(
+            articles=articles,
+            hits={a.key: [hit] for a in articles},
+            route=lambda h: [(c, due) for c in channels],
+            etag=None,
+            last_modified=None,
+            moved_to=None,
+            status="ok",
+            problem=None,
+            next_poll_at=NOW,
+        ),
+        NOW,
+    )
 
 
 def email_settings(name: str = "desk", digest: timedelta | None = None) -> ChannelSettings:
-    return ChannelSettings(name=name, type="email", to=("analyst@example.org",), digest=digest, watches=None,
-                           statements_only=False, url=None, secret=None)
+    return ChannelSettings(
+        name=name,
+        type="email",
+        to=("analyst@example.org",),
+        digest=digest,
+        watches=None,
+        statements_only=False,
+        url=None,
+        secret=None,
+    )
 
 
 def smtp_settings(sink: MailSink, **kw: Any) -> SmtpSettings:
-    values: dict[str, Any] = {"host": sink.host, "port": sink.port, "security": "none", "username": None,
-                              "password": None, "sender": SENDER, "timeout": timedelta(seconds=5)}
+    values: dict[str, Any] = {
+        "host": sink.host,
+        "port": sink.port,
+        "security": "none",
+        "username": None,
+        "password": None,
+        "sender": SENDER,
+        "timeout": timedelta(seconds=5),
+    }
     values.update(kw)
     return SmtpSettings(**values)
 
 
 def webhook_settings(url: str, name: str = "hook", secret: str = SECRET) -> ChannelSettings:
-    return ChannelSettings(name=name, type="webhook", to=(), digest=None, watches=None,
-                           statements_only=False, url=url, secret=secret)
+    return ChannelSettings(
+        name=name, type="webhook", to=(), digest=None, watches=None, statements_only=False, url=url, secret=secret
+    )
 
 
 def status_of(store: Store) -> dict[int, str]:
     return {i.id: i.status for i in store.list_outbox()}
 
 
-def drain(store: Store, channels: dict[str, Any], start: datetime = NOW, before: Callable[[int], None] | None = None,
-          limit: int = 50) -> list[datetime]:
+def drain(
+    store: Store,
+    channels: dict[str, Any],
+    start: datetime = NOW,
+    before: Callable[[int], None] | None = None,
+    limit: int = 50,
+) -> list[datetime]:
     """Flush at ``start``, then at each next due time, until nothing is pending; return the times."""
     times: list[datetime] = []
     now: datetime | None = start
@@ -235,15 +285,18 @@ def test_immediate_alerts_arrive_as_proper_emails(store: Store, sink: MailSink) 
 def test_digest_rows_go_out_together_as_one_email_when_the_period_ends(store: Store, sink: MailSink) -> None:
     end = NOW + timedelta(hours=1)
     add_hits(store, 2, channels=("daily",), due=end)
-    add_hits(store, 1, channels=("daily",), due=end, prefix="t", watch="US-China AI collaboration",
-             age=timedelta(hours=1))
+    add_hits(
+        store, 1, channels=("daily",), due=end, prefix="t", watch="US-China AI collaboration", age=timedelta(hours=1)
+    )
     channels = {"daily": EmailChannel(email_settings("daily", digest=timedelta(hours=1)), smtp_settings(sink))}
     assert flush_outbox(store, channels, now=NOW, owner=OWNER).sent == 0
     assert sink.messages == []
     report = flush_outbox(store, channels, now=end, owner=OWNER)
     assert report.sent == 3 and len(report.deliveries) == 1
     [mail] = sink.messages
-    assert mail.message["Subject"].lstrip() == "[watcher] 3 new alerts: Jen Zhu Scott (2), US-China AI collaboration (1)"
+    assert (
+        mail.message["Subject"].lstrip() == "[watcher] 3 new alerts: Jen Zhu Scott (2), US-China AI collaboration (1)"
+    )
     text = mail.message.get_body(("plain",)).get_content()
     assert text.index("== Jen Zhu Scott (2) ==") < text.index("Story a0") < text.index("Story a1")
     assert text.index("Story a1") < text.index("== US-China AI collaboration (1) ==") < text.index("Story t0")
@@ -283,8 +336,9 @@ def test_implicit_tls_with_auth(store: Store, server_tls: ssl.SSLContext, client
     assert mail.tls and mail.login == "watcher" and mail.message["X-Watcher-Test"] == "yes"
 
 
-def test_wrong_password_is_a_permanent_error(store: Store, server_tls: ssl.SSLContext,
-                                             client_tls: ssl.SSLContext) -> None:
+def test_wrong_password_is_a_permanent_error(
+    store: Store, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+) -> None:
     add_hits(store, 1)
     with MailSink(tls_context=server_tls, auth=("watcher", "pw")) as sink:
         smtp = smtp_settings(sink, security="starttls", username="watcher", password="wrong")
@@ -359,8 +413,15 @@ def test_a_5xx_reply_is_permanent_and_retry_makes_it_due_again(store: Store, sin
 
 def test_retries_give_up_after_about_a_day(store: Store) -> None:
     add_hits(store, 1)
-    down = SmtpSettings(host="127.0.0.1", port=free_port(), security="none", username=None, password=None,
-                        sender=SENDER, timeout=timedelta(seconds=2))
+    down = SmtpSettings(
+        host="127.0.0.1",
+        port=free_port(),
+        security="none",
+        username=None,
+        password=None,
+        sender=SENDER,
+        timeout=timedelta(seconds=2),
+    )
     times = drain(store, {"desk": EmailChannel(email_settings(), down)})
     [row] = store.list_outbox()
     assert row.status == "dead" and row.attempts == MAX_ATTEMPTS == len(times)
@@ -389,16 +450,21 @@ def test_a_row_for_a_channel_no_longer_configured_is_dead_with_the_reason(store:
 
 def dead_owner() -> str:
     """A claim owner tag of this host whose process has exited, as after a SIGKILL."""
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                           check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     return f"{socket.gethostname()}:{int(child.stdout)}"
 
 
 def test_a_crash_after_claiming_loses_nothing(store: Store, sink: MailSink) -> None:
     add_hits(store, 3)
     store.claim_due(NOW, owner=dead_owner(), lease=timedelta(minutes=5))  # then the process died
-    report = flush_outbox(store, {"desk": EmailChannel(email_settings(), smtp_settings(sink))},
-                          now=NOW + timedelta(seconds=1), owner=OWNER)
+    report = flush_outbox(
+        store,
+        {"desk": EmailChannel(email_settings(), smtp_settings(sink))},
+        now=NOW + timedelta(seconds=1),
+        owner=OWNER,
+    )
     assert report.sent == 3 and len(sink.messages) == 3
 
 
@@ -495,8 +561,7 @@ def test_webhook_429_retry_after_is_honoured(store: Store, receiver: Receiver) -
 def test_webhook_4xx_is_dead_with_the_answer(store: Store, receiver: Receiver) -> None:
     add_hits(store, 1, channels=("hook",))
     receiver.script = [(422, {})]
-    assert flush_outbox(store, {"hook": WebhookChannel(webhook_settings(receiver.url))},
-                        now=NOW, owner=OWNER).dead == 1
+    assert flush_outbox(store, {"hook": WebhookChannel(webhook_settings(receiver.url))}, now=NOW, owner=OWNER).dead == 1
     [row] = store.list_outbox("dead")
     assert "HTTP 422" in (row.last_error or "") and "status 422 <details>" in (row.last_error or "")
     assert "s3cr3t-token" not in (row.last_error or "")
@@ -548,8 +613,9 @@ HOOK = "https://hooks.example/in"
     ],
 )
 @responses.activate
-def test_webhook_answers_map_to_the_table(answer: dict[str, Any], transient: bool | None,
-                                          retry_after: float | None) -> None:
+def test_webhook_answers_map_to_the_table(
+    answer: dict[str, Any], transient: bool | None, retry_after: float | None
+) -> None:
     responses.add(responses.POST, HOOK, **answer)
     channel = WebhookChannel(webhook_settings(HOOK), clock=lambda: NOW)
     if transient is None:
@@ -576,8 +642,16 @@ def test_webhook_request_is_bounded_and_tls_verified() -> None:
 
 
 def config(channels: tuple[ChannelSettings, ...], smtp: SmtpSettings | None) -> Config:
-    return Config(path="feeds.yaml", database_url="sqlite://", defaults=Defaults(), feeds=(), speakers=(),
-                  themes=(), smtp=smtp, channels=channels)
+    return Config(
+        path="feeds.yaml",
+        database_url="sqlite://",
+        defaults=Defaults(),
+        feeds=(),
+        speakers=(),
+        themes=(),
+        smtp=smtp,
+        channels=channels,
+    )
 
 
 def test_make_channels_builds_one_channel_per_configured_channel(sink: MailSink) -> None:
@@ -594,4 +668,3 @@ def test_an_email_channel_without_smtp_is_a_config_error() -> None:
 def test_an_unusable_whsec_secret_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="secret"):
         make_channels(config((webhook_settings(HOOK, secret="whsec_"),), None))
-

@@ -15,7 +15,11 @@ def test_demo_polls_sample_feeds_and_writes_the_alert_emails(tmp_path: Path) -> 
     out = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "watcher", "-c", str(ROOT / "feeds.yaml"), "demo", "--dir", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "Jen Zhu Scott (statement" in result.stdout

@@ -38,8 +38,8 @@ def write_config(tmp_path: Path, server: LoopbackServer, sink: MailSink, *, inte
 database: sqlite:///{tmp_path}/watcher.db
 defaults: {{interval: {interval}, timeout: 10s, alert_on_first_poll: true}}
 feeds:
-  - {{name: forum, url: "{server.url('/forum-wire.xml')}"}}
-  - {{name: notes, url: "{server.url('/policy-notes.xml')}"}}
+  - {{name: forum, url: "{server.url("/forum-wire.xml")}"}}
+  - {{name: notes, url: "{server.url("/policy-notes.xml")}"}}
 {WATCHES}
 smtp: {{host: 127.0.0.1, port: {sink.port}, security: none, from: watcher@example.org}}
 channels:
@@ -84,7 +84,7 @@ def test_two_polls_store_hits_send_one_email_each_and_use_conditional_get(
     run_watcher(config, "poll")
     hits = json_lines(run_watcher(config, "hits", "--json").stdout)
     watches = {(h["title"], h["watch"]) for h in hits}
-    assert ("Jen Zhu Scott calls for a \"US plus China\" model of AI development", "Jen Zhu Scott") in watches
+    assert ('Jen Zhu Scott calls for a "US plus China" model of AI development', "Jen Zhu Scott") in watches
     assert ("Chipmakers brace for new export controls on GPU chips", "Semiconductor export controls") in watches
     assert not any("bakery" in str(h["title"]) for h in hits)
     statement = next(h for h in hits if h["watch"] == "Jen Zhu Scott" and h["link"].endswith("/1"))
@@ -113,7 +113,9 @@ def test_two_polls_store_hits_send_one_email_each_and_use_conditional_get(
     assert outbox and all(row["status"] == "sent" for row in outbox)
 
 
-def test_first_poll_stores_backlog_silently_unless_asked(tmp_path: Path, server: LoopbackServer, sink: MailSink) -> None:
+def test_first_poll_stores_backlog_silently_unless_asked(
+    tmp_path: Path, server: LoopbackServer, sink: MailSink
+) -> None:
     config = write_config(tmp_path, server, sink)
     config.write_text(config.read_text().replace("alert_on_first_poll: true", "alert_on_first_poll: false"))
     run_watcher(config, "poll")
@@ -125,8 +127,9 @@ def test_the_daemon_polls_alerts_and_stops_cleanly_on_sigterm(
     tmp_path: Path, server: LoopbackServer, sink: MailSink
 ) -> None:
     config = write_config(tmp_path, server, sink, interval="2s")
-    daemon = subprocess.Popen(watcher_cmd(config, "run"), cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen(
+        watcher_cmd(config, "run"), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while len(sink.messages) < 4 and time.monotonic() < deadline and daemon.poll() is None:

@@ -48,8 +48,9 @@ def watcher_cmd(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "watcher", "-c", str(config), *args]
 
 
-def write_config(path: Path, database_url: str, feeds: dict[str, str], *, interval: str = "15m",
-                 extra: str = "") -> Path:
+def write_config(
+    path: Path, database_url: str, feeds: dict[str, str], *, interval: str = "15m", extra: str = ""
+) -> Path:
     lines = "\n".join(f'  - {{name: "{name}", url: "{url}"}}' for name, url in feeds.items())
     path.write_text(
         f"""
@@ -83,13 +84,20 @@ def demo_server() -> Iterator[LoopbackServer]:
 # -- database ----------------------------------------------------------------------------
 
 
-def test_poll_waits_for_a_sqlite_write_lock_held_by_another_process(tmp_path: Path, demo_server: LoopbackServer) -> None:
+def test_poll_waits_for_a_sqlite_write_lock_held_by_another_process(
+    tmp_path: Path, demo_server: LoopbackServer
+) -> None:
     """Another connection holds the write lock (BEGIN IMMEDIATE, with a write) for 2.5 s
     while `watcher poll` runs: the poll waits on the busy timeout and stores everything."""
     db = tmp_path / "watcher.db"
-    config = write_config(tmp_path / "feeds.yaml", f"sqlite:///{db}", {
-        "forum": demo_server.url("/forum-wire.xml"), "notes": demo_server.url("/policy-notes.xml"),
-    })
+    config = write_config(
+        tmp_path / "feeds.yaml",
+        f"sqlite:///{db}",
+        {
+            "forum": demo_server.url("/forum-wire.xml"),
+            "notes": demo_server.url("/policy-notes.xml"),
+        },
+    )
     store = Store(f"sqlite:///{db}")
     store.upgrade()
     store.close()
@@ -111,8 +119,9 @@ def test_poll_waits_for_a_sqlite_write_lock_held_by_another_process(tmp_path: Pa
     holder.start()
     assert locked.wait(5)
     started = time.monotonic()
-    result = subprocess.run(watcher_cmd(config, "poll", "--json"), capture_output=True, text=True, cwd=ROOT,
-                            timeout=120, check=False)
+    result = subprocess.run(
+        watcher_cmd(config, "poll", "--json"), capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
+    )
     elapsed = time.monotonic() - started
     holder.join()
     assert result.returncode == 0, result.stderr
@@ -150,9 +159,15 @@ def test_daemon_keeps_running_when_one_poll_transaction_fails(
 ) -> None:
     """The scheduler's first poll of one feed fails in the database: the daemon logs it,
     keeps polling the other feed, and stores the failed feed's entries on its next poll."""
-    config_path = write_config(tmp_path / "feeds.yaml", f"sqlite:///{tmp_path}/watcher.db", {
-        "forum": demo_server.url("/forum-wire.xml"), "notes": demo_server.url("/policy-notes.xml"),
-    }, interval="1s")
+    config_path = write_config(
+        tmp_path / "feeds.yaml",
+        f"sqlite:///{tmp_path}/watcher.db",
+        {
+            "forum": demo_server.url("/forum-wire.xml"),
+            "notes": demo_server.url("/policy-notes.xml"),
+        },
+        interval="1s",
+    )
     store = FlakyStore(f"sqlite:///{tmp_path}/watcher.db", fail_feed="forum")
     daemon = Daemon(make_watcher(load_config(config_path), store=store, channels={}), str(config_path))
 
@@ -191,9 +206,16 @@ def test_a_bug_on_one_feed_fails_only_that_feed(
     """An unexpected exception while polling one feed (here the matcher, on one entry) is
     that feed's failure, recorded with a one-line reason and logged with its traceback;
     the other feeds of the same poll are stored (STYLE rule 4: the run carries on)."""
-    config = load_config(write_config(tmp_path / "feeds.yaml", f"sqlite:///{tmp_path}/watcher.db", {
-        "forum": demo_server.url("/forum-wire.xml"), "notes": demo_server.url("/policy-notes.xml"),
-    }))
+    config = load_config(
+        write_config(
+            tmp_path / "feeds.yaml",
+            f"sqlite:///{tmp_path}/watcher.db",
+            {
+                "forum": demo_server.url("/forum-wire.xml"),
+                "notes": demo_server.url("/policy-notes.xml"),
+            },
+        )
+    )
     workers = InlineWorkers(config.speakers, config.themes)
     workers.matcher = BuggyMatcher(workers.matcher)  # type: ignore[assignment]
     watcher = make_watcher(config, channels={}, workers=workers)
@@ -211,8 +233,9 @@ def test_a_bug_on_one_feed_fails_only_that_feed(
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_store_recovers_when_postgresql_drops_its_connections(database_url: str, demo_server: LoopbackServer,
-                                                              tmp_path: Path) -> None:
+def test_store_recovers_when_postgresql_drops_its_connections(
+    database_url: str, demo_server: LoopbackServer, tmp_path: Path
+) -> None:
     """pg_terminate_backend on every connection of the store's pool, between operations:
     the next read, write and a whole poll succeed (pool pre-ping reconnects)."""
     import psycopg
@@ -250,10 +273,15 @@ def test_store_recovers_when_postgresql_drops_its_connections(database_url: str,
 def test_daemon_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:
     """`watcher run` on a config with a bad duration exits 1 with one line naming file,
     line, key and fix, and never starts."""
-    config = write_config(tmp_path / "feeds.yaml", f"sqlite:///{tmp_path}/w.db",
-                          {"forum": "http://127.0.0.1:9/forum.xml"}, interval="often")
-    result = subprocess.run(watcher_cmd(config, "run"), capture_output=True, text=True, cwd=ROOT, timeout=60,
-                            check=False)
+    config = write_config(
+        tmp_path / "feeds.yaml",
+        f"sqlite:///{tmp_path}/w.db",
+        {"forum": "http://127.0.0.1:9/forum.xml"},
+        interval="often",
+    )
+    result = subprocess.run(
+        watcher_cmd(config, "run"), capture_output=True, text=True, cwd=ROOT, timeout=60, check=False
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -261,8 +289,7 @@ def test_daemon_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:
     assert not (tmp_path / "w.db").exists()
 
 
-def test_sighup_keeps_the_last_good_config_and_picks_up_a_good_one(tmp_path: Path,
-                                                                   demo_server: LoopbackServer) -> None:
+def test_sighup_keeps_the_last_good_config_and_picks_up_a_good_one(tmp_path: Path, demo_server: LoopbackServer) -> None:
     """SIGHUP with broken YAML: the error is logged and the daemon keeps polling its feed.
     SIGHUP with a good config naming a new feed: the new feed is polled."""
     database = f"sqlite:///{tmp_path}/watcher.db"
@@ -278,8 +305,9 @@ def test_sighup_keeps_the_last_good_config_and_picks_up_a_good_one(tmp_path: Pat
         daemon.send_signal(signal.SIGHUP)
         wait_until(lambda: "config reload failed" in log_path.read_text(), 10, "the reload error")
         polled = len(demo_server.requests_for("/forum-wire.xml"))
-        wait_until(lambda: len(demo_server.requests_for("/forum-wire.xml")) >= polled + 2, 10,
-                   "polls after the failed reload")
+        wait_until(
+            lambda: len(demo_server.requests_for("/forum-wire.xml")) >= polled + 2, 10, "polls after the failed reload"
+        )
         assert daemon.poll() is None
 
         write_config(config, database, {**feeds, "notes": demo_server.url("/policy-notes.xml")}, interval="1s")
@@ -364,13 +392,15 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_only_in_the_windo
         server.route("/hook", slow_hook)
         database = f"sqlite:///{tmp_path}/watcher.db"
         config = write_config(
-            tmp_path / "feeds.yaml", database, {w.name: server.url(f"/{w.name}.xml") for w in wires},
+            tmp_path / "feeds.yaml",
+            database,
+            {w.name: server.url(f"/{w.name}.xml") for w in wires},
             interval="1s",
             extra=f"""
 smtp: {{host: 127.0.0.1, port: {sink.port}, security: none, from: watcher@example.org}}
 channels:
   - {{name: desk, type: email, to: [analyst@example.org]}}
-  - {{name: hook, type: webhook, url: "{server.url('/hook')}", secret: "crash-test-secret"}}
+  - {{name: hook, type: webhook, url: "{server.url("/hook")}", secret: "crash-test-secret"}}
 """,
         )
         kills = 5
@@ -394,8 +424,9 @@ channels:
             published_before_last_kill = [g for w in wires for g in w.published]
         during = (len(sink.messages), len(server.requests_for("/hook")))
 
-        drain = subprocess.run(watcher_cmd(config, "poll", "--json"), capture_output=True, text=True, cwd=ROOT,
-                               timeout=120, check=False)
+        drain = subprocess.run(
+            watcher_cmd(config, "poll", "--json"), capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
+        )
         assert drain.returncode == 0, drain.stderr
         emails = sink.messages
         hooks = server.requests_for("/hook")
@@ -427,9 +458,11 @@ channels:
     assert all(len(set(ids)) == 1 for ids in by_alert.values()), "a resent email changed its Message-ID"
     email_dups = sum(len(ids) - 1 for ids in by_alert.values())
     hook_dups = sum(n - 1 for n in hook_ids.values())
-    print(f"\ncrash loop: {kills} kills, {len(published_before_last_kill)} entries published before the last, "
-          f"{len(hits)} hits; during the kills {during[0]} emails and {during[1]} webhooks arrived; "
-          f"after draining {len(emails)} emails ({email_dups} duplicates), {len(hooks)} webhooks ({hook_dups} duplicates)")
+    print(
+        f"\ncrash loop: {kills} kills, {len(published_before_last_kill)} entries published before the last, "
+        f"{len(hits)} hits; during the kills {during[0]} emails and {during[1]} webhooks arrived; "
+        f"after draining {len(emails)} emails ({email_dups} duplicates), {len(hooks)} webhooks ({hook_dups} duplicates)"
+    )
     # One send is in flight at a time: a kill can leave at most one accepted-but-unmarked alert.
     assert email_dups + hook_dups <= kills
     assert email_dups >= 1, "the kill between the server's acceptance and the mark resends that alert"

@@ -101,8 +101,8 @@ def xxe(env: Env) -> str:
     body = f"""<?xml version="1.0"?>
 <!DOCTYPE rss [
   <!ENTITY file SYSTEM "file://{env.secret_file}">
-  <!ENTITY ping SYSTEM "{env.http.url('/xxe-ping')}">
-  <!ENTITY % remote SYSTEM "{env.http.url('/xxe.dtd')}">
+  <!ENTITY ping SYSTEM "{env.http.url("/xxe-ping")}">
+  <!ENTITY % remote SYSTEM "{env.http.url("/xxe.dtd")}">
   %remote;
 ]>
 <rss version="2.0"><channel><title>XXE &file;</title><link>http://xxe.invalid/</link><description>&file;</description>
@@ -125,47 +125,104 @@ BOMB = gzip.compress(b"\0" * (64 << 20), compresslevel=9)
 BIG_BOMB = gzip.compress(b"\0" * (80 << 20), compresslevel=9)
 
 CASES = [
-    Case("billion laughs", canned("/laughs.xml", (HOSTILE / "billion_laughs.xml").read_bytes()),
-         "ok", rf"^{XML_ERROR}.*undefined entity$"),
-    Case("quadratic blowup", canned("/blowup.xml", quadratic_blowup()),
-         "ok", rf"^{XML_ERROR}"),
+    Case(
+        "billion laughs",
+        canned("/laughs.xml", (HOSTILE / "billion_laughs.xml").read_bytes()),
+        "ok",
+        rf"^{XML_ERROR}.*undefined entity$",
+    ),
+    Case("quadratic blowup", canned("/blowup.xml", quadratic_blowup()), "ok", rf"^{XML_ERROR}"),
     Case("xxe", xxe, "ok", rf"^{XML_ERROR}.*undefined entity$"),
-    Case("gzip bomb", canned("/bomb.xml", BOMB, Content_Encoding="gzip", Content_Type="application/rss+xml"),
-         "failed", r"^response larger than 10 MiB$"),
-    Case("gzip bomb unlabelled", canned("/bomb2.xml", BIG_BOMB, Content_Type="application/rss+xml"),
-         "failed", r"^not a feed: gzip body expands beyond \d+ bytes$"),
+    Case(
+        "gzip bomb",
+        canned("/bomb.xml", BOMB, Content_Encoding="gzip", Content_Type="application/rss+xml"),
+        "failed",
+        r"^response larger than 10 MiB$",
+    ),
+    Case(
+        "gzip bomb unlabelled",
+        canned("/bomb2.xml", BIG_BOMB, Content_Type="application/rss+xml"),
+        "failed",
+        r"^not a feed: gzip body expands beyond \d+ bytes$",
+    ),
     Case("huge body", routed("/endless.xml", endless()), "failed", r"^response larger than 10 MiB$"),
-    Case("huge declared length", canned("/declared.xml", b"<rss>", Content_Length=str(10**10)),
-         "failed", r"^response larger than 10 MiB$"),
-    Case("trickle", routed("/trickle.xml", trickle(rss("slow").encode(), interval=1.0)),
-         "failed", r"^timed out after 2s$", timeout="2s"),
-    Case("redirect loop", lambda env: (
-        env.http.respond("/loop-a", status=302, headers={"Location": "/loop-b"}),
-        env.http.respond("/loop-b", status=302, headers={"Location": "/loop-a"}),
-        env.http.url("/loop-a"))[-1],
-         "failed", r"^redirect loop at http://127\.0\.0\.1:\d+/loop-a$"),
-    Case("html page", canned("/page", (HOSTILE / "html_page.html").read_bytes(), Content_Type="text/html"),
-         "failed", r"^not a feed: looks like an HTML page$"),
-    Case("binary garbage", canned("/garbage.xml", GARBAGE, Content_Type="application/octet-stream"),
-         "failed", r"^not a feed: "),
-    Case("missing charset", canned("/latin1.xml", LATIN1_RSS, Content_Type="text/xml"),
-         "ok", r"CharacterEncodingOverride: document declared as us-ascii, but parsed as windows-1252"),
-    Case("wrong charset", canned("/wrong-charset.xml", LATIN1_RSS, Content_Type="application/rss+xml; charset=utf-8"),
-         "ok", r"CharacterEncodingOverride"),
-    Case("bogus charset", canned("/bogus-charset.xml", rss("Caf\xe9 x").encode(), Content_Type="text/xml; charset=klingon"),
-         "ok", r"CharacterEncodingOverride: document declared as klingon, but parsed as utf-8"),
-    Case("lying utf-16 charset", canned("/utf16-lie.xml", rss("x").encode(), Content_Type="text/xml; charset=utf-16"),
-         "ok", r"CharacterEncodingOverride: document declared as utf-16, but parsed as utf-8"),
+    Case(
+        "huge declared length",
+        canned("/declared.xml", b"<rss>", Content_Length=str(10**10)),
+        "failed",
+        r"^response larger than 10 MiB$",
+    ),
+    Case(
+        "trickle",
+        routed("/trickle.xml", trickle(rss("slow").encode(), interval=1.0)),
+        "failed",
+        r"^timed out after 2s$",
+        timeout="2s",
+    ),
+    Case(
+        "redirect loop",
+        lambda env: (
+            env.http.respond("/loop-a", status=302, headers={"Location": "/loop-b"}),
+            env.http.respond("/loop-b", status=302, headers={"Location": "/loop-a"}),
+            env.http.url("/loop-a"),
+        )[-1],
+        "failed",
+        r"^redirect loop at http://127\.0\.0\.1:\d+/loop-a$",
+    ),
+    Case(
+        "html page",
+        canned("/page", (HOSTILE / "html_page.html").read_bytes(), Content_Type="text/html"),
+        "failed",
+        r"^not a feed: looks like an HTML page$",
+    ),
+    Case(
+        "binary garbage",
+        canned("/garbage.xml", GARBAGE, Content_Type="application/octet-stream"),
+        "failed",
+        r"^not a feed: ",
+    ),
+    Case(
+        "missing charset",
+        canned("/latin1.xml", LATIN1_RSS, Content_Type="text/xml"),
+        "ok",
+        r"CharacterEncodingOverride: document declared as us-ascii, but parsed as windows-1252",
+    ),
+    Case(
+        "wrong charset",
+        canned("/wrong-charset.xml", LATIN1_RSS, Content_Type="application/rss+xml; charset=utf-8"),
+        "ok",
+        r"CharacterEncodingOverride",
+    ),
+    Case(
+        "bogus charset",
+        canned("/bogus-charset.xml", rss("Caf\xe9 x").encode(), Content_Type="text/xml; charset=klingon"),
+        "ok",
+        r"CharacterEncodingOverride: document declared as klingon, but parsed as utf-8",
+    ),
+    Case(
+        "lying utf-16 charset",
+        canned("/utf16-lie.xml", rss("x").encode(), Content_Type="text/xml; charset=utf-16"),
+        "ok",
+        r"CharacterEncodingOverride: document declared as utf-16, but parsed as utf-8",
+    ),
     Case("empty 200", canned("/empty.xml", b""), "failed", r"^empty body$"),
     Case("whitespace 200", canned("/blank.xml", b" \r\n\t\n"), "failed", r"^empty body$"),
     Case("dns failure", lambda env: "http://feed.invalid/rss.xml", "failed", r"^could not resolve host feed\.invalid$"),
     Case("refused", lambda env: f"http://127.0.0.1:{env.closed_port}/rss.xml", "failed", r"^connection refused$"),
     Case("tls error", lambda env: env.https.url("/feed.xml"), "failed", r"^TLS error: certificate verify failed"),
     Case("404", canned("/missing.xml", b"nope", status=404), "failed", r"^HTTP 404 Not Found$"),
-    Case("500", canned("/broken.xml", b"Traceback (most recent call last): ...", status=500),
-         "failed", r"^HTTP 500 Internal Server Error$"),
-    Case("429", canned("/limited.xml", b"slow down", status=429, Retry_After=str(RETRY_AFTER)),
-         "failed", rf"^HTTP 429 Too Many Requests \(retry after {RETRY_AFTER}s\)$"),
+    Case(
+        "500",
+        canned("/broken.xml", b"Traceback (most recent call last): ...", status=500),
+        "failed",
+        r"^HTTP 500 Internal Server Error$",
+    ),
+    Case(
+        "429",
+        canned("/limited.xml", b"slow down", status=429, Retry_After=str(RETRY_AFTER)),
+        "failed",
+        rf"^HTTP 429 Too Many Requests \(retry after {RETRY_AFTER}s\)$",
+    ),
     Case("410", canned("/gone.xml", b"gone", status=410), "disabled", r"^HTTP 410 Gone$"),
 ]
 
@@ -191,8 +248,15 @@ def free_port_refusing() -> int:
 
 def watcher(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "400"}  # rich wraps table cells at the terminal width
-    result = subprocess.run([sys.executable, "-m", "watcher", "-c", str(config), *args],
-                            check=False, capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "watcher", "-c", str(config), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     return result
 
@@ -205,15 +269,15 @@ def polled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Polled]:
     ca = trustme.CA()
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(tls)
-    with LoopbackServer(root=DEMO) as http, LoopbackServer(root=DEMO, tls=tls) as https, \
-            MailSink(tmp / "mail") as sink:
+    with LoopbackServer(root=DEMO) as http, LoopbackServer(root=DEMO, tls=tls) as https, MailSink(tmp / "mail") as sink:
         env = Env(http, https, secret_file, free_port_refusing())
         http.respond("/clock.xml", (HOSTILE / "clock.xml").read_bytes())
-        http.respond("/strangers.atom", (HOSTILE / "strangers.atom").read_bytes(),
-                     headers={"Content-Type": "application/atom+xml"})
-        feeds = [
-            f'  - {{name: "{c.name}", url: "{c.setup(env)}", timeout: {c.timeout}}}' for c in CASES
-        ] + [
+        http.respond(
+            "/strangers.atom",
+            (HOSTILE / "strangers.atom").read_bytes(),
+            headers={"Content-Type": "application/atom+xml"},
+        )
+        feeds = [f'  - {{name: "{c.name}", url: "{c.setup(env)}", timeout: {c.timeout}}}' for c in CASES] + [
             f'  - {{name: forum, url: "{http.url("/forum-wire.xml")}"}}',
             f'  - {{name: notes, url: "{http.url("/policy-notes.xml")}"}}',
             f'  - {{name: clock, url: "{http.url("/clock.xml")}"}}',

@@ -16,10 +16,22 @@ PACKAGE = Path(__file__).resolve().parent.parent / "watcher"
 PURE = {"config", "parse", "match", "render", "types", "errors"}
 #: Where each library may be imported. A second importer means a second place to keep in step.
 HOMES = {
-    "sqlalchemy": {"store"}, "alembic": {"store"}, "requests": {"fetch", "deliver"}, "urllib3": {"fetch"},
-    "feedparser": {"parse"}, "selectolax": {"parse"}, "rapidfuzz": {"match"}, "apscheduler": {"service"},
-    "click": {"cli"}, "rich": {"cli"}, "yaml": {"config"}, "pydantic": {"config"}, "jinja2": {"render"},
-    "smtplib": {"deliver"}, "standardwebhooks": {"deliver"}, "aiosmtpd": {"mailsink"},
+    "sqlalchemy": {"store"},
+    "alembic": {"store"},
+    "requests": {"fetch", "deliver"},
+    "urllib3": {"fetch"},
+    "feedparser": {"parse"},
+    "selectolax": {"parse"},
+    "rapidfuzz": {"match"},
+    "apscheduler": {"service"},
+    "click": {"cli"},
+    "rich": {"cli"},
+    "yaml": {"config"},
+    "pydantic": {"config"},
+    "jinja2": {"render"},
+    "smtplib": {"deliver"},
+    "standardwebhooks": {"deliver"},
+    "aiosmtpd": {"mailsink"},
 }
 
 
@@ -55,13 +67,17 @@ def test_only_the_cli_prints_or_exits(module: str) -> None:
     tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
     calls = [node.func for node in ast.walk(tree) if isinstance(node, ast.Call)]
     printing = [f.lineno for f in calls if isinstance(f, ast.Name) and f.id == "print"]
-    exiting = [f.lineno for f in calls if isinstance(f, ast.Attribute) and f.attr == "exit"
-               and isinstance(f.value, ast.Name) and f.value.id == "sys"]
+    exiting = [
+        f.lineno
+        for f in calls
+        if isinstance(f, ast.Attribute) and f.attr == "exit" and isinstance(f.value, ast.Name) and f.value.id == "sys"
+    ]
     assert not printing and not exiting, f"{module}.py prints or exits at lines {printing + exiting}"
 
 
 def test_importing_the_package_is_cheap() -> None:
     code = "import sys, watcher; print(sorted(m for m in ('requests', 'sqlalchemy', 'feedparser') if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=PACKAGE.parent)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+    )
     assert result.stdout.strip() == "[]"

@@ -14,9 +14,7 @@ from watcher.parse import html_to_text
 from watcher.types import Article, Hit, Speaker, Theme
 
 JEN = Speaker("Jen Zhu Scott", aliases=("Zhu Scott", "Jen Zhu-Scott"))
-ZOE = Speaker(
-    "Zoé Marchetti-Laurent", aliases=("Zoé Marchetti", "Commissioner Marchetti-Laurent")
-)
+ZOE = Speaker("Zoé Marchetti-Laurent", aliases=("Zoé Marchetti", "Commissioner Marchetti-Laurent"))
 TOBY = Speaker("Tobias Wrenfield", aliases=("Toby Wrenfield",))
 SHORT = Speaker("Li Wei")  # 6 characters: no typo tolerance
 
@@ -44,9 +42,7 @@ SAFETY = Theme(
     ),
     none_of=("sponsored", "advertisement"),
 )
-DECOUPLING = Theme(
-    "Tech decoupling", all_of=(("decoupling", "decouple", "tech war", "arms race"),)
-)
+DECOUPLING = Theme("Tech decoupling", all_of=(("decoupling", "decouple", "tech war", "arms race"),))
 
 MATCHER = Matcher([JEN, ZOE, TOBY, SHORT], [US_CHINA, EXPORT, SAFETY, DECOUPLING])
 
@@ -108,9 +104,7 @@ NAME_TOLERANCE = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "text"), NAME_TOLERANCE, ids=[c for c, _ in NAME_TOLERANCE]
-)
+@pytest.mark.parametrize(("case", "text"), NAME_TOLERANCE, ids=[c for c, _ in NAME_TOLERANCE])
 def test_name_variants_are_mentions(case: str, text: str) -> None:
     assert len(speakers(text)) == 1, case
 
@@ -128,9 +122,7 @@ def test_name_variants_are_mentions(case: str, text: str) -> None:
         ("Zo&eacute; Marchetti-Laurent visited", "Zoé Marchetti-Laurent"),
     ],
 )
-def test_names_split_by_html_tags_or_entities_are_mentions(
-    html: str, name: str
-) -> None:
+def test_names_split_by_html_tags_or_entities_are_mentions(html: str, name: str) -> None:
     assert speakers(html_to_text(html)) == {name}
 
 
@@ -155,9 +147,7 @@ NOT_A_MENTION = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "text"), NOT_A_MENTION, ids=[c for c, _ in NOT_A_MENTION]
-)
+@pytest.mark.parametrize(("case", "text"), NOT_A_MENTION, ids=[c for c, _ in NOT_A_MENTION])
 def test_partial_or_other_names_are_not_mentions(case: str, text: str) -> None:
     assert speakers(text) == set(), case
 
@@ -319,12 +309,8 @@ NOT_A_STATEMENT = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "text"), NOT_A_STATEMENT, ids=[c for c, _ in NOT_A_STATEMENT]
-)
-def test_mentions_without_attributed_speech_are_not_statements(
-    case: str, text: str
-) -> None:
+@pytest.mark.parametrize(("case", "text"), NOT_A_STATEMENT, ids=[c for c, _ in NOT_A_STATEMENT])
+def test_mentions_without_attributed_speech_are_not_statements(case: str, text: str) -> None:
     assert speakers(text), f"{case}: should still be a mention"
     assert statements(text) == set(), case
 
@@ -390,9 +376,7 @@ THEME_MATCHES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "text", "theme"), THEME_MATCHES, ids=[c for c, _, _ in THEME_MATCHES]
-)
+@pytest.mark.parametrize(("case", "text", "theme"), THEME_MATCHES, ids=[c for c, _, _ in THEME_MATCHES])
 def test_theme_matches(case: str, text: str, theme: Theme) -> None:
     assert theme.name in themes(text), case
 
@@ -461,27 +445,21 @@ THEME_MISSES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "text", "theme"), THEME_MISSES, ids=[c for c, _, _ in THEME_MISSES]
-)
+@pytest.mark.parametrize(("case", "text", "theme"), THEME_MISSES, ids=[c for c, _, _ in THEME_MISSES])
 def test_theme_does_not_match(case: str, text: str, theme: Theme) -> None:
     assert theme.name not in themes(text), case
 
 
 def test_theme_groups_may_be_met_in_different_fields() -> None:
     # R6: groups across title, summary and content; a phrase must stay inside one field.
-    art = article(
-        "A partnership was signed.", title="US and China", summary="AI research"
-    )
+    art = article("A partnership was signed.", title="US and China", summary="AI research")
     assert US_CHINA.name in {h.watch for h in MATCHER.match(art)}
     split = article("control rules", title="Chip export")
     assert EXPORT.name not in {h.watch for h in MATCHER.match(split)}
 
 
 def test_veto_anywhere_in_the_entry() -> None:
-    art = article(
-        "AI labs publish safety protocols.", title="This recap is sponsored by Lumenta"
-    )
+    art = article("AI labs publish safety protocols.", title="This recap is sponsored by Lumenta")
     assert MATCHER.match(art) == []
 
 
@@ -558,10 +536,7 @@ def test_evidence_is_the_sentence_with_the_matched_words_highlighted() -> None:
     assert jen.statement
     (evidence,) = jen.evidence
     assert evidence.field == "content"
-    assert (
-        evidence.text
-        == "In an interview, Jen Zhu Scott said the U.S. and China need AI cooperation."
-    )
+    assert evidence.text == "In an interview, Jen Zhu Scott said the U.S. and China need AI cooperation."
     assert [evidence.text[s:e] for s, e in evidence.spans] == ["Jen Zhu Scott"]
     theme = hits[US_CHINA.name]
     highlighted = {e.text[s:t] for e in theme.evidence for s, t in e.spans}
@@ -594,7 +569,5 @@ def test_hits_come_speakers_first_in_config_order() -> None:
 
 def test_summary_repeated_as_content_gives_one_evidence() -> None:
     text = "Jen Zhu Scott said rules were needed."
-    hit = {h.watch: h for h in MATCHER.match(article(text, summary=text))}[
-        "Jen Zhu Scott"
-    ]
+    hit = {h.watch: h for h in MATCHER.match(article(text, summary=text))}["Jen Zhu Scott"]
     assert len(hit.evidence) == 1

@@ -66,9 +66,7 @@ HTML_TO_TEXT = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "html", "text"), HTML_TO_TEXT, ids=[c for c, _, _ in HTML_TO_TEXT]
-)
+@pytest.mark.parametrize(("case", "html", "text"), HTML_TO_TEXT, ids=[c for c, _, _ in HTML_TO_TEXT])
 def test_html_to_text(case: str, html: str, text: str) -> None:
     assert html_to_text(html) == text
 
@@ -80,16 +78,9 @@ def test_rss2_cdata_description_and_content_encoded() -> None:
     article = parse_file("01_meridian_rss2_cdata_content.xml")["meridian-3300"]
     assert article.entry_id == "meridian-3300"
     assert article.link == "https://meridian.example/wire/3300"
-    assert (
-        article.title == "Power Dynamics CEO makes case for AI built by ‘US plus China’"
-    )
-    assert (
-        article.summary
-        == "Jen Zhu Scott said rivalry between the two AI superpowers was wasting talent and money."
-    )
-    assert article.content.startswith(
-        "Speaking at an international technology conference, Jen Zhu Scott said"
-    )
+    assert article.title == "Power Dynamics CEO makes case for AI built by ‘US plus China’"
+    assert article.summary == "Jen Zhu Scott said rivalry between the two AI superpowers was wasting talent and money."
+    assert article.content.startswith("Speaking at an international technology conference, Jen Zhu Scott said")
     assert "<p>" not in article.content
     assert article.published == datetime(2025, 4, 18, 17, 45, tzinfo=UTC)
 
@@ -98,18 +89,14 @@ def test_atom_html_content_with_a_link_inside_a_name() -> None:
     articles = parse_file("02_harbourpolicy_atom.xml")
     article = articles["tag:harbourpolicy.example,2025:672"]
     assert article.summary == "A conversation about data centres, chips and trust."
-    assert article.content.startswith(
-        "In an interview, Jen Zhu -Scott said that cross-border"
-    )
+    assert article.content.startswith("In an interview, Jen Zhu -Scott said that cross-border")
     assert "href" not in article.content
     assert article.published == datetime(2025, 4, 14, 1, 52, tzinfo=UTC)
     assert len(articles) == 27
 
 
 def test_rdf_id_date_and_non_breaking_spaces() -> None:
-    article = parse_file("03_pacificsignal_rdf.xml")[
-        "https://pacificsignal.example/story/41460"
-    ]
+    article = parse_file("03_pacificsignal_rdf.xml")["https://pacificsignal.example/story/41460"]
     assert article.entry_id == "https://pacificsignal.example/story/41460"
     assert article.summary.startswith("Jen Zhu Scott warned that an arms race")
     assert article.published == datetime(2025, 4, 11, 17, 50, tzinfo=UTC)
@@ -163,40 +150,23 @@ def test_all_content_values_are_joined() -> None:
 
 
 def test_key_falls_back_from_guid_to_link_to_a_content_hash() -> None:
-    with_guid = only_article(
-        one_entry_feed(
-            "<guid>g-1</guid><link>http://x.example/1</link><title>A</title>"
-        )
-    )
+    with_guid = only_article(one_entry_feed("<guid>g-1</guid><link>http://x.example/1</link><title>A</title>"))
     assert (with_guid.key, with_guid.entry_id) == ("g-1", "g-1")
-    with_link = only_article(
-        one_entry_feed("<link>http://x.example/2</link><title>A</title>")
-    )
+    with_link = only_article(one_entry_feed("<link>http://x.example/2</link><title>A</title>"))
     assert (with_link.key, with_link.entry_id) == (
         "http://x.example/2",
         "http://x.example/2",
     )
-    bare = only_article(
-        one_entry_feed("<title>A</title><description>body</description>")
-    )
+    bare = only_article(one_entry_feed("<title>A</title><description>body</description>"))
     assert bare.entry_id is None
     assert bare.key == hashlib.sha256(b"A\x1f").hexdigest()
     # The same bare entry polled again keeps its key, so it is not re-alerted.
-    assert (
-        only_article(
-            one_entry_feed("<title>A</title><description>body</description>")
-        ).key
-        == bare.key
-    )
+    assert only_article(one_entry_feed("<title>A</title><description>body</description>")).key == bare.key
 
 
 def test_content_hash_follows_title_summary_and_content() -> None:
     def article(summary: str) -> Article:
-        return only_article(
-            one_entry_feed(
-                f"<guid>g</guid><title>A</title><description>{summary}</description>"
-            )
-        )
+        return only_article(one_entry_feed(f"<guid>g</guid><title>A</title><description>{summary}</description>"))
 
     assert article("one").content_hash == article("one").content_hash
     assert article("one").content_hash != article("two").content_hash
@@ -211,9 +181,7 @@ def test_content_hash_follows_title_summary_and_content() -> None:
     ],
 )
 def test_published_is_utc_or_none(date: str, expected: datetime | None) -> None:
-    article = only_article(
-        one_entry_feed(f"<guid>g</guid><title>A</title><pubDate>{date}</pubDate>")
-    )
+    article = only_article(one_entry_feed(f"<guid>g</guid><title>A</title><pubDate>{date}</pubDate>"))
     assert article.published == expected
 
 
@@ -239,30 +207,22 @@ def test_charset_from_response_headers() -> None:
         .replace(b'encoding="utf-8"', b"")
         .replace("Zoé".encode(), "Zoé".encode("latin-1"))
     )
-    article = only_article_with_headers(
-        body, {"Content-Type": "application/rss+xml; charset=ISO-8859-1"}
-    )
+    article = only_article_with_headers(body, {"Content-Type": "application/rss+xml; charset=ISO-8859-1"})
     assert article.title == "Zoé"
 
 
 def only_article_with_headers(body: bytes, headers: dict[str, str]) -> Article:
-    (article,) = parse_feed(
-        body, url="http://feed.example/rss", headers=headers
-    ).articles
+    (article,) = parse_feed(body, url="http://feed.example/rss", headers=headers).articles
     return article
 
 
 def test_gzip_body_sent_without_content_encoding() -> None:
     raw = (DATA / "03_pacificsignal_rdf.xml").read_bytes()
-    assert (
-        len(parse_feed(gzip.compress(raw), url="http://x.example/rdf").articles) == 26
-    )
+    assert len(parse_feed(gzip.compress(raw), url="http://x.example/rdf").articles) == 26
 
 
 def test_valid_feed_without_entries_is_empty_not_an_error() -> None:
-    parsed = parse_feed(
-        one_entry_feed("").replace(b"<item></item>", b""), url="http://x.example/rss"
-    )
+    parsed = parse_feed(one_entry_feed("").replace(b"<item></item>", b""), url="http://x.example/rss")
     assert parsed.articles == ()
     assert parsed.problem is None
     assert parsed.title == "T"
@@ -305,12 +265,8 @@ NOT_A_FEED = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "body", "reason"), NOT_A_FEED, ids=[c for c, _, _ in NOT_A_FEED]
-)
-def test_unusable_bodies_raise_a_one_line_reason(
-    case: str, body: bytes, reason: str
-) -> None:
+@pytest.mark.parametrize(("case", "body", "reason"), NOT_A_FEED, ids=[c for c, _, _ in NOT_A_FEED])
+def test_unusable_bodies_raise_a_one_line_reason(case: str, body: bytes, reason: str) -> None:
     with pytest.raises(ParseError) as info:
         parse_feed(body, url="http://feed.example/x")
     assert info.value.url == "http://feed.example/x"

@@ -13,10 +13,19 @@ from watcher.types import Hit
 NOW = datetime(2026, 11, 25, 12, 34, 56, tzinfo=UTC)
 
 
-def channel(name: str, *, digest: timedelta | None = None, watches: tuple[str, ...] | None = None,
-            statements_only: bool = False) -> ChannelSettings:
-    return ChannelSettings(name=name, type="email", to=("a@example.org",), digest=digest, watches=watches,
-                           statements_only=statements_only, url=None, secret=None)
+def channel(
+    name: str, *, digest: timedelta | None = None, watches: tuple[str, ...] | None = None, statements_only: bool = False
+) -> ChannelSettings:
+    return ChannelSettings(
+        name=name,
+        type="email",
+        to=("a@example.org",),
+        digest=digest,
+        watches=watches,
+        statements_only=statements_only,
+        url=None,
+        secret=None,
+    )
 
 
 STATEMENT = Hit(watch="Jen Zhu Scott", kind="speaker", statement=True, score=100)
@@ -35,13 +44,20 @@ THEME = Hit(watch="Tech decoupling", kind="theme", statement=False, score=95)
         (THEME, [channel("quotes", statements_only=True), channel("all")], ["all"]),
     ],
 )
-def test_route_follows_watches_and_statements_only(hit: Hit, channels: list[ChannelSettings], expected: list[str]) -> None:
+def test_route_follows_watches_and_statements_only(
+    hit: Hit, channels: list[ChannelSettings], expected: list[str]
+) -> None:
     assert [name for name, _ in route(hit, channels, NOW)] == expected
 
 
 def test_immediate_alerts_are_due_now_and_digests_at_the_period_end() -> None:
-    routed = dict(route(STATEMENT, [channel("now"), channel("hourly", digest=timedelta(hours=1)),
-                                    channel("daily", digest=timedelta(days=1))], NOW))
+    routed = dict(
+        route(
+            STATEMENT,
+            [channel("now"), channel("hourly", digest=timedelta(hours=1)), channel("daily", digest=timedelta(days=1))],
+            NOW,
+        )
+    )
     assert routed["now"] == NOW
     assert routed["hourly"] == datetime(2026, 11, 25, 13, 0, tzinfo=UTC)
     assert routed["daily"] == datetime(2026, 11, 26, 0, 0, tzinfo=UTC)

@@ -42,15 +42,30 @@ def item(
     evidence: tuple[Evidence, ...] = (Evidence("summary", "Jen Zhu Scott said chips matter.", ((0, 13),)),),
 ) -> OutboxItem:
     hit = Hit(watch=watch, kind=kind, statement=statement, score=97, evidence=evidence)  # type: ignore[arg-type]
-    stored = StoredHit(id=row, feed=feed, entry_id=f"e{row}", link=link, title=title, published=published,
-                       hit=hit, created=NOW - timedelta(minutes=5))
-    return OutboxItem(id=100 + row, channel=channel, status="due", attempts=1, next_attempt_at=NOW,
-                      last_error=None, stored=stored)
+    stored = StoredHit(
+        id=row,
+        feed=feed,
+        entry_id=f"e{row}",
+        link=link,
+        title=title,
+        published=published,
+        hit=hit,
+        created=NOW - timedelta(minutes=5),
+    )
+    return OutboxItem(
+        id=100 + row, channel=channel, status="due", attempts=1, next_attempt_at=NOW, last_error=None, stored=stored
+    )
 
 
 def theme(row: int = 1, **kw: object) -> OutboxItem:
-    return item(row, watch="US-China AI collaboration", kind="theme", statement=False,
-                title=kw.pop("title", "US and China agree on AI talks"), **kw)  # type: ignore[arg-type]
+    return item(
+        row,
+        watch="US-China AI collaboration",
+        kind="theme",
+        statement=False,
+        title=kw.pop("title", "US and China agree on AI talks"),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def reparse(msg: EmailMessage) -> EmailMessage:
@@ -160,8 +175,9 @@ def test_unicode_survives_headers_and_body() -> None:
 
 
 def test_line_breaks_in_strangers_text_never_reach_a_header() -> None:
-    hostile = item(title="Hi\r\nBcc: victim@example.org\r\n\r\n<b>body</b>", feed="wire\nX-Evil: 1",
-                   watch="Jen\rZhu Scott")
+    hostile = item(
+        title="Hi\r\nBcc: victim@example.org\r\n\r\n<b>body</b>", feed="wire\nX-Evil: 1", watch="Jen\rZhu Scott"
+    )
     raw = render_alert(hostile, sender=SENDER, to=TO, now=NOW).as_bytes(policy=email.policy.SMTP)
     msg = reparse(render_alert(hostile, sender=SENDER, to=TO, now=NOW))
     assert msg["Bcc"] is None and msg["X-Evil"] is None
@@ -222,7 +238,11 @@ def test_no_link_shows_no_link_line() -> None:
 def test_highlight_segments_merge_overlaps_and_clip_bad_spans() -> None:
     evidence = Evidence("content", "US and China agree", ((7, 12), (0, 2), (9, 12), (15, 99), (5, 3)))
     assert [(s.text, s.marked) for s in segments(evidence)] == [
-        ("US", True), (" and ", False), ("China", True), (" ag", False), ("ree", True),
+        ("US", True),
+        (" and ", False),
+        ("China", True),
+        (" ag", False),
+        ("ree", True),
     ]
 
 

@@ -58,8 +58,11 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
     ca = trustme.CA()
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(tls)
-    with LoopbackServer(root=DEMO) as http, LoopbackServer(root=DEMO, tls=tls) as https, \
-            MailSink(tmp_path / "mail", auth=("watcher", "the-right-password")) as sink:
+    with (
+        LoopbackServer(root=DEMO) as http,
+        LoopbackServer(root=DEMO, tls=tls) as https,
+        MailSink(tmp_path / "mail", auth=("watcher", "the-right-password")) as sink,
+    ):
         http.respond("/private.xml", b"who are you?", status=401, headers={"WWW-Authenticate": 'Basic realm="x"'})
         http.respond("/hook", b"receiver crashed", status=500)
         host = http.url("/").removeprefix("http://").rstrip("/")
@@ -97,7 +100,12 @@ def run(setup: Setup, *args: str) -> str:
     """Run a watcher command; return everything it printed (stdout and stderr)."""
     result = subprocess.run(
         [sys.executable, "-m", "watcher", "-c", str(setup.config), *args],
-        check=False, capture_output=True, text=True, cwd=ROOT, timeout=120, env=setup.env,
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env=setup.env,
     )
     return f"$ watcher {' '.join(args)} (exit {result.returncode})\n{result.stdout}{result.stderr}"
 
@@ -106,7 +114,11 @@ def run_daemon(setup: Setup, seconds: float) -> str:
     """``watcher -v run`` for a few seconds, then SIGTERM; everything it printed."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "watcher", "-v", "-c", str(setup.config), "run"],
-        cwd=ROOT, env=setup.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=setup.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         time.sleep(seconds)
@@ -154,8 +166,11 @@ def test_failure_paths_print_no_secret(setup: Setup) -> None:
     assert "HTTP 500" in everything, "the webhook answered 500"
     # The secrets were really used: the feed got credentials, the webhook got its token.
     private = setup.http.requests_for("/private.xml")
-    assert private and private[0].headers["authorization"] == "Basic " + base64.b64encode(
-        f"reader:{SECRETS['FEED_PASSWORD']}".encode()).decode()
+    assert (
+        private
+        and private[0].headers["authorization"]
+        == "Basic " + base64.b64encode(f"reader:{SECRETS['FEED_PASSWORD']}".encode()).decode()
+    )
     assert any(SECRETS["FEED_TOKEN"] in r.path for r in setup.http.requests_for("/forum-wire.xml"))
     assert any(SECRETS["HOOK_TOKEN"] in r.path for r in setup.http.requests_for("/hook"))
     assert setup.sink.messages == []

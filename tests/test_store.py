@@ -16,19 +16,40 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def article(key: str, content: str = "body") -> Article:
-    return Article(key=key, entry_id=key, link=f"https://news.example/{key}", title=f"Title {key}",
-                   summary="", content=content, published=NOW, content_hash=f"hash-{content}")
+    return Article(
+        key=key,
+        entry_id=key,
+        link=f"https://news.example/{key}",
+        title=f"Title {key}",
+        summary="",
+        content=content,
+        published=NOW,
+        content_hash=f"hash-{content}",
+    )
 
 
 def hit(watch: str = "Jen Zhu Scott") -> Hit:
-    return Hit(watch=watch, kind="speaker", statement=True, score=100,
-               evidence=(Evidence("content", "Jen Zhu Scott said so.", ((0, 13),)),))
+    return Hit(
+        watch=watch,
+        kind="speaker",
+        statement=True,
+        score=100,
+        evidence=(Evidence("content", "Jen Zhu Scott said so.", ((0, 13),)),),
+    )
 
 
 def record(articles: list[Article], hits: dict[str, list[Hit]], channels: tuple[str, ...] = ("desk",)) -> PollRecord:
-    return PollRecord(articles=articles, hits=hits, route=lambda h: [(c, NOW) for c in channels],
-                      etag='"v1"', last_modified=None, moved_to=None, status="ok", problem=None,
-                      next_poll_at=NOW + timedelta(minutes=15))
+    return PollRecord(
+        articles=articles,
+        hits=hits,
+        route=lambda h: [(c, NOW) for c in channels],
+        etag='"v1"',
+        last_modified=None,
+        moved_to=None,
+        status="ok",
+        problem=None,
+        next_poll_at=NOW + timedelta(minutes=15),
+    )
 
 
 @pytest.fixture

@@ -61,8 +61,14 @@ def _watcher(ctx: click.Context, *, upgrade: bool) -> Any:
 
 @click.group()
 @click.option(
-    "-c", "--config", "config_path", default="feeds.yaml", envvar="WATCHER_CONFIG", show_default=True,
-    type=click.Path(dir_okay=False), help="Configuration file (env WATCHER_CONFIG).",
+    "-c",
+    "--config",
+    "config_path",
+    default="feeds.yaml",
+    envvar="WATCHER_CONFIG",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Configuration file (env WATCHER_CONFIG).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging; show tracebacks.")
 @click.version_option(package_name="watcher")
@@ -90,8 +96,9 @@ class _RedactArgs(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(redact_url(a) if isinstance(a, str) and ("?" in a or "@" in a) else a
-                                for a in record.args)
+            record.args = tuple(
+                redact_url(a) if isinstance(a, str) and ("?" in a or "@" in a) else a for a in record.args
+            )
         return True
 
 
@@ -154,8 +161,11 @@ def match(ctx: click.Context, as_json: bool, sources: tuple[str, ...]) -> None:
             for article in parsed.articles:
                 for hit in matcher.match(article):
                     if as_json:
-                        click.echo(json.dumps(_hit_json(article.entry_id, article.link, article.title, hit),
-                                              ensure_ascii=False))
+                        click.echo(
+                            json.dumps(
+                                _hit_json(article.entry_id, article.link, article.title, hit), ensure_ascii=False
+                            )
+                        )
                     else:
                         _print_hit(hit, article.title, article.link)
     finally:
@@ -221,8 +231,13 @@ def feeds(ctx: click.Context) -> None:
     for s in watcher.store.feed_states([f.name for f in watcher.config.feeds]):
         style = {"ok": "green", "failed": "red", "disabled": "red", "empty": "yellow"}.get(s.status, "")
         table.add_row(
-            s.name, f"[{style}]{s.status}[/]" if style else s.status, _when(s.last_polled_at),
-            _when(s.next_poll_at), str(s.entries_seen), str(s.consecutive_failures), s.last_error or "",
+            s.name,
+            f"[{style}]{s.status}[/]" if style else s.status,
+            _when(s.last_polled_at),
+            _when(s.next_poll_at),
+            str(s.entries_seen),
+            str(s.consecutive_failures),
+            s.last_error or "",
         )
     console.print(table)
 
@@ -265,8 +280,16 @@ def outbox(ctx: click.Context, status: OutboxStatus | None, as_json: bool, limit
         return
     table = Table("id", "channel", "status", "attempts", "next attempt", "watch", "title", "last error")
     for i in items:
-        table.add_row(str(i.id), i.channel, i.status, str(i.attempts), _when(i.next_attempt_at),
-                      i.stored.hit.watch, i.stored.title[:60], i.last_error or "")
+        table.add_row(
+            str(i.id),
+            i.channel,
+            i.status,
+            str(i.attempts),
+            _when(i.next_attempt_at),
+            i.stored.hit.watch,
+            i.stored.title[:60],
+            i.last_error or "",
+        )
     console.print(table)
 
 
@@ -302,8 +325,14 @@ def send_test(ctx: click.Context, channel: str) -> None:
 
 
 @cli.command()
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("watcher-demo"), show_default=True, help="Where the demo writes its database and mail.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("watcher-demo"),
+    show_default=True,
+    help="Where the demo writes its database and mail.",
+)
 @click.pass_context
 @_fails_cleanly
 def demo(ctx: click.Context, directory: Path) -> None:
@@ -313,8 +342,10 @@ def demo(ctx: click.Context, directory: Path) -> None:
     if not ctx.find_root().obj["verbose"]:
         logging.getLogger("watcher").setLevel(logging.WARNING)  # the summary below says it all
     result = run_demo(_config(ctx), directory)
-    click.echo(f"served {result.feeds} sample feeds on {result.base_url} and polled them with "
-               f"{len(result.watches)} watches from {ctx.obj['config_path']}")
+    click.echo(
+        f"served {result.feeds} sample feeds on {result.base_url} and polled them with "
+        f"{len(result.watches)} watches from {ctx.obj['config_path']}"
+    )
     for s in result.hits:
         _print_hit(s.hit, s.title, s.link, s.feed)
     click.echo(f"{len(result.emails)} alert emails delivered to the local mail sink, written to:")
@@ -335,8 +366,14 @@ def _print_hit(hit: Hit, title: str, link: str | None, where: str = "") -> None:
 
 def _hit_json(entry_id: str | None, link: str | None, title: str, hit: Hit) -> dict[str, Any]:
     return {
-        "entry_id": entry_id, "link": link, "title": title, "watch": hit.watch, "kind": hit.kind,
-        "statement": hit.statement, "score": hit.score, "evidence": hit.evidence_text,
+        "entry_id": entry_id,
+        "link": link,
+        "title": title,
+        "watch": hit.watch,
+        "kind": hit.kind,
+        "statement": hit.statement,
+        "score": hit.score,
+        "evidence": hit.evidence_text,
     }
 
 
@@ -346,9 +383,15 @@ def _stored_hit_json(s: StoredHit) -> dict[str, Any]:
 
 def _outbox_json(i: OutboxItem) -> dict[str, Any]:
     return {
-        "id": i.id, "channel": i.channel, "status": i.status, "attempts": i.attempts,
-        "next_attempt_at": i.next_attempt_at.isoformat(), "last_error": i.last_error,
-        "alert_id": i.alert_id, "watch": i.stored.hit.watch, "title": i.stored.title,
+        "id": i.id,
+        "channel": i.channel,
+        "status": i.status,
+        "attempts": i.attempts,
+        "next_attempt_at": i.next_attempt_at.isoformat(),
+        "last_error": i.last_error,
+        "alert_id": i.alert_id,
+        "watch": i.stored.hit.watch,
+        "title": i.stored.title,
     }
 
 

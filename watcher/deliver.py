@@ -195,7 +195,8 @@ def _smtp_errors(channel: str, server: str) -> Iterator[None]:
     except smtplib.SMTPRecipientsRefused as e:
         codes = [code for code, _ in e.recipients.values()]
         raise DeliveryError(
-            channel, f"{server}: every recipient refused: {_refusals(e.recipients)}",
+            channel,
+            f"{server}: every recipient refused: {_refusals(e.recipients)}",
             transient=any(400 <= c < 500 for c in codes),
         ) from e
     except smtplib.SMTPResponseException as e:
@@ -274,17 +275,22 @@ class WebhookChannel:
             "webhook-timestamp": str(int(sent_at.timestamp())),
             "webhook-signature": self._signer.sign(payload["id"], sent_at, body),
         }
-        with _http_errors(self.name, self.url), self._session.post(
-            self.url, data=body.encode("utf-8"), headers=headers, timeout=self._timeout,
-            allow_redirects=False, stream=True,
-        ) as response:
+        with (
+            _http_errors(self.name, self.url),
+            self._session.post(
+                self.url,
+                data=body.encode("utf-8"),
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+            ) as response,
+        ):
             snippet = next(response.iter_content(RESPONSE_SNIPPET), b"")
         return _check_status(self.name, self.url, response, snippet, sent_at)
 
 
-def _check_status(
-    channel: str, url: str, response: requests.Response, snippet: bytes, now: datetime
-) -> str:
+def _check_status(channel: str, url: str, response: requests.Response, snippet: bytes, now: datetime) -> str:
     """Return the answer for 2xx; raise per the table in the module docstring otherwise."""
     status = response.status_code
     answer = f"HTTP {status} {response.reason or ''}".rstrip()

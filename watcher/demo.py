@@ -71,15 +71,36 @@ def run_demo(config: Config, directory: Path) -> DemoResult:
             config,
             database_url=database,
             feeds=tuple(
-                FeedSettings(url=f"{base_url}/{name}", name=name.removesuffix(".xml"),
-                             interval=timedelta(minutes=1), timeout=timedelta(seconds=10),
-                             alert_on_first_poll=True)
+                FeedSettings(
+                    url=f"{base_url}/{name}",
+                    name=name.removesuffix(".xml"),
+                    interval=timedelta(minutes=1),
+                    timeout=timedelta(seconds=10),
+                    alert_on_first_poll=True,
+                )
                 for name in names
             ),
-            smtp=SmtpSettings(host="127.0.0.1", port=sink.port, security="none", username=None,
-                              password=None, sender="watcher-demo@localhost", timeout=timedelta(seconds=10)),
-            channels=(ChannelSettings(name="demo-desk", type="email", to=("analyst@localhost",), digest=None,
-                                      watches=None, statements_only=False, url=None, secret=None),),
+            smtp=SmtpSettings(
+                host="127.0.0.1",
+                port=sink.port,
+                security="none",
+                username=None,
+                password=None,
+                sender="watcher-demo@localhost",
+                timeout=timedelta(seconds=10),
+            ),
+            channels=(
+                ChannelSettings(
+                    name="demo-desk",
+                    type="email",
+                    to=("analyst@localhost",),
+                    digest=None,
+                    watches=None,
+                    statements_only=False,
+                    url=None,
+                    secret=None,
+                ),
+            ),
         )
         watcher = make_watcher(demo_config)
         try:

@@ -67,7 +67,7 @@ def located(path: str, problem: str) -> str:
     if match is None:
         return f"{path}: {problem}"
     where = ":".join(g for g in match.groups() if g)
-    return f"{path}:{where}: {problem[match.end():]}"
+    return f"{path}:{where}: {problem[match.end() :]}"
 
 
 class FeedError(WatcherError):

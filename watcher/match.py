@@ -81,24 +81,11 @@ class Matcher:
         words = set().union(*(f.words for f in fields))
         scan = _Scan(fields, words, self._typo_words(words))
         woken_names, woken_themes = self._wake(scan)
-        located = {
-            p: occ for p in woken_names if scan.present(p) and (occ := scan.locate(p))
-        }
+        located = {p: occ for p in woken_names if scan.present(p) and (occ := scan.locate(p))}
         speakers = sorted({i for p in located for i in self._speakers_by_phrase[p]})
-        mentions = {
-            i: _outermost(
-                [o for p in self._speakers[i].phrases for o in located.get(p, ())]
-            )
-            for i in speakers
-        }
-        hits = [
-            _speaker_hit(self._speakers[i], mentions[i], mentions, i) for i in speakers
-        ]
-        hits.extend(
-            h
-            for i in sorted(woken_themes)
-            if (h := _theme_hit(self._themes[i], scan)) is not None
-        )
+        mentions = {i: _outermost([o for p in self._speakers[i].phrases for o in located.get(p, ())]) for i in speakers}
+        hits = [_speaker_hit(self._speakers[i], mentions[i], mentions, i) for i in speakers]
+        hits.extend(h for i in sorted(woken_themes) if (h := _theme_hit(self._themes[i], scan)) is not None)
         return hits
 
     # -- compile ---------------------------------------------------------------------------
@@ -106,11 +93,7 @@ class Matcher:
     def _name_phrase(self, name: str, threshold: int | None) -> _Phrase:
         words, gaps = _split_config_phrase(name)
         # Contract: typos only in names of 8+ characters; R1: never inside a part of <= 3 letters.
-        may_typo = (
-            threshold < 100
-            if threshold is not None
-            else len(name.strip()) >= _TYPO_MIN_LENGTH
-        )
+        may_typo = threshold < 100 if threshold is not None else len(name.strip()) >= _TYPO_MIN_LENGTH
         terms = tuple(
             self._term(
                 _fold(w),
@@ -154,9 +137,7 @@ class Matcher:
         if theme.any_of:
             groups.append(_Group.of(compile_all(theme.any_of)))
         groups.sort(key=lambda g: g.rarity, reverse=True)
-        return _ThemeWatch(
-            theme, groups=tuple(groups), none_of=compile_all(theme.none_of)
-        )
+        return _ThemeWatch(theme, groups=tuple(groups), none_of=compile_all(theme.none_of))
 
     def _term(
         self,
@@ -190,9 +171,7 @@ class Matcher:
     ) -> _Phrase:
         key = (is_name, tuple(id(t) for t in terms), odd_gaps)
         if key not in self._phrases:
-            self._phrases[key] = _Phrase(
-                label, terms, is_name, odd_gaps, _anchor_index(terms)
-            )
+            self._phrases[key] = _Phrase(label, terms, is_name, odd_gaps, _anchor_index(terms))
         return self._phrases[key]
 
     def _index(self) -> None:
@@ -213,19 +192,12 @@ class Matcher:
         for i, theme in enumerate(self._themes):
             if theme.groups:
                 for phrase in theme.groups[0].phrases:
-                    themes.setdefault(phrase.terms[phrase.anchor], {}).setdefault(
-                        phrase, []
-                    ).append(i)
+                    themes.setdefault(phrase.terms[phrase.anchor], {}).setdefault(phrase, []).append(i)
         self._wakes = {
             term: _Wake(
                 names=tuple(names.get(term, ())),
                 # A one-word phrase is present when its (anchor) word is; longer ones are checked.
-                themes=frozenset(
-                    i
-                    for p, ids in themes.get(term, {}).items()
-                    if len(p.terms) == 1
-                    for i in ids
-                ),
+                themes=frozenset(i for p, ids in themes.get(term, {}).items() if len(p.terms) == 1 for i in ids),
                 themes_if_present=tuple(
                     (tuple(t for t in p.terms if t is not term), tuple(ids))
                     for p, ids in themes.get(term, {}).items()
@@ -242,10 +214,7 @@ class Matcher:
         self._wake_terms = frozenset(self._wakes)
         #: Per theme, for each group but the first (which wakes it): its anchor words' forms
         #: and terms. A theme goes on only if each group meets one, exactly or through a typo.
-        self._theme_rest = [
-            tuple((g.anchor_forms, g.anchor_terms) for g in theme.groups[1:])
-            for theme in self._themes
-        ]
+        self._theme_rest = [tuple((g.anchor_forms, g.anchor_terms) for g in theme.groups[1:]) for theme in self._themes]
         typo_terms = {t for t in self._terms.values() if t.typo_bases}
         self._deletes: dict[str, list[tuple[str, _Term]]] = {}
         for term in typo_terms:
@@ -253,9 +222,7 @@ class Matcher:
                 for key in {base, *_deletions(base)}:
                     self._deletes.setdefault(key, []).append((base, term))
         lengths = [len(b) for t in typo_terms for b in t.typo_bases]
-        self._typo_lengths = (
-            (min(lengths) - 1, max(lengths) + 3) if lengths else (0, -1)
-        )
+        self._typo_lengths = (min(lengths) - 1, max(lengths) + 3) if lengths else (0, -1)
         # The typo memo: word -> the terms it reaches through a typo (mostly none), in two
         # generations so that memory stays bounded (see _learn_typos).
         self._memo: dict[str, tuple[_Term, ...]] = {}
@@ -302,15 +269,11 @@ class Matcher:
 
     def _woken_terms(self, scan: _Scan) -> list[_Term]:
         """Wake-up terms present in the article (exactly, or through a typo)."""
-        terms = [
-            t for word in scan.words & self._wake_keys for t in self._wake_exact[word]
-        ]
+        terms = [t for word in scan.words & self._wake_keys for t in self._wake_exact[word]]
         terms.extend(scan.typos & self._wake_terms)
         return terms
 
-    def _learn_typos(
-        self, words: set[str]
-    ) -> tuple[dict[str, tuple[_Term, ...]], set[str]]:
+    def _learn_typos(self, words: set[str]) -> tuple[dict[str, tuple[_Term, ...]], set[str]]:
         """Memoise the typo lookup of the words not seen yet; return the memo that has them all.
 
         Memory is bounded without a per-word cost: past ``_MAX_MEMO_WORDS`` words the memo
@@ -376,9 +339,7 @@ class _Scan:
         """Occurrences of a present phrase, field by field: every one for a name (each may be a
         statement), for a theme phrase only up to the first exact one per field."""
         if phrase not in self._located:
-            self._located[phrase] = [
-                o for f in self.fields for o in self._locate_in(f, phrase)
-            ]
+            self._located[phrase] = [o for f in self.fields for o in self._locate_in(f, phrase)]
         return self._located[phrase]
 
     def _locate_in(self, f: _Field, phrase: _Phrase) -> list[_Occurrence]:
@@ -573,21 +534,14 @@ class _Field:
 
 def _fields(article: Article) -> list[_Field]:
     raws = [(name, getattr(article, name)) for name in ("title", "summary", "content")]
-    return [
-        _prepare(name, raw)
-        for i, (name, raw) in enumerate(raws)
-        if raw and not _repeated(i, raws)
-    ]
+    return [_prepare(name, raw) for i, (name, raw) in enumerate(raws) if raw and not _repeated(i, raws)]
 
 
 def _repeated(i: int, raws: list[tuple[str, str]]) -> bool:
     """Feeds often repeat the summary as (the start of) the content: a field found whole inside
     a longer one, or equal to an earlier one, adds nothing to match."""
     raw = raws[i][1]
-    return any(
-        j != i and raw in other and (len(other) > len(raw) or j < i)
-        for j, (_, other) in enumerate(raws)
-    )
+    return any(j != i and raw in other and (len(other) > len(raw) or j < i) for j, (_, other) in enumerate(raws))
 
 
 def _prepare(name: str, raw: str) -> _Field:
@@ -646,9 +600,7 @@ def _fold_char(ch: str) -> str:
     when that is one character; else ``ch``. Folding a character's lower case gives the same."""
     lower = ch.lower()
     base = "".join(
-        c
-        for c in unicodedata.normalize("NFKD", lower if len(lower) == 1 else ch)
-        if not unicodedata.combining(c)
+        c for c in unicodedata.normalize("NFKD", lower if len(lower) == 1 else ch) if not unicodedata.combining(c)
     ).lower()
     if len(base) == 1:
         return base
@@ -659,9 +611,7 @@ def _collapse_dotted_acronyms(text: str) -> str:
     """ "U.S." -> "US  ", padded so offsets stay valid; the contract treats both alike."""
     if _DOTTED_HINT.search(text) is None:
         return text
-    return _DOTTED_ACRONYM.sub(
-        lambda m: m.group().replace(".", "").ljust(len(m.group())), text
-    )
+    return _DOTTED_ACRONYM.sub(lambda m: m.group().replace(".", "").ljust(len(m.group())), text)
 
 
 def _split_config_phrase(phrase: str) -> tuple[list[str], list[str]]:
@@ -700,9 +650,7 @@ def _find_word(text: str, word: str) -> Iterator[int]:
     i = text.find(word)
     while i != -1:
         j = i + n
-        if (i == 0 or not text[i - 1].isalnum()) and (
-            j == end or not text[j].isalnum()
-        ):
+        if (i == 0 or not text[i - 1].isalnum()) and (j == end or not text[j].isalnum()):
             yield i
         i = text.find(word, i + 1)
 
@@ -734,9 +682,7 @@ def _typo_score(term: _Term, word: str) -> int | None:
     return best
 
 
-def _extend(
-    f: _Field, phrase: _Phrase, idx: int, start: int, end: int, score: int
-) -> _Occurrence | None:
+def _extend(f: _Field, phrase: _Phrase, idx: int, start: int, end: int, score: int) -> _Occurrence | None:
     """Grow a match of ``phrase.terms[idx]`` at [start, end) into the whole phrase, or None."""
     scores = [score]
     pos = end
@@ -776,12 +722,7 @@ def _outermost(occurrences: list[_Occurrence]) -> list[_Occurrence]:
     """Drop occurrences inside a longer one (alias "Zhu Scott" inside "Jen Zhu Scott")."""
     out: list[_Occurrence] = []
     for o in sorted(occurrences, key=lambda o: (id(o.field), o.start, -o.end)):
-        if not (
-            out
-            and out[-1].field is o.field
-            and out[-1].start <= o.start
-            and o.end <= out[-1].end
-        ):
+        if not (out and out[-1].field is o.field and out[-1].start <= o.start and o.end <= out[-1].end):
             out.append(o)
     return out
 
@@ -800,11 +741,7 @@ def _previous_word(text: str, pos: int) -> tuple[int, int]:
 
 def _gap_ok(phrase: _Phrase, gap: str) -> bool:
     # Theme phrases tolerate any punctuation between words ("U.S.-China"); names do not (R2).
-    return (
-        not phrase.is_name
-        or _NAME_GAP.fullmatch(gap) is not None
-        or gap in phrase.odd_gaps
-    )
+    return not phrase.is_name or _NAME_GAP.fullmatch(gap) is not None or gap in phrase.odd_gaps
 
 
 # -- hits ---------------------------------------------------------------------------------------
@@ -844,9 +781,7 @@ def _theme_hit(watch: _ThemeWatch, scan: _Scan) -> Hit | None:
         return None
     decisive: list[_Occurrence] = []
     for group in watch.groups:
-        occurrences = [
-            o for p in group.phrases if scan.present(p) for o in scan.locate(p)
-        ]
+        occurrences = [o for p in group.phrases if scan.present(p) for o in scan.locate(p)]
         if not occurrences:
             return None
         decisive.append(max(occurrences, key=lambda o: (o.score, -o.start)))
@@ -862,27 +797,19 @@ def _theme_hit(watch: _ThemeWatch, scan: _Scan) -> Hit | None:
     )
 
 
-def _sentence_evidence(
-    proofs: list[tuple[_Field, int]], marks: list[_Occurrence]
-) -> tuple[Evidence, ...]:
+def _sentence_evidence(proofs: list[tuple[_Field, int]], marks: list[_Occurrence]) -> tuple[Evidence, ...]:
     """One Evidence per distinct sentence (at most a few), highlighting ``marks`` inside it."""
     out: list[Evidence] = []
     for f, index in dict.fromkeys(proofs):
         start, end = f.layout.sentences[index]
-        spans = [
-            (o.start, o.end)
-            for o in marks
-            if o.field is f and start <= o.start and o.end <= end
-        ]
+        spans = [(o.start, o.end) for o in marks if o.field is f and start <= o.start and o.end <= end]
         out.append(_evidence(f, start, end, spans))
         if len(out) == _MAX_EVIDENCE_PER_HIT:
             break
     return tuple(out)
 
 
-def _evidence(
-    f: _Field, start: int, end: int, spans: list[tuple[int, int]]
-) -> Evidence:
+def _evidence(f: _Field, start: int, end: int, spans: list[tuple[int, int]]) -> Evidence:
     if end - start > _MAX_EVIDENCE_CHARS and spans:
         # A long sentence is cut to a window around its highlights, at word boundaries.
         margin = max(0, (_MAX_EVIDENCE_CHARS - (spans[-1][1] - spans[0][0])) // 2)
@@ -914,9 +841,7 @@ _ABBREVIATIONS = _words(
     sep sept oct nov dec mt ft lt col capt sgt rev hon approx dept univ fig"""
 )
 #: After "U.S." these open a new sentence; other capitalised words ("U.S. Commerce") do not.
-_SENTENCE_OPENERS = _words(
-    "he she it they we i the but and this that in a an his her their its there"
-)
+_SENTENCE_OPENERS = _words("he she it they we i the but and this that in a an his her their its there")
 _OPENING_QUOTES = frozenset('“"‘«')
 _CLOSING_QUOTES = frozenset('”"’»')
 _DASHES = frozenset("-–—")
@@ -1052,15 +977,9 @@ def _quote_spans(text: str) -> list[tuple[int, int]]:
             if double_open is not None:
                 spans.append((double_open, i))
                 double_open = None
-        elif (
-            ch == "‘" and single_open is None and (i == 0 or not text[i - 1].isalnum())
-        ):
+        elif ch == "‘" and single_open is None and (i == 0 or not text[i - 1].isalnum()):
             single_open = i
-        elif (
-            ch == "’"
-            and single_open is not None
-            and (i + 1 == len(text) or not text[i + 1].isalnum())
-        ):
+        elif ch == "’" and single_open is not None and (i + 1 == len(text) or not text[i + 1].isalnum()):
             spans.append((single_open, i))
             single_open = None
     return spans
@@ -1095,11 +1014,7 @@ def _abbreviation_ends(text: str, m: re.Match[str]) -> bool:
         # An initial ("J. Smith") or the end of "U.S."; only the latter may also end a sentence.
         dotted = start >= 2 and text[start - 1] == "." and text[start - 2].isalpha()
         following = _WORD.match(text, m.end())
-        return not (
-            dotted
-            and following is not None
-            and following.group().lower() in _SENTENCE_OPENERS
-        )
+        return not (dotted and following is not None and following.group().lower() in _SENTENCE_OPENERS)
     return False
 
 
@@ -1126,19 +1041,11 @@ def _attribution(
     tokens = layout.tokens(index)
     i = next((k for k, t in enumerate(tokens) if t.start >= start), len(tokens))
     j = next((k for k, t in enumerate(tokens) if t.start >= end), len(tokens))
-    if (
-        _inverted_after(tokens, i)
-        or _according_to(tokens, i)
-        or _relative_clause_speaks(tokens, j)
-    ):
+    if _inverted_after(tokens, i) or _according_to(tokens, i) or _relative_clause_speaks(tokens, j):
         return [index]
     if _subject_position(tokens, i) and not _possessive(tokens, j):
         sentence = layout.text[slice(*layout.sentences[index])].lower()
-        if (
-            _subject_speaks(tokens, j)
-            or "in an interview" in sentence
-            or _introduces_quote(tokens, j)
-        ):
+        if _subject_speaks(tokens, j) or "in an interview" in sentence or _introduces_quote(tokens, j):
             return [index]
     if (
         index + 1 < len(layout.sentences)
@@ -1158,19 +1065,11 @@ def _subject_position(tokens: list[_Token], i: int) -> bool:
     before = tokens[i - 1]
     if before.lower in _NOT_BEFORE_SUBJECT:
         return False
-    if (
-        before.is_word
-        and before.text.islower()
-        and before.lower.endswith(("ed", "ing"))
-    ):
+    if before.is_word and before.text.islower() and before.lower.endswith(("ed", "ing")):
         return False
     k = i - 1
     while k >= 0 and _title_token(tokens, k):
-        if (
-            tokens[k].lower in _TIME_WORDS
-            and k > 0
-            and tokens[k - 1].lower in ("on", "in", "last", "this")
-        ):
+        if tokens[k].lower in _TIME_WORDS and k > 0 and tokens[k - 1].lower in ("on", "in", "last", "this"):
             return True  # "On Thursday X said"
         k -= 1
     if k < 0 or not tokens[k].is_word:
@@ -1237,9 +1136,7 @@ def _skip_aside(tokens: list[_Token], j: int) -> int | None:
     never closes or holds a reporting verb (someone else's: "X, the minister said, …")."""
     closer = {"(": ")"}.get(tokens[j].text, tokens[j].text)
     for k in range(j + 1, min(len(tokens), j + 31)):
-        if tokens[k].text == closer or (
-            closer in _DASHES and tokens[k].text in _DASHES
-        ):
+        if tokens[k].text == closer or (closer in _DASHES and tokens[k].text in _DASHES):
             return k + 1
         if tokens[k].lower in _SPEECH_VERBS:
             return None
@@ -1250,9 +1147,7 @@ def _skip_adverbials(tokens: list[_Token], k: int) -> int:
     limit = k + 6
     while k < min(len(tokens), limit):
         word = tokens[k].lower
-        if word in _ADVERBIALS or (
-            word.endswith("ly") and len(word) > 3 and word not in _NOT_ADVERBS
-        ):
+        if word in _ADVERBIALS or (word.endswith("ly") and len(word) > 3 and word not in _NOT_ADVERBS):
             k += 1
         else:
             break
@@ -1283,9 +1178,7 @@ def _title_chain_start(tokens: list[_Token], i: int, *, comma: bool) -> int:
         k -= 1
     while k >= 0 and k >= i - 9:
         t = tokens[k]
-        if _title_token(tokens, k) or (
-            t.lower == "of" and k + 1 < i and tokens[k + 1].text[0].isupper()
-        ):
+        if _title_token(tokens, k) or (t.lower == "of" and k + 1 < i and tokens[k + 1].text[0].isupper()):
             k -= 1
         else:
             break
@@ -1294,11 +1187,7 @@ def _title_chain_start(tokens: list[_Token], i: int, *, comma: bool) -> int:
 
 def _inverted_after(tokens: list[_Token], i: int) -> bool:
     """ "“…,” said X", "…, wrote Power Dynamics co-founder X", or "“…” — X"."""
-    if (
-        i >= 2
-        and tokens[i - 1].text in _DASHES
-        and tokens[i - 2].text in _CLOSING_QUOTES
-    ):
+    if i >= 2 and tokens[i - 1].text in _DASHES and tokens[i - 2].text in _CLOSING_QUOTES:
         return True
     k = _title_chain_start(tokens, i, comma=True) - 1
     if k < 0 or tokens[k].lower not in _INVERTING_VERBS:
@@ -1326,9 +1215,7 @@ def _pronoun_speaks(layout: _Layout, index: int) -> bool:
     """The sentence opens with He/She + reporting verb, or with a quote then "she said"."""
     tokens = layout.tokens(index)
     k = 0
-    while k < len(tokens) and (
-        tokens[k].lower in _CONNECTIVES or tokens[k].text == ","
-    ):
+    while k < len(tokens) and (tokens[k].lower in _CONNECTIVES or tokens[k].text == ","):
         k += 1
     if k < len(tokens) and tokens[k].lower in _PRONOUNS:
         return _speech_verb_at(tokens, _skip_adverbials(tokens, k + 1))
@@ -1341,11 +1228,7 @@ def _pronoun_speaks(layout: _Layout, index: int) -> bool:
             q += 1
         if q + 1 < len(tokens) and tokens[q].lower in _PRONOUNS:
             return _speech_verb_at(tokens, _skip_adverbials(tokens, q + 1))
-        return (
-            q + 1 < len(tokens)
-            and tokens[q].lower in _INVERTING_VERBS
-            and tokens[q + 1].lower in _PRONOUNS
-        )
+        return q + 1 < len(tokens) and tokens[q].lower in _INVERTING_VERBS and tokens[q + 1].lower in _PRONOUNS
     return False
 
 

@@ -33,9 +33,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _HARMLESS_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 
 
-def parse_feed(
-    body: bytes, *, url: str, headers: Mapping[str, str] | None = None
-) -> ParsedFeed:
+def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
     """Parse an RSS/Atom/RDF body into articles with plain-text fields.
 
     A malformed feed that still yields entries is used, with ``problem`` set to a one-line
@@ -57,9 +55,7 @@ def parse_feed(
     )
     problem = _bozo_reason(parsed)
     if not parsed.entries:
-        _raise_if_unusable(
-            parsed, body, url, harmless=_harmless_bozo(parsed), problem=problem
-        )
+        _raise_if_unusable(parsed, body, url, harmless=_harmless_bozo(parsed), problem=problem)
     articles = tuple(_article(entry) for entry in parsed.entries)
     feed_title = _detail_text(parsed.feed.get("title_detail")) or None
     return ParsedFeed(title=feed_title, articles=articles, problem=problem)
@@ -91,9 +87,7 @@ def _gunzip_if_needed(body: bytes, url: str) -> bytes:
     except zlib.error as e:
         raise ParseError(url, f"not a feed: corrupt gzip data ({e})") from e
     if inflater.unconsumed_tail:
-        raise ParseError(
-            url, f"not a feed: gzip body expands beyond {_MAX_GUNZIPPED_BYTES} bytes"
-        )
+        raise ParseError(url, f"not a feed: gzip body expands beyond {_MAX_GUNZIPPED_BYTES} bytes")
     return data
 
 
@@ -115,17 +109,13 @@ def _harmless_bozo(parsed: Any) -> bool:
     return exc is None or isinstance(exc, _HARMLESS_BOZO)
 
 
-def _raise_if_unusable(
-    parsed: Any, body: bytes, url: str, *, harmless: bool, problem: str | None
-) -> None:
+def _raise_if_unusable(parsed: Any, body: bytes, url: str, *, harmless: bool, problem: str | None) -> None:
     """No entries: fine for a real (even empty) feed, a ParseError for anything else."""
     if parsed.get("version") and harmless:
         return
     head = body[:1024].lstrip().lower()
     if head.startswith((b"{", b"[")):
-        raise ParseError(
-            url, "not a feed: looks like JSON (JSON Feed is not supported)"
-        )
+        raise ParseError(url, "not a feed: looks like JSON (JSON Feed is not supported)")
     if b"<html" in head or head.startswith(b"<!doctype html"):
         raise ParseError(url, "not a feed: looks like an HTML page")
     if not parsed.get("version"):
@@ -137,9 +127,7 @@ def _raise_if_unusable(
 def _article(entry: Any) -> Article:
     title = _detail_text(entry.get("title_detail"))
     summary = _detail_text(entry.get("summary_detail"))
-    content = " ".join(
-        filter(None, (_detail_text(c) for c in entry.get("content") or ()))
-    )
+    content = " ".join(filter(None, (_detail_text(c) for c in entry.get("content") or ())))
     link = entry.get("link") or None
     entry_id = entry.get("id") or link
     return Article(
@@ -150,9 +138,7 @@ def _article(entry: Any) -> Article:
         summary=summary,
         content=content,
         # Plain dict lookups: FeedParserDict.get would remap and warn (feedparser issue 310).
-        published=_utc(
-            dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed")
-        ),
+        published=_utc(dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed")),
         content_hash=_sha256(title, summary, content),
     )
 

@@ -155,8 +155,14 @@ def poll_feeds(
 
     def one(feed: FeedSettings) -> PollResult:
         return poll_feed(
-            feed, store=store, fetcher=fetcher, workers=workers, channels=channels, now=now,
-            state=states[feed.name], unchanged=unchanged,
+            feed,
+            store=store,
+            fetcher=fetcher,
+            workers=workers,
+            channels=channels,
+            now=now,
+            state=states[feed.name],
+            unchanged=unchanged,
         )
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(feeds))), thread_name_prefix="poll") as pool:

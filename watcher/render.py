@@ -376,12 +376,21 @@ def sample_item(channel: str, now: datetime) -> OutboxItem:
     text = "This is a test alert from watcher: if you can read it, the channel works."
     start = text.index("test alert")
     hit = Hit(
-        watch="send-test", kind="theme", statement=False, score=100,
+        watch="send-test",
+        kind="theme",
+        statement=False,
+        score=100,
         evidence=(Evidence("summary", text, spans=((start, start + len("test alert")),)),),
     )
     stored = StoredHit(
-        id=int(now.timestamp()), feed="watcher", entry_id=None, link=None,
-        title="channel check", published=now, hit=hit, created=now,
+        id=int(now.timestamp()),
+        feed="watcher",
+        entry_id=None,
+        link=None,
+        title="channel check",
+        published=now,
+        hit=hit,
+        created=now,
     )
     return OutboxItem(
         id=0, channel=channel, status="due", attempts=1, next_attempt_at=now, last_error=None, stored=stored

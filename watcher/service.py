@@ -62,14 +62,22 @@ class Watcher:
         """Poll every configured feed (or those named) once, concurrently."""
         feeds = [f for f in self.config.feeds if names is None or f.name in names]
         return poll_feeds(
-            feeds, store=self.store, fetcher=self.fetcher, workers=self.workers,
-            channels=self.config.channels, now=self.now,
+            feeds,
+            store=self.store,
+            fetcher=self.fetcher,
+            workers=self.workers,
+            channels=self.config.channels,
+            now=self.now,
         )
 
     def poll_one(self, feed: FeedSettings) -> PollResult:
         return poll_feed(
-            feed, store=self.store, fetcher=self.fetcher, workers=self.workers,
-            channels=self.config.channels, now=self.now,
+            feed,
+            store=self.store,
+            fetcher=self.fetcher,
+            workers=self.workers,
+            channels=self.config.channels,
+            now=self.now,
         )
 
     def deliver(self, stop: threading.Event | None = None) -> DeliveryReport:
@@ -150,8 +158,12 @@ class Daemon:
         sender = threading.Thread(target=self._deliver_loop, name="deliver", daemon=True)
         self.scheduler.start()
         sender.start()
-        log.info("watcher %s running: %d feeds, %d channels", __version__,
-                 len(self.watcher.config.feeds), len(self.watcher.channels))
+        log.info(
+            "watcher %s running: %d feeds, %d channels",
+            __version__,
+            len(self.watcher.config.feeds),
+            len(self.watcher.channels),
+        )
         while not self.stop.wait(1.0):
             pass
         return self._shutdown()
@@ -194,8 +206,12 @@ class Daemon:
             state = states.get(feed.name)
             first = max(utcnow(), state.next_poll_at) if state and state.next_poll_at else utcnow()
             self.scheduler.add_job(
-                self.poll_if_due, IntervalTrigger(seconds=seconds, jitter=min(seconds * 0.1, 60)),
-                args=[feed.name], id=job_id, replace_existing=True, next_run_time=first,
+                self.poll_if_due,
+                IntervalTrigger(seconds=seconds, jitter=min(seconds * 0.1, 60)),
+                args=[feed.name],
+                id=job_id,
+                replace_existing=True,
+                next_run_time=first,
             )
 
     def poll_if_due(self, name: str) -> None:

@@ -160,8 +160,7 @@ def _evidence_json(hit: Hit) -> str:
 
 def _evidence_from_json(raw: str) -> tuple[Evidence, ...]:
     return tuple(
-        Evidence(field=e["field"], text=e["text"], spans=tuple((a, b) for a, b in e["spans"]))
-        for e in json.loads(raw)
+        Evidence(field=e["field"], text=e["text"], spans=tuple((a, b) for a, b in e["spans"])) for e in json.loads(raw)
     )
 
 
@@ -283,8 +282,14 @@ class Store:
                         feeds.update()
                         .where(feeds.c.name == name)
                         .values(
-                            url=url, moved_to=None, etag=None, last_modified=None,
-                            status="new", consecutive_failures=0, last_error=None, next_poll_at=now,
+                            url=url,
+                            moved_to=None,
+                            etag=None,
+                            last_modified=None,
+                            status="new",
+                            consecutive_failures=0,
+                            last_error=None,
+                            next_poll_at=now,
                         )
                     )
 
@@ -370,9 +375,7 @@ class Store:
         with self._tx() as conn:
             feed_id = conn.execute(sa.select(feeds.c.id).where(feeds.c.name == name)).scalar_one()
             entry_ids, inserted = _write_entries(conn, feed_id, record.articles, now)
-            found = [
-                (entry_ids[_key_hash(a.key)], hit) for a in record.articles for hit in record.hits.get(a.key, ())
-            ]
+            found = [(entry_ids[_key_hash(a.key)], hit) for a in record.articles for hit in record.hits.get(a.key, ())]
             new_hits = _write_hits(conn, found, record.route, now)
             values: dict[str, Any] = dict(
                 status=record.status,
@@ -409,11 +412,7 @@ class Store:
             ).all()
             dead = [r.id for r in rows if _owner_is_dead(r.claimed_by)]
             if dead:
-                conn.execute(
-                    outbox.update()
-                    .where(outbox.c.id.in_(dead))
-                    .values(claimed_by=None, claimed_until=None)
-                )
+                conn.execute(outbox.update().where(outbox.c.id.in_(dead)).values(claimed_by=None, claimed_until=None))
         return len(dead)
 
     def claim_due(self, now: datetime, *, owner: str, lease: timedelta, limit: int = 100) -> list[OutboxItem]:
@@ -488,9 +487,7 @@ class Store:
     def _set_outbox(self, ids: Sequence[int], **values: Any) -> None:
         with self._tx() as conn:
             conn.execute(
-                outbox.update()
-                .where(outbox.c.id.in_(list(ids)))
-                .values(claimed_by=None, claimed_until=None, **values)
+                outbox.update().where(outbox.c.id.in_(list(ids))).values(claimed_by=None, claimed_until=None, **values)
             )
 
     def _outbox_items(self, ids: Sequence[int]) -> list[OutboxItem]:
@@ -499,8 +496,12 @@ class Store:
         query = (
             _stored_hit_select()
             .add_columns(
-                outbox.c.id.label("outbox_id"), outbox.c.channel, outbox.c.status.label("outbox_status"),
-                outbox.c.attempts, outbox.c.next_attempt_at, outbox.c.last_error,
+                outbox.c.id.label("outbox_id"),
+                outbox.c.channel,
+                outbox.c.status.label("outbox_status"),
+                outbox.c.attempts,
+                outbox.c.next_attempt_at,
+                outbox.c.last_error,
             )
             .join_from(hits, outbox, outbox.c.hit_id == hits.c.id)
             .where(outbox.c.id.in_(list(ids)))
@@ -509,8 +510,13 @@ class Store:
             rows = {r.outbox_id: r for r in conn.execute(query)}
         return [
             OutboxItem(
-                id=r.outbox_id, channel=r.channel, status=r.outbox_status, attempts=r.attempts,
-                next_attempt_at=r.next_attempt_at, last_error=r.last_error, stored=_stored_hit(r),
+                id=r.outbox_id,
+                channel=r.channel,
+                status=r.outbox_status,
+                attempts=r.attempts,
+                next_attempt_at=r.next_attempt_at,
+                last_error=r.last_error,
+                stored=_stored_hit(r),
             )
             for r in (rows[i] for i in ids if i in rows)
         ]
@@ -535,9 +541,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def _feed_state(r: Any) -> FeedState:
     return FeedState(
-        name=r.name, url=r.url, fetch_url=r.moved_to or r.url, status=r.status, etag=r.etag,
-        last_modified=r.last_modified, last_polled_at=r.last_polled_at, next_poll_at=r.next_poll_at,
-        last_error=r.last_error, consecutive_failures=r.consecutive_failures, entries_seen=r.entries_seen,
+        name=r.name,
+        url=r.url,
+        fetch_url=r.moved_to or r.url,
+        status=r.status,
+        etag=r.etag,
+        last_modified=r.last_modified,
+        last_polled_at=r.last_polled_at,
+        next_poll_at=r.next_poll_at,
+        last_error=r.last_error,
+        consecutive_failures=r.consecutive_failures,
+        entries_seen=r.entries_seen,
     )
 
 
@@ -557,8 +571,13 @@ def _write_entries(
     """Insert new and update changed entries in bulk; return {key hash: row id} and the count inserted."""
     rows = {
         _key_hash(a.key): dict(
-            entry_id=a.entry_id, link=a.link, title=a.title, published=a.published,
-            content_hash=a.content_hash, updated_at=now, key=a.key,
+            entry_id=a.entry_id,
+            link=a.link,
+            title=a.title,
+            published=a.published,
+            content_hash=a.content_hash,
+            updated_at=now,
+            key=a.key,
         )
         for a in articles
     }
@@ -601,14 +620,25 @@ def _write_hits(
             fresh.append((entry, hit))
     if not fresh:
         return 0
-    ids = conn.execute(
-        hits.insert().returning(hits.c.id, sort_by_parameter_order=True),
-        [
-            dict(entry_id=entry, watch=hit.watch, kind=hit.kind, statement=hit.statement, score=hit.score,
-                 evidence=_evidence_json(hit), created_at=now)
-            for entry, hit in fresh
-        ],
-    ).scalars().all()
+    ids = (
+        conn.execute(
+            hits.insert().returning(hits.c.id, sort_by_parameter_order=True),
+            [
+                dict(
+                    entry_id=entry,
+                    watch=hit.watch,
+                    kind=hit.kind,
+                    statement=hit.statement,
+                    score=hit.score,
+                    evidence=_evidence_json(hit),
+                    created_at=now,
+                )
+                for entry, hit in fresh
+            ],
+        )
+        .scalars()
+        .all()
+    )
     alerts = [
         dict(hit_id=hit_id, channel=channel, status="due", next_attempt_at=due, created_at=now)
         for hit_id, (_, hit) in zip(ids, fresh, strict=True)
@@ -622,9 +652,18 @@ def _write_hits(
 def _stored_hit_select() -> sa.Select[Any]:
     return (
         sa.select(
-            hits.c.id.label("hit_id"), hits.c.watch, hits.c.kind, hits.c.statement, hits.c.score,
-            hits.c.evidence, hits.c.created_at, entries.c.entry_id, entries.c.link, entries.c.title,
-            entries.c.published, feeds.c.name.label("feed"),
+            hits.c.id.label("hit_id"),
+            hits.c.watch,
+            hits.c.kind,
+            hits.c.statement,
+            hits.c.score,
+            hits.c.evidence,
+            hits.c.created_at,
+            entries.c.entry_id,
+            entries.c.link,
+            entries.c.title,
+            entries.c.published,
+            feeds.c.name.label("feed"),
         )
         .select_from(hits)
         .join(entries, entries.c.id == hits.c.entry_id)
@@ -634,10 +673,18 @@ def _stored_hit_select() -> sa.Select[Any]:
 
 def _stored_hit(r: Any) -> StoredHit:
     return StoredHit(
-        id=r.hit_id, feed=r.feed, entry_id=r.entry_id, link=r.link, title=r.title,
-        published=r.published, created=r.created_at,
+        id=r.hit_id,
+        feed=r.feed,
+        entry_id=r.entry_id,
+        link=r.link,
+        title=r.title,
+        published=r.published,
+        created=r.created_at,
         hit=Hit(
-            watch=r.watch, kind=r.kind, statement=bool(r.statement), score=r.score,
+            watch=r.watch,
+            kind=r.kind,
+            statement=bool(r.statement),
+            score=r.score,
             evidence=_evidence_from_json(r.evidence),
         ),
     )

@@ -29,9 +29,7 @@ def upgrade() -> None:
         sa.Column("last_polled_at", sa.DateTime(), nullable=True),
         sa.Column("next_poll_at", sa.DateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column(
-            "consecutive_failures", sa.Integer(), server_default="0", nullable=False
-        ),
+        sa.Column("consecutive_failures", sa.Integer(), server_default="0", nullable=False),
         sa.Column("entries_seen", sa.Integer(), server_default="0", nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_feeds")),
         sa.UniqueConstraint("name", name=op.f("uq_feeds_name")),
@@ -78,9 +76,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("entry_id", "watch", name="uq_hits_entry_watch"),
     )
     with op.batch_alter_table("hits", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_hits_created_at"), ["created_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_hits_created_at"), ["created_at"], unique=False)
 
     op.create_table(
         "outbox",
@@ -105,9 +101,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("hit_id", "channel", name="uq_outbox_hit_channel"),
     )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_outbox_status_due", ["status", "next_attempt_at"], unique=False
-        )
+        batch_op.create_index("ix_outbox_status_due", ["status", "next_attempt_at"], unique=False)
 
 
 def downgrade() -> None:
