@@ -20,8 +20,9 @@ import responses
 import trustme
 
 from tests.httpserver import Handler, LoopbackServer, endless, trickle
+from watcher.backoff import parse_retry_after
 from watcher.errors import FetchError
-from watcher.fetch import Fetcher, parse_retry_after
+from watcher.fetch import Fetcher
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 MiB = 1024 * 1024

@@ -37,7 +37,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
@@ -45,6 +44,7 @@ import requests
 import standardwebhooks
 
 from watcher import __version__
+from watcher.backoff import doubling_delay, parse_retry_after
 from watcher.config import ChannelSettings, Config, SmtpSettings
 from watcher.errors import ConfigError, DeliveryError, redact_url
 from watcher.render import render_alert, render_digest, sample_item, webhook_payload
@@ -303,24 +303,8 @@ def _check_status(channel: str, url: str, response: requests.Response, snippet: 
         location = redact_url(response.headers.get("location", "?"))
         raise DeliveryError(channel, f"{where}: {answer} to {location}; configure the final URL", transient=False)
     transient = status in (408, 429) or status >= 500
-    retry_after = _retry_after(response.headers.get("retry-after"), now) if transient else None
+    retry_after = parse_retry_after(response.headers.get("retry-after"), now=now) if transient else None
     raise DeliveryError(channel, detail, transient=transient, retry_after=retry_after)
-
-
-def _retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date), None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 @contextmanager
@@ -431,8 +415,7 @@ def retry_delay(attempts: int, *, retry_after: float | None = None, jitter: floa
     if retry_after is not None:
         low, high = RETRY_AFTER_BOUNDS
         return min(max(timedelta(seconds=retry_after), low), high)
-    base = min(FIRST_RETRY * (1 << min(max(attempts - 1, 0), 20)), RETRY_CAP)
-    return base * (0.8 + 0.4 * jitter)
+    return doubling_delay(FIRST_RETRY, attempts - 1, RETRY_CAP, jitter=jitter, spread=0.2)
 
 
 def flush_outbox(

@@ -74,6 +74,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from watcher import __version__
+from watcher.backoff import parse_retry_after
 from watcher.errors import FetchError, redact_url
 from watcher.types import Fetched
 
@@ -506,26 +507,6 @@ class _EnvironmentProxies:
                 bypass = True
             self._bypass[netloc] = bypass
         return {} if bypass else self._proxies
-
-
-def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After header value, or None when absent or unreadable.
-
-    Both forms of RFC 9110: delay-seconds (``"120"``) and an HTTP-date, counted from ``now``
-    (timezone-aware). A date in the past means 0.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # "-0000" parses naive; HTTP-dates are always GMT
-        when = when.replace(tzinfo=UTC)
-    return max((when - now).total_seconds(), 0.0)
 
 
 def _exception_chain(error: BaseException) -> list[BaseException]:

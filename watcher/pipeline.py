@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from watcher.backoff import doubling_delay
 from watcher.config import ChannelSettings, FeedSettings
 from watcher.errors import FeedError, FetchError, StorageError, redact_url
 from watcher.store import PollRecord, Store
@@ -211,8 +212,7 @@ def failure_delay(interval: timedelta, failures: int, retry_after: float | None)
     Doubles from the feed's interval up to a day, with ±10% jitter so that feeds failing
     together (an outage) do not retry together; never sooner than the server's Retry-After.
     """
-    base = min(interval * (2 ** min(failures, 16)), MAX_BACKOFF)
-    delay: timedelta = base * random.uniform(0.9, 1.1)
+    delay = doubling_delay(interval, failures, MAX_BACKOFF, jitter=random.random(), spread=0.1)
     if retry_after is not None:
         delay = max(delay, min(timedelta(seconds=retry_after), MAX_BACKOFF))
     return delay
