@@ -153,3 +153,14 @@ def test_unchanged_polls_are_recorded_together_and_clear_a_failure(store: Store)
     assert (wire.status, wire.consecutive_failures, wire.last_error, wire.last_polled_at) == ("ok", 0, None, later)
     assert wire.next_poll_at == later + timedelta(minutes=15)
     assert (desk.status, desk.last_polled_at) == ("new", later)
+
+
+def test_the_schema_head_the_code_expects_is_alembics_newest_migration() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from watcher.store import SCHEMA_HEAD, migrations_dir
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD

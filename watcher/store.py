@@ -49,6 +49,9 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+#: The newest script in migrations/versions (tests/test_store.py checks this against Alembic).
+SCHEMA_HEAD = "0001"
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -257,15 +260,17 @@ class Store:
                 "run `watcher db upgrade`",
             )
 
-    def _revisions(self) -> tuple[str | None, str | None]:
-        """The database's migration revision and the latest one this code knows."""
-        from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
+    def _revisions(self) -> tuple[str | None, str]:
+        """The database's migration revision and the latest one this code knows.
 
-        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        Read with plain SQL rather than Alembic, whose import and script scan would cost
+        every short-lived command (`watcher poll` from cron) a noticeable start-up.
+        """
         with self._tx(write=False) as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
-        return current, head
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None, SCHEMA_HEAD
+            current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+        return current, SCHEMA_HEAD
 
     # -- feeds -----------------------------------------------------------------------
 

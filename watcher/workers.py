@@ -15,12 +15,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from watcher.errors import ParseError, WatcherError
-from watcher.match import Matcher
-from watcher.parse import parse_feed
 from watcher.types import Article, Hit, ParsedFeed, Speaker, Theme
+
+if TYPE_CHECKING:
+    from watcher.match import Matcher
 
 T = TypeVar("T")
 
@@ -34,10 +35,12 @@ class InlineWorkers:
     """Parse and match in the calling thread."""
 
     def __init__(self, speakers: Sequence[Speaker], themes: Sequence[Theme]) -> None:
+        from watcher.match import Matcher
+
         self.matcher = Matcher(speakers, themes)
 
     def parse(self, body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
-        return parse_feed(body, url=url, headers=headers)
+        return _parse(body, url, headers)
 
     def match(self, articles: Sequence[Article]) -> dict[str, list[Hit]]:
         return match_articles(self.matcher, articles)
@@ -49,7 +52,17 @@ class InlineWorkers:
 _worker_matcher: Matcher | None = None
 
 
+def _parse(body: bytes, url: str, headers: Mapping[str, str] | None) -> ParsedFeed:
+    # Imported here, not at the top: a poll that finds every feed unchanged never parses,
+    # and feedparser is a large share of a short-lived `watcher poll`'s start-up.
+    from watcher.parse import parse_feed
+
+    return parse_feed(body, url=url, headers=headers)
+
+
 def _init_worker(speakers: Sequence[Speaker], themes: Sequence[Theme]) -> None:
+    from watcher.match import Matcher
+
     global _worker_matcher
     _worker_matcher = Matcher(speakers, themes)
 
@@ -75,7 +88,7 @@ class ProcessWorkers:
 
     def parse(self, body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
         try:
-            return self._run(parse_feed, body, url=url, headers=dict(headers or {}))
+            return self._run(_parse, body, url, dict(headers or {}))
         except BrokenProcessPool:
             raise ParseError(url, "the parser's worker process died on this feed") from None
 
