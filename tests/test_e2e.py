@@ -152,3 +152,23 @@ def test_the_daemon_polls_alerts_and_stops_cleanly_on_sigterm(
     assert len(outbox) == len(hits) == len(sink.messages)
     assert all(row["status"] == "sent" for row in outbox)
     assert len({m.message["Message-ID"] for m in sink.messages}) == len(sink.messages)
+
+
+def test_a_gone_feed_is_disabled_until_the_operator_retries_it(
+    tmp_path: Path, server: LoopbackServer, sink: MailSink
+) -> None:
+    config = write_config(tmp_path, server, sink)
+    server.respond("/forum-wire.xml", status=410)
+    run_watcher(config, "poll")
+    listing = run_watcher(config, "feeds").stdout
+    assert "disabled" in listing and "HTTP 410 Gone" in listing
+
+    server.clear_requests()
+    run_watcher(config, "poll")
+    assert server.requests_for("/forum-wire.xml") == [], "a disabled feed was fetched again"
+
+    server.respond("/forum-wire.xml", (SAMPLES / "forum-wire.xml").read_bytes())
+    assert "forum: will be polled" in run_watcher(config, "feeds", "--retry", "forum").stdout
+    run_watcher(config, "poll")
+    assert "disabled" not in run_watcher(config, "feeds").stdout
+    assert any("forum-wire" in str(h["link"]) for h in json_lines(run_watcher(config, "hits", "--json").stdout))

@@ -164,3 +164,38 @@ def test_the_schema_head_the_code_expects_is_alembics_newest_migration() -> None
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD
+
+
+def test_a_feed_whose_first_attempts_failed_is_still_on_its_first_poll(store: Store) -> None:
+    store.record_failure("wire", "connection refused", NOW, NOW + timedelta(minutes=15))
+    assert store.feed_state("wire").first_poll
+    store.save_poll("wire", record([article("a")], {}), NOW + timedelta(minutes=15))
+    assert not store.feed_state("wire").first_poll
+
+
+def test_retrying_a_disabled_feed_polls_it_at_the_next_chance(store: Store) -> None:
+    store.save_poll("wire", record([article("a")], {}), NOW)
+    store.record_failure("wire", "HTTP 410 Gone", NOW, NOW + timedelta(days=1), disable=True)
+    assert store.retry_feed("wire", NOW + timedelta(hours=1))
+    state = store.feed_state("wire")
+    assert (state.status, state.consecutive_failures, state.next_poll_at) == ("ok", 0, NOW + timedelta(hours=1))
+    assert not store.retry_feed("no such feed", NOW)
+
+
+def test_upgrading_from_the_first_schema_keeps_feeds_and_marks_their_successes(database_url: str) -> None:
+    from alembic import command
+
+    store = Store(database_url)
+    command.upgrade(store._alembic_config(), "0001")
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO feeds (name, url, status, last_polled_at, consecutive_failures, entries_seen) "
+            "VALUES ('wire', 'https://news.example/rss', 'ok', '2026-11-25 12:00:00', 0, 3), "
+            "('dead', 'https://dead.example/rss', 'failed', '2026-11-25 12:00:00', 2, 0)"
+        )
+    store.upgrade()
+    store.check_schema()
+    wire, dead = store.feed_state("wire"), store.feed_state("dead")
+    assert (wire.entries_seen, wire.last_success_at, wire.first_poll) == (3, NOW, False)
+    assert dead.first_poll
+    store.close()

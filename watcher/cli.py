@@ -26,7 +26,8 @@ from watcher.types import Hit, OutboxItem, OutboxStatus, StoredHit
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-console = Console(soft_wrap=True)
+# Piped output (grep, logs, tests) gets whole rows instead of columns wrapped at 80.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 400)
 
 
 def _fails_cleanly(command: F) -> F:
@@ -222,11 +223,16 @@ def hits(ctx: click.Context, since: str, as_json: bool, limit: int | None) -> No
 
 
 @cli.command()
+@click.option("--retry", "retry", multiple=True, metavar="NAME", help="Poll this failing or disabled feed again soon.")
 @click.pass_context
 @_fails_cleanly
-def feeds(ctx: click.Context) -> None:
+def feeds(ctx: click.Context, retry: tuple[str, ...]) -> None:
     """Each feed's state: last poll, status, errors, next poll, entries seen."""
     watcher = _watcher(ctx, upgrade=False)
+    for name in retry:
+        if not watcher.store.retry_feed(name, watcher.now()):
+            raise WatcherError(f"no feed named {name!r} in the database", "see `watcher feeds`")
+        click.echo(f"{name}: will be polled at the next chance")
     table = Table("feed", "status", "last poll", "next poll", "entries", "failures", "last error")
     for s in watcher.store.feed_states([f.name for f in watcher.config.feeds]):
         style = {"ok": "green", "failed": "red", "disabled": "red", "empty": "yellow"}.get(s.status, "")

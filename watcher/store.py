@@ -50,7 +50,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 
 #: The newest script in migrations/versions (tests/test_store.py checks this against Alembic).
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -72,6 +72,7 @@ feeds = sa.Table(
     sa.Column("etag", sa.Text),
     sa.Column("last_modified", sa.Text),
     sa.Column("last_polled_at", UTCDateTime),
+    sa.Column("last_success_at", UTCDateTime),
     sa.Column("next_poll_at", UTCDateTime),
     sa.Column("last_error", sa.Text),
     sa.Column("consecutive_failures", sa.Integer, nullable=False, server_default="0"),
@@ -292,11 +293,30 @@ class Store:
                             etag=None,
                             last_modified=None,
                             status="new",
+                            last_success_at=None,
                             consecutive_failures=0,
                             last_error=None,
                             next_poll_at=now,
                         )
                     )
+
+    def retry_feed(self, name: str, now: datetime) -> bool:
+        """Poll a failing or disabled feed at the next chance; False if there is no such feed."""
+        with self._tx() as conn:
+            result = conn.execute(
+                feeds.update()
+                .where(feeds.c.name == name)
+                .values(
+                    status=sa.case(
+                        (feeds.c.status.not_in(("failed", "disabled")), feeds.c.status),
+                        (feeds.c.last_success_at.is_(None), "new"),
+                        else_="ok",
+                    ),
+                    consecutive_failures=0,
+                    next_poll_at=now,
+                )
+            )
+        return bool(result.rowcount)
 
     def feed_states(self, names: Sequence[str] | None = None) -> list[FeedState]:
         query = sa.select(feeds).order_by(feeds.c.name)
@@ -325,6 +345,7 @@ class Store:
                 .where(feeds.c.name == sa.bindparam("b_name"))
                 .values(
                     last_polled_at=sa.bindparam("b_now", type_=UTCDateTime()),
+                    last_success_at=sa.bindparam("b_now", type_=UTCDateTime()),
                     next_poll_at=sa.bindparam("b_next", type_=UTCDateTime()),
                     consecutive_failures=0,
                     last_error=None,
@@ -388,6 +409,7 @@ class Store:
                 etag=record.etag,
                 last_modified=record.last_modified,
                 last_polled_at=now,
+                last_success_at=now,
                 next_poll_at=record.next_poll_at,
                 consecutive_failures=0,
                 entries_seen=feeds.c.entries_seen + inserted,
@@ -553,6 +575,7 @@ def _feed_state(r: Any) -> FeedState:
         etag=r.etag,
         last_modified=r.last_modified,
         last_polled_at=r.last_polled_at,
+        last_success_at=r.last_success_at,
         next_poll_at=r.next_poll_at,
         last_error=r.last_error,
         consecutive_failures=r.consecutive_failures,

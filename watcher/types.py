@@ -131,6 +131,8 @@ class FeedState:
     etag: str | None
     last_modified: str | None
     last_polled_at: datetime | None
+    #: The last poll that fetched the feed (changed or not); None until one has.
+    last_success_at: datetime | None
     next_poll_at: datetime | None
     #: One-line reason of the last failure (or of the last malformed-but-used body).
     last_error: str | None
@@ -139,8 +141,8 @@ class FeedState:
 
     @property
     def first_poll(self) -> bool:
-        """True until the feed has been fetched successfully once."""
-        return self.status == "new"
+        """True until the feed has been fetched successfully once (failed attempts don't count)."""
+        return self.last_success_at is None
 
 
 @dataclass(frozen=True)
