@@ -272,3 +272,16 @@ def test_unusable_bodies_raise_a_one_line_reason(case: str, body: bytes, reason:
     assert info.value.url == "http://feed.example/x"
     assert reason in info.value.reason
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<b>Jen Zhu Scott</b>, CEO of Power Dynamics, said", "Jen Zhu Scott, CEO of Power Dynamics, said"),
+        ("said “<i>US plus China</i>”.", "said “US plus China”."),
+        ("(<a href='x'>Reuters</a>)", "(Reuters)"),
+        ("<a>Jen Zhu</a>-Scott", "Jen Zhu -Scott"),  # a tag still separates words (R3)
+    ],
+)
+def test_inline_tags_leave_punctuation_where_it_was_written(html: str, text: str) -> None:
+    assert html_to_text(html) == text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import io
+import re
 import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -69,7 +70,13 @@ def html_to_text(html: str) -> str:
     tree = LexborHTMLParser(html)
     tree.strip_tags(_NON_TEXT_TAGS)
     root = tree.root
-    return fold_whitespace(root.text(separator=" ") if root is not None else "")
+    text = fold_whitespace(root.text(separator=" ") if root is not None else "")
+    # The separator also lands between an inline tag and punctuation next to it
+    # ("<b>Jen Zhu Scott</b>, CEO" -> "Scott , CEO"); evidence should read as written.
+    return _SPACE_BEFORE_PUNCTUATION.sub("", text)
+
+
+_SPACE_BEFORE_PUNCTUATION = re.compile(r" (?=[,.;:!?)\]”’])|(?<=[(\[“]) ")
 
 
 def fold_whitespace(text: str) -> str:
