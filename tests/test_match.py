@@ -231,6 +231,38 @@ STATEMENTS = [
         "sentence after U.S.",
         "Jen Zhu Scott moved to the U.S. She said rules were needed there.",
     ),
+    # Held-out corpus (tests/data/heldout): forms the dev corpus does not use.
+    ("the name is the appositive", "The regulator, Zoé Marchetti-Laurent, said rules were needed."),
+    (
+        "appositive after a possessive title",
+        "The bloc's standards commissioner, Zoé Marchetti-Laurent, told parliament rules were needed.",
+    ),
+    (
+        "two asides",
+        "Tobias Wrenfield, founder of Northvane Labs, which trains large models, said rules were needed.",
+    ),
+    (
+        "age, then a description",
+        "Tobias Wrenfield, 44, a physicist who now runs a lab, told the hearing rules were needed.",
+    ),
+    (
+        "aside with the speaker's own earlier speech",
+        "Jen Zhu Scott, the investor who has warned of an arms race before, said rules were needed.",
+    ),
+    ("adverb and year before the verb", "Jen Zhu Scott first said in 2019 that rules were needed."),
+    ("coordinated with a common noun", "Jen Zhu Scott and her co-founder argued that rules were needed."),
+    (
+        "next sentence after an organisation with 'the'",
+        "Tobias Wrenfield toured the Volta Foundry line on Friday. He said chips mattered.",
+    ),
+    (
+        "next sentence after a longer organisation name",
+        "Zoé Marchetti-Laurent opened the Nordic Compute Forum in Oslo. She warned of misuse.",
+    ),
+    (
+        "next sentence after an organisation named without 'the'",
+        "Tobias Wrenfield met Western Grid Reliability Council staff. He said chips mattered.",
+    ),
 ]
 
 
@@ -306,6 +338,19 @@ NOT_A_STATEMENT = [
     ),
     ("headline colon without quotes", "Jen Zhu Scott: the investor who wants rules"),
     ("surname-only speaker", "Jen Zhu Scott attended. Scott said nothing new."),
+    (
+        "the sentence goes on after the aside",
+        "Tobias Wrenfield, the lab's chief, has raised prices, said one customer.",
+    ),
+    ("coordinated subject, passive", "Jen Zhu Scott and the board were told to wait."),
+    (
+        "another person with a title after the mention",
+        "Jen Zhu Scott thanked the minister, Ingrid Solberg. She said talks went well.",
+    ),
+    (
+        "another person after an organisation",
+        "Tobias Wrenfield met the Northvane Labs board and Anton Weiss. He said chips mattered.",
+    ),
 ]
 
 

@@ -875,8 +875,16 @@ _ADVERBIALS = _words(
     himself themselves today yesterday tonight on last this week month year morning afternoon
     evening night long often still too in at a an the statement interview speech letter post
     blog event conference summit forum meeting monday tuesday wednesday thursday friday saturday
-    sunday"""
+    sunday first just even since twice now january february march april june july august
+    september october november december"""
 )
+#: At most this many asides between a subject and its verb ("X, 61, a former operator, said").
+_MAX_ASIDES = 3
+#: Words that open a further aside after a comma: relative pronouns, articles, "of Phoenix".
+_ASIDE_OPENERS = _words("who whom whose which where a an the his her their its of from")
+#: "X and his co-founder said": a determiner opening the second subject.
+_COORDINATED_DETERMINERS = _words("his her their its the a an other several two three")
+_AUXILIARIES = _words("is was are were be been has have had will would can could may might should do does did")
 _NOT_ADVERBS = _words("only family early daily july italy")
 #: Words that start a clause, so a name right after them can be its subject.
 _CLAUSE_OPENERS = _words(
@@ -906,6 +914,8 @@ _TIME_WORDS = _words(
     june july august september october november december"""
 )
 _PRONOUNS = frozenset(("he", "she"))
+#: A capitalised run right after these names a thing ("the Volta Foundry line").
+_THING_DETERMINERS = _words("the a an this that these those its their our your")
 _CONNECTIVES = _words("but and however later then also separately meanwhile")
 #: Capitalised words that mark a place, organisation or date rather than a person.
 _NOT_PERSON = (
@@ -919,7 +929,10 @@ _NOT_PERSON = (
     society forum summit conference congress parliament senate court review times news post
     journal daily tribune reuters bloomberg digital economic world global international
     national federal republic party cloud security energy media network centre center
-    authority exchange standards"""
+    authority exchange standards western eastern northern southern foundry works plant grid
+    power electric utilities motors airlines hospital museum airport station port park square
+    road avenue river city county province region island islands act treaty accord alliance
+    prize award cup league festival expo project programme program initiative public service services"""
     )
     | _TIME_WORDS
 )
@@ -1045,7 +1058,7 @@ def _attribution(
         return [index]
     if _subject_position(tokens, i) and not _possessive(tokens, j):
         sentence = layout.text[slice(*layout.sentences[index])].lower()
-        if _subject_speaks(tokens, j) or "in an interview" in sentence or _introduces_quote(tokens, j):
+        if _subject_speaks(tokens, i, j) or "in an interview" in sentence or _introduces_quote(tokens, j):
             return [index]
     if (
         index + 1 < len(layout.sentences)
@@ -1098,15 +1111,33 @@ def _possessive(tokens: list[_Token], j: int) -> bool:
     )
 
 
-def _subject_speaks(tokens: list[_Token], j: int) -> bool:
-    """A reporting verb follows the subject ending before ``tokens[j]``."""
+def _subject_speaks(tokens: list[_Token], i: int, j: int) -> bool:
+    """A reporting verb follows the subject named at ``tokens[i:j]``: right away, after a
+    coordinated subject, or after one or more asides ("X, 61, a former operator who …, said").
+    A name that is itself the aside ("The minister, X, said") is the subject too."""
     j = _skip_coordinated_name(tokens, j)
     if j < len(tokens) and tokens[j].text in ",(" + "".join(_DASHES):
-        close = _skip_aside(tokens, j)
-        if close is None:
-            return False
-        j = close
+        opener = tokens[j].text
+        appositive = i > 0 and opener != "(" and tokens[i - 1].text == opener
+        if appositive and _speech_verb_at(tokens, _skip_adverbials(tokens, j + 1)):
+            return True
+        for _ in range(_MAX_ASIDES):
+            close = _skip_aside(tokens, j)
+            if close is None:
+                return False
+            if _speech_verb_at(tokens, _skip_adverbials(tokens, close)):
+                return True
+            # A further comma-delimited aside only if it reads as one ("…, which runs …,"), not
+            # as the sentence going on ("X, the CEO, has raised prices, said the governor").
+            if tokens[close - 1].text != "," or close >= len(tokens) or not _opens_aside(tokens[close]):
+                return False
+            j = close - 1
+        return False
     return _speech_verb_at(tokens, _skip_adverbials(tokens, j))
+
+
+def _opens_aside(t: _Token) -> bool:
+    return t.lower in _ASIDE_OPENERS or t.text.isdigit()
 
 
 def _relative_clause_speaks(tokens: list[_Token], j: int) -> bool:
@@ -1121,13 +1152,24 @@ def _relative_clause_speaks(tokens: list[_Token], j: int) -> bool:
 
 
 def _skip_coordinated_name(tokens: list[_Token], j: int) -> int:
-    """Past "and Tobias Wrenfield" in "X and Tobias Wrenfield said": both are subjects."""
+    """Past "and Tobias Wrenfield" in "X and Tobias Wrenfield said", or past a short noun phrase
+    with a determiner when a reporting verb follows ("X and his co-founder argued"): both are
+    subjects."""
     if j < len(tokens) and tokens[j].lower == "and":
         k = j + 1
         while k < len(tokens) and tokens[k].is_word and tokens[k].text[0].isupper():
             k += 1
         if k > j + 1:
             return k
+        if k < len(tokens) and tokens[k].lower in _COORDINATED_DETERMINERS:
+            k += 1
+            for _ in range(4):
+                if k < len(tokens) and _speech_verb_at(tokens, _skip_adverbials(tokens, k)):
+                    return k
+                t = tokens[k]
+                if t.lower in _AUXILIARIES or not (t.text in _DASHES or t.text.islower()):
+                    break  # "X and the board were told": passive, not speech
+                k += 1
     return j
 
 
@@ -1135,10 +1177,13 @@ def _skip_aside(tokens: list[_Token], j: int) -> int | None:
     """The index after an appositive or parenthesis opening at ``tokens[j]``, or None when it
     never closes or holds a reporting verb (someone else's: "X, the minister said, …")."""
     closer = {"(": ")"}.get(tokens[j].text, tokens[j].text)
+    relative = False
     for k in range(j + 1, min(len(tokens), j + 31)):
         if tokens[k].text == closer or (closer in _DASHES and tokens[k].text in _DASHES):
             return k + 1
-        if tokens[k].lower in _SPEECH_VERBS:
+        # Inside "who …" the verb is the subject's own ("X, the adviser who has warned …, said").
+        relative = relative or tokens[k].lower == "who"
+        if tokens[k].lower in _SPEECH_VERBS and not relative:
             return None
     return None
 
@@ -1147,7 +1192,11 @@ def _skip_adverbials(tokens: list[_Token], k: int) -> int:
     limit = k + 6
     while k < min(len(tokens), limit):
         word = tokens[k].lower
-        if word in _ADVERBIALS or (word.endswith("ly") and len(word) > 3 and word not in _NOT_ADVERBS):
+        if (
+            word in _ADVERBIALS
+            or (word.endswith("ly") and len(word) > 3 and word not in _NOT_ADVERBS)
+            or word.isdigit()  # "X in 2019 said", "X on 3 March told"
+        ):
             k += 1
         else:
             break
@@ -1245,16 +1294,25 @@ def _person_between(
     sentence_end = layout.sentences[index][1]
     if any(end <= s < sentence_end for s, _ in others):
         return True
-    run: list[_Token] = []
+    # Maximal runs of capitalised words after the mention, each judged whole ("Nordic Compute
+    # Forum" is no person for starting like "Nordic Compute"), with the word before the run.
+    runs: list[tuple[str, list[_Token]]] = []
+    run: list[_Token] | None = None
+    before = ""
     for t in layout.tokens(index):
         if t.start < end or any(a <= t.start < b for a, b in own):
+            run, before = None, ""
             continue
         if t.is_word and t.text[0].isupper() and not t.text.isupper():
-            if run and layout.text[run[-1].end : t.start].strip():
+            if run is None or layout.text[run[-1].end : t.start].strip():
                 run = []
+                runs.append((before, run))
             run.append(t)
-            if len(run) >= 2 and not any(r.lower in _NOT_PERSON for r in run):
-                return True
         else:
-            run = []
+            run = None
+        before = t.lower
+    for word_before, names in runs:
+        # A determiner marks the name of a thing ("the Volta Foundry line"), not of a person.
+        if len(names) >= 2 and word_before not in _THING_DETERMINERS and _NOT_PERSON.isdisjoint(n.lower for n in names):
+            return True
     return False
