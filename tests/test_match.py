@@ -263,6 +263,18 @@ STATEMENTS = [
         "next sentence after an organisation named without 'the'",
         "Tobias Wrenfield met Western Grid Reliability Council staff. He said chips mattered.",
     ),
+    (
+        "inverted verb, possessive title, appositive",
+        "“Rules are needed,” said the company’s founder, Jen Zhu Scott, on Wednesday.",
+    ),
+    (
+        "aside, then a coordinated subject",
+        "Zoé Marchetti-Laurent, the EU commissioner, and her Swiss counterpart said rules were needed.",
+    ),
+    (
+        "next sentence, the name an object after a place",
+        "In Geneva, delegates questioned Tobias Wrenfield. He said chips mattered.",
+    ),
 ]
 
 
@@ -346,6 +358,10 @@ NOT_A_STATEMENT = [
     (
         "another person with a title after the mention",
         "Jen Zhu Scott thanked the minister, Ingrid Solberg. She said talks went well.",
+    ),
+    (
+        "another person before the name, which is an object",
+        "The regulator’s chair, Anna Berg, rejected a request from Jen Zhu Scott. She said rules were clear.",
     ),
     (
         "another person after an organisation",

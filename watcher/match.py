@@ -916,6 +916,8 @@ _TIME_WORDS = _words(
 _PRONOUNS = frozenset(("he", "she"))
 #: A capitalised run right after these names a thing ("the Volta Foundry line").
 _THING_DETERMINERS = _words("the a an this that these those its their our your")
+#: Words that start a sentence with a capital without being part of a name ("In Stockholm").
+_FUNCTION_WORDS = _SENTENCE_OPENERS | _NOT_BEFORE_SUBJECT | _CLAUSE_OPENERS
 _CONNECTIVES = _words("but and however later then also separately meanwhile")
 #: Capitalised words that mark a place, organisation or date rather than a person.
 _NOT_PERSON = (
@@ -1062,8 +1064,11 @@ def _attribution(
             return [index]
     if (
         index + 1 < len(layout.sentences)
-        and not _person_between(layout, end, index, others, own)
         and _pronoun_speaks(layout, index + 1)
+        # The speaker's own He/She, unless someone else named in the sentence may own it: anyone
+        # after the name, and anyone before it when the name is not the subject ("Anna Berg
+        # rejected a request from X. She said …").
+        and not _person_between(layout, start, end, index, others, own, before=not _subject_position(tokens, i))
     ):
         return [index, index + 1]
     return []
@@ -1098,7 +1103,8 @@ def _title_token(tokens: list[_Token], k: int) -> bool:
         return t.text in _DASHES or t.text in "'’"
     if t.lower in _NOT_BEFORE_SUBJECT:
         return False
-    return t.text[0].isupper() or t.lower in _TITLE_WORDS
+    # A possessor is part of the title too: "the company's founder", "the lab's chief".
+    return t.text[0].isupper() or t.lower in _TITLE_WORDS or _possessive(tokens, k + 1)
 
 
 def _possessive(tokens: list[_Token], j: int) -> bool:
@@ -1125,7 +1131,8 @@ def _subject_speaks(tokens: list[_Token], i: int, j: int) -> bool:
             close = _skip_aside(tokens, j)
             if close is None:
                 return False
-            if _speech_verb_at(tokens, _skip_adverbials(tokens, close)):
+            # "X, the minister, and Y said": a coordinated subject may follow the aside.
+            if _speech_verb_at(tokens, _skip_adverbials(tokens, _skip_coordinated_name(tokens, close))):
                 return True
             # A further comma-delimited aside only if it reads as one ("…, which runs …,"), not
             # as the sentence going on ("X, the CEO, has raised prices, said the governor").
@@ -1153,8 +1160,8 @@ def _relative_clause_speaks(tokens: list[_Token], j: int) -> bool:
 
 def _skip_coordinated_name(tokens: list[_Token], j: int) -> int:
     """Past "and Tobias Wrenfield" in "X and Tobias Wrenfield said", or past a short noun phrase
-    with a determiner when a reporting verb follows ("X and his co-founder argued"): both are
-    subjects."""
+    with a determiner when a reporting verb follows ("X and her Finnish counterpart argued"):
+    both are subjects."""
     if j < len(tokens) and tokens[j].lower == "and":
         k = j + 1
         while k < len(tokens) and tokens[k].is_word and tokens[k].text[0].isupper():
@@ -1167,7 +1174,7 @@ def _skip_coordinated_name(tokens: list[_Token], j: int) -> int:
                 if k < len(tokens) and _speech_verb_at(tokens, _skip_adverbials(tokens, k)):
                     return k
                 t = tokens[k]
-                if t.lower in _AUXILIARIES or not (t.text in _DASHES or t.text.islower()):
+                if t.lower in _AUXILIARIES or not (t.is_word or t.text in _DASHES):
                     break  # "X and the board were told": passive, not speech
                 k += 1
     return j
@@ -1283,36 +1290,46 @@ def _pronoun_speaks(layout: _Layout, index: int) -> bool:
 
 def _person_between(
     layout: _Layout,
+    start: int,
     end: int,
     index: int,
     others: list[tuple[int, int]],
     own: list[tuple[int, int]],
+    *,
+    before: bool,
 ) -> bool:
-    """Another named person follows the mention in its sentence, so a He/She in the next
-    sentence may be theirs: another tracked speaker, or two or more capitalised words that
-    read as a name ("Ingrid Solberg", not "United States" or "Northvane Labs")."""
-    sentence_end = layout.sentences[index][1]
-    if any(end <= s < sentence_end for s, _ in others):
+    """Another named person is in the mention's sentence after it (or, with ``before``, before
+    it), so a He/She in the next sentence may be theirs: another tracked speaker, or two or
+    more capitalised words that read as a name ("Ingrid Solberg", not "United States",
+    "Northvane Labs" or "the Volta Foundry line")."""
+    sentence_start, sentence_end = layout.sentences[index]
+    lo = sentence_start if before else end
+    if any(lo <= s < sentence_end and not start <= s < end for s, _ in others):
         return True
-    # Maximal runs of capitalised words after the mention, each judged whole ("Nordic Compute
-    # Forum" is no person for starting like "Nordic Compute"), with the word before the run.
+    # Maximal runs of capitalised words, each judged whole ("Nordic Compute Forum" is no person
+    # for starting like "Nordic Compute"), with the word before the run.
     runs: list[tuple[str, list[_Token]]] = []
     run: list[_Token] | None = None
-    before = ""
+    word_before = ""
     for t in layout.tokens(index):
-        if t.start < end or any(a <= t.start < b for a, b in own):
-            run, before = None, ""
+        if (t.start < end and not (before and t.start < start)) or any(a <= t.start < b for a, b in own):
+            run, word_before = None, ""
             continue
         if t.is_word and t.text[0].isupper() and not t.text.isupper():
             if run is None or layout.text[run[-1].end : t.start].strip():
                 run = []
-                runs.append((before, run))
+                runs.append((word_before, run))
             run.append(t)
         else:
             run = None
-        before = t.lower
+        word_before = t.lower
     for word_before, names in runs:
-        # A determiner marks the name of a thing ("the Volta Foundry line"), not of a person.
-        if len(names) >= 2 and word_before not in _THING_DETERMINERS and _NOT_PERSON.isdisjoint(n.lower for n in names):
+        # A determiner marks the name of a thing ("the Volta Foundry line"), not of a person;
+        # a capitalised function word only opens the sentence ("In Stockholm").
+        if word_before in _THING_DETERMINERS or names[0].lower in _THING_DETERMINERS:
+            continue
+        if names[0].lower in _FUNCTION_WORDS:
+            names = names[1:]
+        if len(names) >= 2 and _NOT_PERSON.isdisjoint(n.lower for n in names):
             return True
     return False

@@ -649,6 +649,33 @@ ATOM = [
         [],
         [],
     ),
+    (
+        "Foundry keeps its prices",
+        "\u201cWe will not pass the GPU shortage on to customers,\u201d said the company\u2019s founder, Kwame Asante Boateng, on Wednesday.",
+        False,
+        None,
+        [K],
+        [K],
+        [GPU],
+    ),
+    (
+        "Joint letter on server farms",
+        "H\u00e9l\u00e8ne Vasquez-Lindqvist, Sweden\u2019s minister for trade, and her Finnish counterpart said new data centres must bring their own power.",
+        False,
+        None,
+        [H],
+        [H],
+        [],
+    ),
+    (
+        "Regulator rebuffs foundry",
+        "The regulator\u2019s chair, Anna Berg, rejected a request from Kwame Asante Boateng. She said the subsidy rules were clear.",
+        False,
+        None,
+        [K],
+        [],
+        [],
+    ),
 ]
 
 
