@@ -76,7 +76,7 @@ def predict(corpus: Path) -> Labels:
     matcher = Matcher(*load_watches(corpus / "config.yaml"))
     predicted: Labels = {}
     for path in sorted((corpus / "feeds").iterdir()):
-        parsed = parse_feed(path.read_bytes(), url=path.as_uri())
+        parsed = parse_feed(path.read_bytes(), url=path.resolve().as_uri())
         for article in parsed.articles:
             hits = matcher.match(article)
             predicted[article.entry_id or article.key] = {
