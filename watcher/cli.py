@@ -18,11 +18,13 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from watcher.config import Config, load_config, parse_duration
 from watcher.errors import WatcherError, redact_url
-from watcher.types import Hit, OutboxItem, OutboxStatus, StoredHit
+from watcher.types import FeedState, Hit, OutboxItem, OutboxStatus, StoredHit
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -224,17 +226,23 @@ def hits(ctx: click.Context, since: str, as_json: bool, limit: int | None) -> No
 
 @cli.command()
 @click.option("--retry", "retry", multiple=True, metavar="NAME", help="Poll this failing or disabled feed again soon.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per feed per line.")
 @click.pass_context
 @_fails_cleanly
-def feeds(ctx: click.Context, retry: tuple[str, ...]) -> None:
+def feeds(ctx: click.Context, retry: tuple[str, ...], as_json: bool) -> None:
     """Each feed's state: last poll, status, errors, next poll, entries seen."""
     watcher = _watcher(ctx, upgrade=False)
     for name in retry:
         if not watcher.store.retry_feed(name, watcher.now()):
             raise WatcherError(f"no feed named {name!r} in the database", "see `watcher feeds`")
         click.echo(f"{name}: will be polled at the next chance")
+    states = watcher.store.feed_states([f.name for f in watcher.config.feeds])
+    if as_json:
+        for s in states:
+            click.echo(json.dumps(_feed_json(s), ensure_ascii=False))
+        return
     table = Table("feed", "status", "last poll", "next poll", "entries", "failures", "last error")
-    for s in watcher.store.feed_states([f.name for f in watcher.config.feeds]):
+    for s in states:
         style = {"ok": "green", "failed": "red", "disabled": "red", "empty": "yellow"}.get(s.status, "")
         table.add_row(
             s.name,
@@ -243,7 +251,7 @@ def feeds(ctx: click.Context, retry: tuple[str, ...]) -> None:
             _when(s.next_poll_at),
             str(s.entries_seen),
             str(s.consecutive_failures),
-            s.last_error or "",
+            Text(s.last_error or ""),  # may quote a stranger's text: never rich markup
         )
     console.print(table)
 
@@ -292,9 +300,9 @@ def outbox(ctx: click.Context, status: OutboxStatus | None, as_json: bool, limit
             i.status,
             str(i.attempts),
             _when(i.next_attempt_at),
-            i.stored.hit.watch,
-            i.stored.title[:60],
-            i.last_error or "",
+            Text(i.stored.hit.watch),
+            Text(i.stored.title[:60]),
+            Text(i.last_error or ""),
         )
     console.print(table)
 
@@ -363,7 +371,7 @@ def demo(ctx: click.Context, directory: Path) -> None:
 
 def _print_hit(hit: Hit, title: str, link: str | None, where: str = "") -> None:
     what = "statement" if hit.statement else ("mention" if hit.kind == "speaker" else "theme")
-    console.print(f"[bold]{hit.watch}[/] ({what}, score {hit.score}) {where}".rstrip(), markup=True)
+    console.print(f"[bold]{escape(hit.watch)}[/] ({what}, score {hit.score}) {escape(where)}".rstrip(), markup=True)
     console.print(f"  {title}", markup=False)
     if link:
         console.print(f"  {link}", markup=False)
@@ -385,6 +393,24 @@ def _hit_json(entry_id: str | None, link: str | None, title: str, hit: Hit) -> d
 
 def _stored_hit_json(s: StoredHit) -> dict[str, Any]:
     return {**_hit_json(s.entry_id, s.link, s.title, s.hit), "feed": s.feed, "created": s.created.isoformat()}
+
+
+def _feed_json(s: FeedState) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "url": redact_url(s.fetch_url),
+        "status": s.status,
+        "last_error": s.last_error,
+        "last_polled_at": _iso(s.last_polled_at),
+        "last_success_at": _iso(s.last_success_at),
+        "next_poll_at": _iso(s.next_poll_at),
+        "entries_seen": s.entries_seen,
+        "consecutive_failures": s.consecutive_failures,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _outbox_json(i: OutboxItem) -> dict[str, Any]:
