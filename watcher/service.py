@@ -179,21 +179,32 @@ class Daemon:
 
     def reload(self) -> None:
         """Re-read the config; on any error keep running with the last good one."""
+        old = self.watcher.config
         try:
             config = load_config(self.config_path, self.env)
-            self.watcher.store.sync_feeds([(f.name, f.url) for f in config.feeds], utcnow())
             channels = make_channels(config)
-            workers = default_workers(config)
+            watches_changed = (config.speakers, config.themes) != (old.speakers, old.themes)
+            workers = default_workers(config) if watches_changed else self.watcher.workers
+            self.watcher.store.sync_feeds([(f.name, f.url) for f in config.feeds], utcnow())
         except WatcherError as e:
             log.error("config reload failed, keeping the last good config:\n%s", e)
             return
-        old = self.watcher.workers
+        if config.database_url != old.database_url:
+            log.warning("the database setting changed; restart watcher to use it")
+        retired = self.watcher.workers
         self.watcher.config, self.watcher.channels, self.watcher.workers = config, channels, workers
-        close = getattr(old, "close", None)
-        if close is not None:
-            close()
+        if retired is not workers:
+            # A poll already under way may still hand its feed to the old pool: close it
+            # once the jobs running now have finished.
+            threading.Thread(target=self._retire, args=(retired,), name="retire-workers", daemon=True).start()
         self._schedule_feeds()
         log.info("config reloaded: %d feeds", len(config.feeds))
+
+    def _retire(self, workers: WorkersProtocol) -> None:
+        self.in_flight.wait_idle(STOP_GRACE.total_seconds() * 10)
+        close = getattr(workers, "close", None)
+        if close is not None:
+            close()
 
     def _schedule_feeds(self) -> None:
         wanted = {f"feed:{f.name}": f for f in self.watcher.config.feeds}
