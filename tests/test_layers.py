@@ -81,3 +81,16 @@ def test_importing_the_package_is_cheap() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_short_lived_commands_do_not_import_what_only_the_daemon_or_a_change_needs() -> None:
+    """`watcher poll` from cron starts often: the scheduler, migrations, parser, matcher and
+    templates are imported only when used (an all-304 poll needs none of them)."""
+    code = (
+        "import sys, watcher.cli, watcher.service, watcher.store, watcher.deliver, watcher.workers; "
+        "print(sorted(m for m in ('apscheduler', 'alembic', 'feedparser', 'rapidfuzz', 'jinja2') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+    )
+    assert result.stdout.strip() == "[]"

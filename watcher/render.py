@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-import jinja2
-
 from watcher.types import Evidence, Hit, OutboxItem, StoredHit
+
+if TYPE_CHECKING:
+    import jinja2
 
 #: Longest subject we build; mail clients show about this much and folding stays readable.
 SUBJECT_MAX = 120
@@ -236,6 +237,10 @@ def list_id(channel: str, sender: str) -> str:
 
 @functools.cache
 def _templates() -> jinja2.Environment:
+    # Imported on first use: a poll with nothing to send never renders, and every
+    # short-lived command would otherwise pay for Jinja2's import.
+    import jinja2
+
     return jinja2.Environment(
         loader=jinja2.PackageLoader("watcher", "templates"),
         # Autoescape on for HTML (and any template string); the .txt templates are plain.

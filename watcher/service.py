@@ -19,10 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-
 from watcher import __version__
 from watcher.config import Config, FeedSettings, load_config
 from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels
@@ -142,6 +138,11 @@ class Daemon:
         #: Set after a poll records hits, so their alerts go out at once rather than next tick.
         self.deliver_now = threading.Event()
         self.in_flight = _InFlight()
+        # APScheduler is imported here: only the daemon needs it, and every short-lived
+        # command would otherwise pay for its import.
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=8)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -207,6 +208,8 @@ class Daemon:
             close()
 
     def _schedule_feeds(self) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
         wanted = {f"feed:{f.name}": f for f in self.watcher.config.feeds}
         for job in self.scheduler.get_jobs():
             if job.id.startswith("feed:") and job.id not in wanted:

@@ -242,11 +242,11 @@ class Store:
 
     def upgrade(self) -> None:
         """Apply every pending migration (a quick no-op when there is none)."""
-        from alembic import command
-
         current, head = self._revisions()
         if current == head:
             return
+        from alembic import command  # here, not at the top: most starts have nothing to migrate
+
         try:
             command.upgrade(self._alembic_config(), "head")
         except exc.SQLAlchemyError as e:
