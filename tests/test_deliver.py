@@ -433,7 +433,8 @@ def test_backoff_schedule() -> None:
     minutes = [retry_delay(n).total_seconds() / 60 for n in range(1, MAX_ATTEMPTS)]
     assert minutes == [4, 8, 16, 32, 64, 128, 256, 480, 480]
     assert retry_delay(1, jitter=0) == timedelta(minutes=3.2) and retry_delay(1, jitter=0.999) < timedelta(minutes=4.8)
-    assert retry_delay(3, retry_after=90) == timedelta(seconds=90)
+    assert retry_delay(3, retry_after=90) == retry_delay(3), "a short Retry-After never shortens the backoff"
+    assert retry_delay(3, retry_after=7200) == timedelta(hours=2)
     assert retry_delay(3, retry_after=10**9) == timedelta(days=1)
 
 
@@ -548,14 +549,24 @@ def test_webhook_503_then_200_is_accepted_exactly_once(store: Store, receiver: R
 
 def test_webhook_429_retry_after_is_honoured(store: Store, receiver: Receiver) -> None:
     add_hits(store, 1, channels=("hook",))
-    receiver.script = [(429, {"Retry-After": "120"})]
+    receiver.script = [(429, {"Retry-After": "3600"})]
     channels = {"hook": WebhookChannel(webhook_settings(receiver.url))}
     assert flush_outbox(store, channels, now=NOW, owner=OWNER).failed == 1
     [row] = store.list_outbox("failed")
-    assert row.next_attempt_at == NOW + timedelta(seconds=120)
-    assert flush_outbox(store, channels, now=NOW + timedelta(seconds=119), owner=OWNER).sent == 0
-    assert flush_outbox(store, channels, now=NOW + timedelta(seconds=120), owner=OWNER).sent == 1
+    assert row.next_attempt_at == NOW + timedelta(seconds=3600)
+    assert flush_outbox(store, channels, now=NOW + timedelta(seconds=3599), owner=OWNER).sent == 0
+    assert flush_outbox(store, channels, now=NOW + timedelta(seconds=3600), owner=OWNER).sent == 1
     assert len(receiver.requests) == 2
+
+
+def test_a_short_retry_after_does_not_burn_the_attempts(store: Store, receiver: Receiver) -> None:
+    add_hits(store, 1, channels=("hook",))
+    receiver.script = [(503, {"Retry-After": "5"})] * 20
+    channels = {"hook": WebhookChannel(webhook_settings(receiver.url))}
+    for seconds in range(0, 300, 5):  # the daemon's delivery tick, for five minutes
+        flush_outbox(store, channels, now=NOW + timedelta(seconds=seconds), owner=OWNER)
+    [row] = store.list_outbox("failed")
+    assert row.attempts <= 2, "one try, then the first backoff of about 4 minutes, not a try every 5 s"
 
 
 def test_webhook_4xx_is_dead_with_the_answer(store: Store, receiver: Receiver) -> None:

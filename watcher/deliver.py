@@ -408,14 +408,17 @@ class DeliveryReport:
 def retry_delay(attempts: int, *, retry_after: float | None = None, jitter: float = 0.5) -> timedelta:
     """How long to wait after the ``attempts``-th failed attempt.
 
-    The receiver's Retry-After wins when given (bounded by RETRY_AFTER_BOUNDS). Otherwise
     FIRST_RETRY doubles per attempt up to RETRY_CAP, spread by ±20% (``jitter`` in [0, 1))
-    so alerts that failed together do not all return at the same second.
+    so alerts that failed together do not all return at the same second. A receiver's
+    Retry-After (bounded by RETRY_AFTER_BOUNDS) can make the wait longer, never shorter:
+    a receiver answering "503, Retry-After: 5" while it restarts must not use up the ten
+    attempts meant to span a day within a minute.
     """
+    delay = doubling_delay(FIRST_RETRY, attempts - 1, RETRY_CAP, jitter=jitter, spread=0.2)
     if retry_after is not None:
         low, high = RETRY_AFTER_BOUNDS
-        return min(max(timedelta(seconds=retry_after), low), high)
-    return doubling_delay(FIRST_RETRY, attempts - 1, RETRY_CAP, jitter=jitter, spread=0.2)
+        delay = max(delay, min(max(timedelta(seconds=retry_after), low), high))
+    return delay
 
 
 def flush_outbox(

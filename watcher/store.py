@@ -448,26 +448,20 @@ class Store:
         A claim survives a crash only until its lease ends (or until the next start on the
         same host sees its owner is gone), so every row is eventually sent or still due.
         """
-        due = (
-            sa.select(outbox.c.id)
-            .where(
-                outbox.c.status.in_(("due", "failed")),
-                outbox.c.next_attempt_at <= now,
-                sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
-            )
-            .order_by(outbox.c.next_attempt_at, outbox.c.id)
-            .limit(limit)
+        claimable = (
+            outbox.c.status.in_(("due", "failed")),
+            outbox.c.next_attempt_at <= now,
+            sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
         )
+        due = sa.select(outbox.c.id).where(*claimable).order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
         claimed: list[int] = []
         with self._tx() as conn:
             for row_id in conn.execute(due).scalars().all():
-                # The guard in WHERE makes the claim atomic against a concurrent sender.
+                # The whole condition again in the UPDATE: under PostgreSQL's READ COMMITTED
+                # another sender may have claimed, sent and released the row since the SELECT.
                 result = conn.execute(
                     outbox.update()
-                    .where(
-                        outbox.c.id == row_id,
-                        sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
-                    )
+                    .where(outbox.c.id == row_id, *claimable)
                     .values(claimed_by=owner, claimed_until=now + lease, attempts=outbox.c.attempts + 1)
                 )
                 if result.rowcount == 1:
@@ -493,12 +487,21 @@ class Store:
             )
 
     def retry(self, ids: Sequence[int] | None, now: datetime) -> int:
-        """Make failed or dead rows due now (all of them when ``ids`` is None)."""
-        query = outbox.update().where(outbox.c.status.in_(("failed", "dead")))
+        """Make failed or dead rows due now (all of them when ``ids`` is None).
+
+        A failed row that a sender holds right now is left to that sender.
+        """
+        query = outbox.update().where(
+            outbox.c.status.in_(("failed", "dead")),
+            sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
+        )
         if ids is not None:
             query = query.where(outbox.c.id.in_(list(ids)))
         with self._tx() as conn:
-            result = conn.execute(query.values(status="due", next_attempt_at=now, claimed_by=None, claimed_until=None))
+            # A fresh start: the retry schedule begins again from its first attempt.
+            result = conn.execute(
+                query.values(status="due", next_attempt_at=now, attempts=0, claimed_by=None, claimed_until=None)
+            )
         return int(result.rowcount)
 
     def list_outbox(self, status: OutboxStatus | None = None, limit: int | None = None) -> list[OutboxItem]:
