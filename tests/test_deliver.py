@@ -12,7 +12,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -553,9 +553,9 @@ def test_webhook_429_retry_after_is_honoured(store: Store, receiver: Receiver) -
     channels = {"hook": WebhookChannel(webhook_settings(receiver.url))}
     assert flush_outbox(store, channels, now=NOW, owner=OWNER).failed == 1
     [row] = store.list_outbox("failed")
-    assert row.next_attempt_at == NOW + timedelta(seconds=3600)
+    assert NOW + timedelta(seconds=3600) <= row.next_attempt_at < NOW + timedelta(seconds=3660)
     assert flush_outbox(store, channels, now=NOW + timedelta(seconds=3599), owner=OWNER).sent == 0
-    assert flush_outbox(store, channels, now=NOW + timedelta(seconds=3600), owner=OWNER).sent == 1
+    assert flush_outbox(store, channels, now=NOW + timedelta(seconds=3661), owner=OWNER).sent == 1
     assert len(receiver.requests) == 2
 
 
@@ -679,3 +679,35 @@ def test_an_email_channel_without_smtp_is_a_config_error() -> None:
 def test_an_unusable_whsec_secret_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="secret"):
         make_channels(config((webhook_settings(HOOK, secret="whsec_"),), None))
+
+
+class SlowFirstSend:
+    """A channel whose first send outlasts the claim lease: while it hangs, another sender
+    flushes six (simulated) minutes later."""
+
+    digest = False
+
+    def __init__(self, name: str, on_first_send: Callable[[], object] | None) -> None:
+        self.name, self.on_first_send = name, on_first_send
+        self.sent: list[str] = []
+
+    def send(self, items: Sequence[OutboxItem], now: datetime, *, test: bool = False) -> str:
+        if not self.sent and self.on_first_send is not None:
+            hook, self.on_first_send = self.on_first_send, None
+            hook()
+        self.sent.extend(i.alert_id for i in items)
+        return "250 OK"
+
+
+def test_a_flush_that_outlives_its_lease_leaves_rows_another_sender_took_over(store: Store) -> None:
+    add_hits(store, 5)
+    other = SlowFirstSend("desk", lambda: None)
+    slow = SlowFirstSend(
+        "desk", lambda: flush_outbox(store, {"desk": other}, now=NOW + timedelta(minutes=6), owner="other:2")
+    )
+    flush_outbox(store, {"desk": slow}, now=NOW, owner=OWNER)
+    sent = slow.sent + other.sent
+    # Only the one send that was already under way when its lease ran out can repeat.
+    assert sorted(set(sent)) == sorted(i.alert_id for i in store.list_outbox())
+    assert len(sent) - len(set(sent)) <= 1
+    assert all(i.status == "sent" for i in store.list_outbox())

@@ -32,6 +32,7 @@ import random
 import smtplib
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,7 +78,8 @@ class OutboxStore(Protocol):
     def mark_sent(self, ids: Sequence[int], now: datetime) -> None: ...
     def mark_failed(self, ids: Sequence[int], error: str, next_attempt_at: datetime) -> None: ...
     def mark_dead(self, ids: Sequence[int], error: str) -> None: ...
-    def release(self, ids: Sequence[int]) -> None: ...
+    def release(self, ids: Sequence[int], *, owner: str) -> None: ...
+    def renew_claims(self, ids: Sequence[int], *, owner: str, until: datetime) -> int: ...
 
 
 class Channel(Protocol):
@@ -441,17 +443,28 @@ def flush_outbox(
     claims past their lease one timeout at a time.
     """
     store.release_dead_claims()
+    started = time.monotonic()
+
+    def current() -> datetime:
+        # ``now`` moved on by the time this flush has taken: claims and marks stay right
+        # during a long flush, and tests can still pass any ``now``.
+        return now + timedelta(seconds=time.monotonic() - started)
+
     deliveries: list[Delivery] = []
     broken: dict[str, DeliveryError] = {}
     while not (stop and stop.is_set()):
-        claimed = store.claim_due(now, owner=owner, lease=lease, limit=BATCH)
+        claimed = store.claim_due(current(), owner=owner, lease=lease, limit=BATCH)
         if not claimed:
             break
         for name, items in _sends(claimed, channels):
+            ids = [i.id for i in items]
             if stop and stop.is_set():
-                deliveries.append(_release(store, name, items))
+                deliveries.append(_release(store, name, items, owner))
+            elif store.renew_claims(ids, owner=owner, until=current() + lease) < len(ids):
+                # The round outlived the lease and another sender took rows over: they are its.
+                deliveries.append(_release(store, name, items, owner))
             else:
-                deliveries.extend(_deliver(store, name, channels.get(name), items, now, broken))
+                deliveries.extend(_deliver(store, name, channels.get(name), items, current(), broken))
     return DeliveryReport(tuple(deliveries))
 
 
@@ -465,9 +478,9 @@ def _sends(claimed: Sequence[OutboxItem], channels: Mapping[str, Channel]) -> li
     return [(name, items) for (name, _), items in sends.items()]
 
 
-def _release(store: OutboxStore, name: str, items: Sequence[OutboxItem]) -> Delivery:
+def _release(store: OutboxStore, name: str, items: Sequence[OutboxItem], owner: str) -> Delivery:
     ids = tuple(i.id for i in items)
-    store.release(ids)
+    store.release(ids, owner=owner)
     return Delivery(name, ids, "released", "stopping")
 
 

@@ -468,6 +468,16 @@ class Store:
                     claimed.append(row_id)
         return self._outbox_items(claimed)
 
+    def renew_claims(self, ids: Sequence[int], *, owner: str, until: datetime) -> int:
+        """Extend ``owner``'s claims on ``ids`` to ``until``; return how many it still held."""
+        with self._tx() as conn:
+            result = conn.execute(
+                outbox.update()
+                .where(outbox.c.id.in_(list(ids)), outbox.c.claimed_by == owner)
+                .values(claimed_until=until)
+            )
+        return int(result.rowcount)
+
     def mark_sent(self, ids: Sequence[int], now: datetime) -> None:
         self._set_outbox(ids, status="sent", sent_at=now, last_error=None)
 
@@ -477,12 +487,12 @@ class Store:
     def mark_dead(self, ids: Sequence[int], error: str) -> None:
         self._set_outbox(ids, status="dead", last_error=error)
 
-    def release(self, ids: Sequence[int]) -> None:
-        """Give claimed rows back untouched (shutdown before they were sent)."""
+    def release(self, ids: Sequence[int], *, owner: str) -> None:
+        """Give ``owner``'s claimed rows back untouched (shutdown before they were sent)."""
         with self._tx() as conn:
             conn.execute(
                 outbox.update()
-                .where(outbox.c.id.in_(list(ids)))
+                .where(outbox.c.id.in_(list(ids)), outbox.c.claimed_by == owner)
                 .values(claimed_by=None, claimed_until=None, attempts=outbox.c.attempts - 1)
             )
 
