@@ -76,3 +76,17 @@ def test_feeds_json_has_each_feeds_state(config: Path) -> None:
     [feed] = [json.loads(line) for line in result.output.splitlines()]
     assert feed["name"] == "wire" and feed["status"] == "ok" and feed["entries_seen"] == 1
     assert feed["last_success_at"] == NOW.isoformat() and feed["last_error"].startswith("XML error")
+
+
+def test_validate_shows_a_webhook_by_its_host_only(tmp_path: Path) -> None:
+    """Slack- and Discord-style hook URLs carry their token in the path."""
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        "channels: [{name: hook, type: webhook, url: 'https://hooks.example.org/services/T01/B02/pathTok3n', "
+        "secret: s}]\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(cli, ["-c", str(path), "validate"], obj={})
+    assert result.exit_code == 0, result.output
+    assert "hook: webhook to https://hooks.example.org/…" in result.output
+    assert "pathTok3n" not in result.output

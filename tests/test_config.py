@@ -334,6 +334,7 @@ BAD = [
         "write 15s for seconds or 15m for minutes",
     ),
     ("zero-duration", "defaults: {timeout: 0s}\n", {}, "1: defaults.timeout", "is zero; use a number"),
+    ("tiny-duration", "defaults: {interval: 0.0000001s}\n", {}, "1: defaults.interval", "is under a second"),
     (
         "duration-list",
         "defaults: {timeout: [1m]}\n",

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from watcher.errors import SchemaOutdatedError
-from watcher.store import PollRecord, Store, process_owner
+from watcher.store import PollRecord, Store, Unchanged, process_owner
 from watcher.types import Article, Evidence, Hit
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -129,11 +129,13 @@ def test_failures_count_up_and_gone_feeds_are_disabled(store: Store) -> None:
     assert (state.status, state.consecutive_failures, state.last_error) == ("disabled", 2, "HTTP 410 Gone")
 
 
-def test_a_changed_url_in_the_config_starts_the_feed_afresh(store: Store) -> None:
+def test_a_changed_url_in_the_config_refetches_but_keeps_the_feeds_history(store: Store) -> None:
     store.save_poll("wire", record([article("a")], {}), NOW)
     store.sync_feeds([("wire", "https://news.example/atom")], NOW)
     state = store.feed_state("wire")
-    assert (state.fetch_url, state.status, state.etag) == ("https://news.example/atom", "new", None)
+    assert (state.fetch_url, state.status, state.etag) == ("https://news.example/atom", "ok", None)
+    assert not state.first_poll, "new entries at the new URL still alert"
+    assert store.changed_articles("wire", [article("a")]) == []
 
 
 def test_an_unmigrated_database_is_refused_with_the_fix(database_url: str) -> None:
@@ -149,8 +151,14 @@ def test_unchanged_polls_are_recorded_together_and_clear_a_failure(store: Store)
     store.sync_feeds([("wire", "https://news.example/rss"), ("desk", "https://desk.example/rss")], NOW)
     store.record_failure("wire", "HTTP 503 Service Unavailable", NOW, NOW + timedelta(minutes=30))
     later = NOW + timedelta(minutes=30)
-    store.record_not_modified([("wire", later, later + timedelta(minutes=15)), ("desk", later, later)])
+    store.record_not_modified(
+        [
+            Unchanged("wire", later, later + timedelta(minutes=15), '"v2"', None, "https://news.example/rss2"),
+            Unchanged("desk", later, later, None, None, None),
+        ]
+    )
     wire, desk = store.feed_state("wire"), store.feed_state("desk")
+    assert (wire.etag, wire.fetch_url) == ('"v2"', "https://news.example/rss2"), "a 304 after a 301 keeps both"
     assert (wire.status, wire.consecutive_failures, wire.last_error, wire.last_polled_at) == ("ok", 0, None, later)
     assert wire.next_poll_at == later + timedelta(minutes=15)
     assert (desk.status, desk.last_polled_at) == ("new", later)

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from watcher.config import Config, load_config, parse_duration
-from watcher.errors import WatcherError, redact_url
+from watcher.errors import WatcherError, redact_url, url_origin
 from watcher.types import FeedState, Hit, OutboxItem, OutboxStatus, StoredHit
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -112,6 +113,11 @@ def run(ctx: click.Context) -> None:
     """Run the daemon: poll every feed on its schedule and deliver alerts until stopped."""
     from watcher.service import Daemon
 
+    # A reload request (systemctl reload) during start-up must not kill the daemon;
+    # Daemon.run installs the real handler.
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
     watcher = _watcher(ctx, upgrade=True)
     sys.exit(Daemon(watcher, ctx.obj["config_path"]).run())
 
@@ -198,7 +204,7 @@ def validate(ctx: click.Context) -> None:
         click.echo(f"  {t.name}: {groups}{extra}{veto}")
     click.echo(f"channels ({len(config.channels)}):")
     for c in config.channels:
-        target = ", ".join(c.to) if c.type == "email" else redact_url(c.url or "")
+        target = ", ".join(c.to) if c.type == "email" else url_origin(c.url or "")
         when = "immediate" if c.digest is None else f"digest every {_duration(c.digest)}"
         watches = ", ".join(c.watches) if c.watches is not None else "all watches"
         only = ", statements only" if c.statements_only else ""

@@ -51,7 +51,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from watcher.errors import ConfigError, located, redact_url
+from watcher.errors import ConfigError, located, redact_url, url_origin
 from watcher.types import Speaker, Theme
 
 __all__ = [
@@ -158,7 +158,7 @@ class ChannelSettings:
     secret: str | None = field(repr=False)
 
     def __repr__(self) -> str:
-        return _repr(self, url=repr(_origin(self.url)) if self.url else "None")
+        return _repr(self, url=repr(url_origin(self.url)) if self.url else "None")
 
 
 @dataclass(frozen=True, repr=False)
@@ -202,8 +202,10 @@ def _duration(text: str) -> timedelta:
     if match is None:
         raise ValueError(f"is not a duration; {_DURATION_FIX}")
     seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
-    if seconds <= 0:
-        raise ValueError(f"is zero; {_DURATION_FIX}")
+    if seconds < 1:
+        # Nothing in watcher works in less than a second; 0.0000001s would schedule a
+        # poll loop that never sleeps.
+        raise ValueError(f"is {'zero' if seconds == 0 else 'under a second'}; {_DURATION_FIX}")
     try:
         return timedelta(seconds=seconds)
     except OverflowError:
@@ -450,7 +452,7 @@ class _Report:
         if text is None:  # not a scalar in the file; never str() it, it may hold a ${VAR} value
             return _kind(value)
         if len(loc) == 3 and loc[0] == "channels" and loc[2] == "url" and "://" in text:
-            text = _origin(text)  # webhook URLs often carry their token in the path
+            text = url_origin(text)  # webhook URLs often carry their token in the path
         elif "://" in text:
             text = _masked(text)
         if len(text) > 80:
@@ -540,11 +542,6 @@ def _masked(url: str) -> str:
     """``url`` with credentials and token-like query values masked. Only rewritten when there
     is something to mask, because ``urlunsplit`` drops a slash from ``sqlite:////abs/path``."""
     return redact_url(url) if "@" in url or "?" in url else url
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}/…" if parts.hostname else "<URL>"
 
 
 def _is_loopback(host: str) -> bool:

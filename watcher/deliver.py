@@ -47,7 +47,7 @@ import standardwebhooks
 from watcher import __version__
 from watcher.backoff import doubling_delay, parse_retry_after
 from watcher.config import ChannelSettings, Config, SmtpSettings
-from watcher.errors import ConfigError, DeliveryError, redact_url
+from watcher.errors import ConfigError, DeliveryError, url_origin
 from watcher.render import render_alert, render_digest, sample_item, webhook_payload
 from watcher.types import OutboxItem
 
@@ -298,11 +298,11 @@ def _check_status(channel: str, url: str, response: requests.Response, snippet: 
     answer = f"HTTP {status} {response.reason or ''}".rstrip()
     if 200 <= status < 300:
         return answer
-    where = f"POST {redact_url(url)}"
+    where = f"POST {url_origin(url)}"
     body = snippet.decode("utf-8", "replace").strip()
     detail = f"{where}: {answer}" + (f": {body}" if body else "")
     if 300 <= status < 400:
-        location = redact_url(response.headers.get("location", "?"))
+        location = url_origin(response.headers.get("location", "?"))
         raise DeliveryError(channel, f"{where}: {answer} to {location}; configure the final URL", transient=False)
     transient = status in (408, 429) or status >= 500
     retry_after = parse_retry_after(response.headers.get("retry-after"), now=now) if transient else None
@@ -318,7 +318,7 @@ def _http_errors(channel: str, url: str) -> Iterator[None]:
     requests' messages repeat the URL, whose query may hold a token; the text kept is
     scrubbed of it instead.
     """
-    where = f"POST {redact_url(url)}"
+    where = f"POST {url_origin(url)}"
     try:
         yield
     except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema) as e:
@@ -330,13 +330,12 @@ def _http_errors(channel: str, url: str) -> Iterator[None]:
 
 
 def _scrub(text: str, url: str) -> str:
-    """``text`` with the URL, and its path-and-query as requests quotes it, redacted."""
+    """``text`` without the URL's path and query (a webhook's token often sits in either),
+    also where requests quotes them on their own."""
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
-    redacted = urlsplit(redact_url(url))
-    safe_path = redacted.path + (f"?{redacted.query}" if redacted.query else "")
-    text = text.replace(url, redact_url(url))
-    return text.replace(path, safe_path) if path else text
+    text = text.replace(url, url_origin(url))
+    return text.replace(path, "/…") if path not in ("", "/") else text
 
 
 # -- registry --------------------------------------------------------------------------

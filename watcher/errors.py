@@ -153,3 +153,17 @@ def redact_url(url: str) -> str:
         masked = [(k, "***" if any(s in k.lower() for s in secretish) else v) for k, v in pairs]
         query = urlencode(masked, safe="*:/")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_origin(url: str) -> str:
+    """Scheme and host only (``https://hooks.example.org/…``), for URLs whose path is a
+    secret, as webhook URLs so often are (Slack's and Discord's carry their token there)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparseable URL>"
+    return f"{parts.scheme}://{host}{port}/…" if host else "<URL>"

@@ -21,7 +21,7 @@ from typing import Protocol
 from watcher.backoff import doubling_delay
 from watcher.config import ChannelSettings, FeedSettings
 from watcher.errors import FeedError, FetchError, StorageError, redact_url
-from watcher.store import PollRecord, Store
+from watcher.store import PollRecord, Store, Unchanged
 from watcher.types import Article, FeedState, Fetched, Hit, ParsedFeed
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def poll_feed(
     channels: Sequence[ChannelSettings],
     now: Callable[[], datetime],
     state: FeedState | None = None,
-    unchanged: list[tuple[str, datetime, datetime]] | None = None,
+    unchanged: list[Unchanged] | None = None,
 ) -> PollResult:
     """Poll one feed and record everything it brings. Never raises for a feed's own faults.
 
@@ -89,8 +89,12 @@ def poll_feed(
                 url, etag=state.etag, last_modified=state.last_modified, timeout=feed.timeout.total_seconds()
             )
         started = now()
+        if fetched.moved_to:
+            log.warning("feed %s moved permanently to %s; update feeds.yaml", feed.name, redact_url(fetched.moved_to))
         if fetched.not_modified:
-            polled = (feed.name, started, _next_poll(feed, started))
+            polled = Unchanged(
+                feed.name, started, _next_poll(feed, started), fetched.etag, fetched.last_modified, fetched.moved_to
+            )
             if unchanged is None:
                 store.record_not_modified([polled])
             else:
@@ -131,8 +135,6 @@ def poll_feed(
         reason = f"internal error: {type(e).__name__}: {' '.join(str(e).split())}"[:200]
         _record_failure(store, feed, state, FeedError(redact_url(url), reason), now())
         return PollResult(feed.name, url, error=reason, timings=clock.seconds)
-    if fetched.moved_to:
-        log.warning("feed %s moved permanently to %s; update feeds.yaml", feed.name, redact_url(fetched.moved_to))
     if new_hits and not alert:
         log.info("feed %s: first poll, %d hits stored without alerting", feed.name, new_hits)
     return PollResult(feed.name, url, new=len(changed), hits=new_hits, timings=clock.seconds)
@@ -152,7 +154,7 @@ def poll_feeds(
     if not feeds:
         return []
     states = {s.name: s for s in store.feed_states([f.name for f in feeds])}
-    unchanged: list[tuple[str, datetime, datetime]] = []
+    unchanged: list[Unchanged] = []
 
     def one(feed: FeedSettings) -> PollResult:
         return poll_feed(

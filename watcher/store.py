@@ -151,6 +151,20 @@ class PollRecord:
     next_poll_at: datetime
 
 
+@dataclass(frozen=True)
+class Unchanged:
+    """A poll that found its feed not modified (HTTP 304, or a file with the same stamp)."""
+
+    name: str
+    polled_at: datetime
+    next_poll_at: datetime
+    #: The validators to send next time (a server may issue new ones with a 304).
+    etag: str | None
+    last_modified: str | None
+    #: Where a permanent redirect on the way led, if one did.
+    moved_to: str | None
+
+
 def _key_hash(key: str) -> str:
     return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -276,7 +290,12 @@ class Store:
     # -- feeds -----------------------------------------------------------------------
 
     def sync_feeds(self, configured: Sequence[tuple[str, str]], now: datetime) -> None:
-        """Make sure every configured (name, url) has a row; a changed URL resets its state."""
+        """Make sure every configured (name, url) has a row.
+
+        A changed URL (the operator following a 301, say) clears the fetch state but keeps
+        the feed's history, so its entries already seen do not alert again and its next
+        new ones do; a feed to be started afresh gets a new name.
+        """
         with self._tx() as conn:
             rows = {r.name: r for r in conn.execute(sa.select(feeds.c.name, feeds.c.url))}
             for name, url in configured:
@@ -292,8 +311,7 @@ class Store:
                             moved_to=None,
                             etag=None,
                             last_modified=None,
-                            status="new",
-                            last_success_at=None,
+                            status=sa.case((feeds.c.last_success_at.is_(None), "new"), else_="ok"),
                             consecutive_failures=0,
                             last_error=None,
                             next_poll_at=now,
@@ -331,8 +349,8 @@ class Store:
             raise StorageError(f"no feed named {name!r} in the database", "run `watcher poll` once")
         return states[0]
 
-    def record_not_modified(self, polls: Sequence[tuple[str, datetime, datetime]]) -> None:
-        """Record polls that found their feed unchanged: (name, when, next poll), in one transaction.
+    def record_not_modified(self, polls: Sequence[Unchanged]) -> None:
+        """Record polls that found their feed unchanged, in one transaction.
 
         One transaction for a whole poll's 304s: per-feed transactions were most of the cost
         of polling a thousand unchanged feeds.
@@ -347,11 +365,24 @@ class Store:
                     last_polled_at=sa.bindparam("b_now", type_=UTCDateTime()),
                     last_success_at=sa.bindparam("b_now", type_=UTCDateTime()),
                     next_poll_at=sa.bindparam("b_next", type_=UTCDateTime()),
+                    etag=sa.bindparam("b_etag"),
+                    last_modified=sa.bindparam("b_last_modified"),
+                    moved_to=sa.func.coalesce(sa.bindparam("b_moved_to"), feeds.c.moved_to),
                     consecutive_failures=0,
                     last_error=None,
                     status=sa.case((feeds.c.status == "failed", "ok"), else_=feeds.c.status),
                 ),
-                [{"b_name": name, "b_now": now, "b_next": next_at} for name, now, next_at in polls],
+                [
+                    {
+                        "b_name": p.name,
+                        "b_now": p.polled_at,
+                        "b_next": p.next_poll_at,
+                        "b_etag": p.etag,
+                        "b_last_modified": p.last_modified,
+                        "b_moved_to": p.moved_to,
+                    }
+                    for p in polls
+                ],
             )
 
     def record_failure(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -62,6 +63,11 @@ def _parse(body: bytes, url: str, headers: Mapping[str, str] | None) -> ParsedFe
 
 def _init_worker(speakers: Sequence[Speaker], themes: Sequence[Theme]) -> None:
     from watcher.match import Matcher
+
+    # Ctrl-C and systemd's stop signal reach the whole process group: a worker killed by
+    # them would fail the feed it was parsing. The parent shuts the pool down instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     global _worker_matcher
     _worker_matcher = Matcher(speakers, themes)
