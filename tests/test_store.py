@@ -200,11 +200,13 @@ def test_upgrading_from_the_first_schema_keeps_feeds_and_marks_their_successes(d
         conn.exec_driver_sql(
             "INSERT INTO feeds (name, url, status, last_polled_at, consecutive_failures, entries_seen) "
             "VALUES ('wire', 'https://news.example/rss', 'ok', '2026-11-25 12:00:00', 0, 3), "
-            "('dead', 'https://dead.example/rss', 'failed', '2026-11-25 12:00:00', 2, 0)"
+            "('dead', 'https://dead.example/rss', 'failed', '2026-11-25 12:00:00', 2, 0), "
+            "('gone', 'https://gone.example/rss', 'disabled', '2026-11-25 12:00:00', 1, 7)"
         )
     store.upgrade()
     store.check_schema()
     wire, dead = store.feed_state("wire"), store.feed_state("dead")
     assert (wire.entries_seen, wire.last_success_at, wire.first_poll) == (3, NOW, False)
     assert dead.first_poll
+    assert not store.feed_state("gone").first_poll, "a feed disabled after it had entries is not new"
     store.close()

@@ -22,9 +22,11 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("feeds", schema=None) as batch_op:
         batch_op.add_column(sa.Column("last_success_at", sa.DateTime(), nullable=True))
-    # Feeds that have succeeded before: their last poll is the best estimate there is.
-    op.execute("UPDATE feeds SET last_success_at = last_polled_at WHERE status IN ('ok', 'empty')")
-    op.execute("UPDATE feeds SET last_success_at = last_polled_at WHERE status = 'failed' AND entries_seen > 0")
+    # Feeds that have succeeded before (they are ok or empty now, or stored entries once):
+    # their last poll is the best estimate there is.
+    op.execute(
+        "UPDATE feeds SET last_success_at = last_polled_at WHERE status IN ('ok', 'empty') OR entries_seen > 0"
+    )
 
 
 def downgrade() -> None:
