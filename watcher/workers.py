@@ -83,12 +83,22 @@ class ProcessWorkers:
 
     The pool starts on first use, so commands that never parse (an all-304 poll) pay
     nothing for it. Workers are started by a fork server: forking the daemon itself,
-    with its scheduler and connection pool threads, is not safe.
+    with its scheduler and connection pool threads, is not safe. A job that runs past
+    ``time_limit`` seconds has its pool killed and replaced, so input that makes the
+    parser spin cannot hold a worker for ever (other jobs in flight fail with it and are
+    redone on the next poll).
     """
 
-    def __init__(self, speakers: Sequence[Speaker], themes: Sequence[Theme], processes: int | None = None) -> None:
+    def __init__(
+        self,
+        speakers: Sequence[Speaker],
+        themes: Sequence[Theme],
+        processes: int | None = None,
+        time_limit: float = 120.0,
+    ) -> None:
         self._speakers, self._themes = tuple(speakers), tuple(themes)
         self._processes = processes or os.cpu_count() or 1
+        self._time_limit = time_limit
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -97,6 +107,8 @@ class ProcessWorkers:
             return self._run(_parse, body, url, dict(headers or {}))
         except BrokenProcessPool:
             raise ParseError(url, "the parser's worker process died on this feed") from None
+        except TimeoutError:
+            raise ParseError(url, f"parsing took longer than {self._time_limit:g}s; gave up") from None
 
     def match(self, articles: Sequence[Article]) -> dict[str, list[Hit]]:
         if not articles:
@@ -112,18 +124,28 @@ class ProcessWorkers:
     def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         pool = self._executor()
         try:
-            return pool.submit(fn, *args, **kwargs).result()
+            return pool.submit(fn, *args, **kwargs).result(timeout=self._time_limit)
+        except TimeoutError:
+            # No public way to stop one job: kill the pool's processes (3.14 adds
+            # terminate_workers) and start afresh on the next call.
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()
+            self._discard(pool)
+            raise
         except WatcherError as e:
             # concurrent.futures chains the worker's traceback as the cause; for an expected
             # error (a feed that is not a feed) the one-line reason is the whole story.
             raise e from None
         except BrokenProcessPool:
             # A worker died (killed, out of memory): the pool is unusable, start a new one.
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
+            self._discard(pool)
             raise
+
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
