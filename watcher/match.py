@@ -532,8 +532,12 @@ class _Field:
         return self._layout
 
 
+#: The fields matched, in the order a reader meets them (and evidence is listed).
+_FIELD_NAMES = ("title", "summary", "content")
+
+
 def _fields(article: Article) -> list[_Field]:
-    raws = [(name, getattr(article, name)) for name in ("title", "summary", "content")]
+    raws = [(name, getattr(article, name)) for name in _FIELD_NAMES]
     return [_prepare(name, raw) for i, (name, raw) in enumerate(raws) if raw and not _repeated(i, raws)]
 
 
@@ -721,7 +725,8 @@ def _visible_end(f: _Field, end: int) -> int:
 def _outermost(occurrences: list[_Occurrence]) -> list[_Occurrence]:
     """Drop occurrences inside a longer one (alias "Zhu Scott" inside "Jen Zhu Scott")."""
     out: list[_Occurrence] = []
-    for o in sorted(occurrences, key=lambda o: (id(o.field), o.start, -o.end)):
+    # Field order, not id(field): evidence must come out the same in every process.
+    for o in sorted(occurrences, key=lambda o: (_FIELD_NAMES.index(o.field.name), o.start, -o.end)):
         if not (out and out[-1].field is o.field and out[-1].start <= o.start and o.end <= out[-1].end):
             out.append(o)
     return out
