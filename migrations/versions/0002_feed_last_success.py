@@ -24,9 +24,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("last_success_at", sa.DateTime(), nullable=True))
     # Feeds that have succeeded before (they are ok or empty now, or stored entries once):
     # their last poll is the best estimate there is.
-    op.execute(
-        "UPDATE feeds SET last_success_at = last_polled_at WHERE status IN ('ok', 'empty') OR entries_seen > 0"
-    )
+    op.execute("UPDATE feeds SET last_success_at = last_polled_at WHERE status IN ('ok', 'empty') OR entries_seen > 0")
 
 
 def downgrade() -> None:
