@@ -333,14 +333,12 @@ def outbox_retry(ctx: click.Context, ids: tuple[int, ...], everything: bool) -> 
 @_fails_cleanly
 def send_test(ctx: click.Context, channel: str) -> None:
     """Send a sample alert through CHANNEL and report the server's answer."""
-    from watcher.deliver import make_channels
+    from watcher.deliver import make_channels, utcnow
     from watcher.deliver import send_test as send
 
     channels = make_channels(_config(ctx))
     if channel not in channels:
         raise WatcherError(f"no channel named {channel!r}", f"configured: {', '.join(channels) or 'none'}")
-    from watcher.service import utcnow
-
     click.echo(f"{channel}: {send(channels[channel], utcnow())}")
 
 

@@ -21,7 +21,7 @@ from types import FrameType
 
 from watcher import __version__
 from watcher.config import Config, FeedSettings, load_config
-from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels
+from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels, utcnow
 from watcher.errors import WatcherError
 from watcher.fetch import Fetcher
 from watcher.pipeline import Fetcher as FetcherProtocol
@@ -36,10 +36,6 @@ log = logging.getLogger(__name__)
 DELIVERY_TICK = timedelta(seconds=5)
 #: How long a stopping daemon waits for in-flight polls before abandoning them.
 STOP_GRACE = timedelta(seconds=8)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
