@@ -1,14 +1,27 @@
-"""Parsing and matching in worker processes: same results as inline, and no hang lasts."""
+"""Work in other processes: parsing and matching give the same results as inline, fetches the
+same answers as in this process, and no hang or crash of a helper lasts."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
-from watcher.errors import ParseError
+from tests.httpserver import LoopbackServer
+from watcher.errors import FetchError, ParseError
+from watcher.fetch import Fetcher
 from watcher.types import Speaker, Theme
-from watcher.workers import InlineWorkers, ProcessWorkers
+from watcher.workers import InlineWorkers, ProcessFetcher, ProcessWorkers
 
 SAMPLE = (Path(__file__).resolve().parent.parent / "watcher" / "demo_feeds" / "forum-wire.xml").read_bytes()
 SPEAKERS = (Speaker("Jen Zhu Scott", ("Zhu Scott",)),)
@@ -42,3 +55,128 @@ def test_a_parse_that_runs_past_the_time_limit_fails_its_feed_and_the_pool_recov
         assert pool.parse(SAMPLE, url="http://x/feed").articles  # a fresh pool took over
     finally:
         pool.close()
+
+
+# -- fetch helper processes ---------------------------------------------------------------
+
+
+def started_helpers(fetcher: ProcessFetcher, count: int, url: str) -> list[int]:
+    """Fetch ``url`` (which starts the helpers) and wait until ``count`` helpers are up."""
+    fetcher.fetch(url, timeout=10)
+    deadline = time.monotonic() + 30
+    while len(fetcher.helper_pids) < count:
+        assert time.monotonic() < deadline, "the fetch helpers did not start"
+        time.sleep(0.01)
+    return fetcher.helper_pids
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.fixture
+def feed_server() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as server:
+        server.respond("/feed.xml", SAMPLE, headers={"Content-Type": "application/rss+xml"})
+        server.respond("/gone.xml", status=410)
+        server.respond("/busy.xml", status=429, headers={"Retry-After": "120"})
+        yield server
+
+
+def test_fetches_through_helper_processes_answer_as_in_this_process(feed_server: LoopbackServer) -> None:
+    fetcher, local = ProcessFetcher(processes=2), Fetcher()
+    url = feed_server.url("/feed.xml")
+    try:
+        assert len(started_helpers(fetcher, 2, url)) == 2
+        got, expected = fetcher.fetch(url, timeout=10), local.fetch(url, timeout=10)
+        assert (got.status, got.body, got.etag, got.last_modified) == (
+            expected.status,
+            expected.body,
+            expected.etag,
+            expected.last_modified,
+        )
+        assert got.body == SAMPLE
+        again = fetcher.fetch(url, etag=got.etag, timeout=10)
+        assert again.not_modified and again.body is None
+        assert feed_server.requests_for("/feed.xml")[-1].headers["if-none-match"] == got.etag
+
+        with pytest.raises(FetchError) as disabled:
+            fetcher.fetch(feed_server.url("/gone.xml"), timeout=10)
+        assert (disabled.value.gone, disabled.value.status, disabled.value.reason) == (True, 410, "HTTP 410 Gone")
+        with pytest.raises(FetchError) as busy:
+            fetcher.fetch(feed_server.url("/busy.xml"), timeout=10)
+        assert busy.value.status == 429 and busy.value.retry_after == pytest.approx(120, abs=2)
+    finally:
+        fetcher.close()
+        local.close()
+
+
+def test_a_helper_that_dies_fails_only_its_fetches_and_is_replaced(feed_server: LoopbackServer) -> None:
+    def stall(request: Any) -> None:
+        feed_server.stopping.wait(20)
+
+    feed_server.route("/stall.xml", stall)
+    fetcher = ProcessFetcher(processes=1)
+    url = feed_server.url("/feed.xml")
+    try:
+        [pid] = started_helpers(fetcher, 1, url)
+        failures: list[BaseException] = []
+
+        def fetch_stalled() -> None:
+            try:
+                fetcher.fetch(feed_server.url("/stall.xml"), timeout=30)
+            except BaseException as e:
+                failures.append(e)
+
+        stalled = threading.Thread(target=fetch_stalled)
+        stalled.start()
+        deadline = time.monotonic() + 10
+        while not feed_server.requests_for("/stall.xml"):
+            assert time.monotonic() < deadline, "the stalled fetch never reached the server"
+            time.sleep(0.01)
+        os.kill(pid, signal.SIGKILL)
+        stalled.join(timeout=10)
+        assert not stalled.is_alive(), "a fetch outlived its helper"
+        assert [str(e) for e in failures] == [
+            f"{feed_server.url('/stall.xml')}: the fetch process exited during the fetch"
+        ]
+        assert isinstance(failures[0], FetchError)
+
+        [replacement] = started_helpers(fetcher, 1, url)
+        assert replacement != pid
+        assert fetcher.fetch(url, timeout=10).body == SAMPLE
+    finally:
+        fetcher.close()
+
+
+def test_closing_stops_the_helpers(feed_server: LoopbackServer) -> None:
+    fetcher = ProcessFetcher(processes=2)
+    pids = started_helpers(fetcher, 2, feed_server.url("/feed.xml"))
+    fetcher.close()
+    assert all(gone(pid) for pid in pids)
+
+
+def test_helpers_leave_when_their_parent_is_killed(feed_server: LoopbackServer) -> None:
+    # `watcher run` killed with SIGKILL (OOM killer, kill -9) must not leave helpers behind.
+    code = textwrap.dedent(
+        f"""
+        import os, signal, sys, time
+        from watcher.workers import ProcessFetcher
+        fetcher = ProcessFetcher(processes=1)
+        fetcher.fetch({feed_server.url("/feed.xml")!r}, timeout=10)
+        while not fetcher.helper_pids:
+            time.sleep(0.01)
+        print(fetcher.helper_pids[0], flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    parent = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert parent.returncode == -signal.SIGKILL, parent.stderr
+    pid = int(parent.stdout)
+    deadline = time.monotonic() + 10
+    while not gone(pid):
+        assert time.monotonic() < deadline, f"helper {pid} outlived its parent"
+        time.sleep(0.05)

@@ -23,12 +23,11 @@ from watcher import __version__
 from watcher.config import Config, FeedSettings, load_config
 from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels, utcnow
 from watcher.errors import WatcherError
-from watcher.fetch import Fetcher
 from watcher.pipeline import Fetcher as FetcherProtocol
 from watcher.pipeline import PollResult, poll_feed, poll_feeds
 from watcher.pipeline import Workers as WorkersProtocol
 from watcher.store import Store, process_owner
-from watcher.workers import InlineWorkers, ProcessWorkers
+from watcher.workers import InlineWorkers, ProcessWorkers, default_fetcher
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ def make_watcher(
     return Watcher(
         config=config,
         store=store,
-        fetcher=fetcher or Fetcher(),
+        fetcher=fetcher or default_fetcher(),
         workers=workers or default_workers(config),
         channels=channels if channels is not None else make_channels(config),
         now=now,

@@ -1,30 +1,67 @@
-"""Where parsing and matching run: inline, or in worker processes so they use every core.
+"""Where fetching, parsing and matching run: in this process, or in others so they use every core.
 
 Parsing (feedparser) and matching are pure Python and hold the GIL, so threads cannot run
 them in parallel. ``ProcessWorkers`` runs both in a pool of processes, each of which
 compiles the matcher once at start; the poll threads stay free for fetching and the
 database. ``InlineWorkers`` does the same work in the calling thread (one core, tests,
 the ``match`` command).
+
+Fetching is mostly waiting, but each response still costs a few hundred microseconds of
+requests/urllib3 Python under the GIL: a thousand feeds answering at once (304s from a CDN)
+keep one core busy while the others idle, and more threads only contend for the lock.
+``ProcessFetcher`` spreads fetches over helper processes that each run a ``Fetcher`` with
+threads of their own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerContext
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from watcher.errors import ParseError, WatcherError
-from watcher.types import Article, Hit, ParsedFeed, Speaker, Theme
+from watcher.errors import FetchError, ParseError, WatcherError, redact_url
+from watcher.fetch import Fetcher
+from watcher.types import Article, Fetched, Hit, ParsedFeed, Speaker, Theme
 
 if TYPE_CHECKING:
     from watcher.match import Matcher
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+def _forkserver() -> ForkServerContext:
+    """The context every helper and worker process starts from.
+
+    Processes are forked from a fork server, never from this process: forking a process that
+    runs threads (the scheduler's, the connection pools') is not safe. The server preloads the
+    fetch code (requests, urllib3), so a fetch helper is ready the moment it is forked; parse
+    workers import what they need themselves.
+    """
+    context = multiprocessing.get_context("forkserver")
+    # Takes effect only when the server starts (the first process started from it).
+    context.set_forkserver_preload(["watcher.fetch"])
+    return context
+
+
+def _ignore_stop_signals() -> None:
+    # Ctrl-C and systemd's stop signal reach the whole process group: a helper or worker
+    # killed by them would fail the feed in its hands. The parent shuts them down instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def match_articles(matcher: Matcher, articles: Sequence[Article]) -> dict[str, list[Hit]]:
@@ -64,11 +101,7 @@ def _parse(body: bytes, url: str, headers: Mapping[str, str] | None) -> ParsedFe
 def _init_worker(speakers: Sequence[Speaker], themes: Sequence[Theme]) -> None:
     from watcher.match import Matcher
 
-    # Ctrl-C and systemd's stop signal reach the whole process group: a worker killed by
-    # them would fail the feed it was parsing. The parent shuts the pool down instead.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
+    _ignore_stop_signals()
     global _worker_matcher
     _worker_matcher = Matcher(speakers, themes)
 
@@ -82,8 +115,7 @@ class ProcessWorkers:
     """Parse and match in a pool of worker processes (one per core by default).
 
     The pool starts on first use, so commands that never parse (an all-304 poll) pay
-    nothing for it. Workers are started by a fork server: forking the daemon itself,
-    with its scheduler and connection pool threads, is not safe. A job that runs past
+    nothing for it. Workers are started by the fork server (``_forkserver``). A job that runs past
     ``time_limit`` seconds has its pool killed and replaced, so input that makes the
     parser spin cannot hold a worker for ever (other jobs in flight fail with it and are
     redone on the next poll).
@@ -152,8 +184,227 @@ class ProcessWorkers:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
                     max_workers=self._processes,
-                    mp_context=multiprocessing.get_context("forkserver"),
+                    mp_context=_forkserver(),
                     initializer=_init_worker,
                     initargs=(self._speakers, self._themes),
                 )
             return self._pool
+
+
+def default_fetcher() -> Fetcher | ProcessFetcher:
+    """Fetch helper processes when there is more than one core."""
+    if (os.cpu_count() or 1) > 1:
+        return ProcessFetcher()
+    return Fetcher()
+
+
+class ProcessFetcher:
+    """A ``Fetcher`` whose fetches run in helper processes (one per core) as well as in this one.
+
+    Each helper runs a ``Fetcher`` with ``threads`` threads; a fetch goes to the live helper
+    with the fewest fetches in flight, or runs here when every helper is full. Helpers start
+    in the background on first use, and until one is up (or while none is alive) fetches run
+    here, so no fetch ever waits for a process to start. A helper that dies fails only the
+    fetches it held, with a ``FetchError``; a new one is started on the next fetch. Helpers
+    leave when this process closes the fetcher or exits, however it exits: their end of the
+    pipe reads end-of-file.
+    """
+
+    def __init__(self, processes: int | None = None, threads: int = 8) -> None:
+        self._processes = processes or os.cpu_count() or 1
+        self._threads = threads
+        self._local = Fetcher()
+        self._helpers: list[_Helper] = []
+        self._lock = threading.Lock()
+        self._starting: threading.Thread | None = None
+        self._closed = False
+        self._ids = itertools.count()
+        #: After a failed start, no new attempt before this (time.monotonic()).
+        self._retry_at = 0.0
+
+    @property
+    def helper_pids(self) -> list[int]:
+        """Process ids of the helpers alive now (none before the first fetch)."""
+        with self._lock:
+            return [h.process.pid for h in self._helpers if h.alive and h.process.pid is not None]
+
+    def start(self) -> None:
+        """Boot the fork server now, so that the helpers fork at once at the first fetch.
+
+        The server is a new interpreter importing the fetch code, a tenth of a second that
+        then passes on another core while this process does other work (the start of
+        ``watcher poll`` imports the database layer).
+        """
+        _forkserver()
+        multiprocessing.forkserver.ensure_running()
+
+    def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None, timeout: float) -> Fetched:
+        helper = self._pick()
+        if helper is None:
+            return self._local.fetch(url, etag=etag, last_modified=last_modified, timeout=timeout)
+        return helper.fetch(next(self._ids), url, etag, last_modified, timeout)
+
+    def close(self) -> None:
+        """Stop the helpers (abandoning their fetches in flight) and close the connections."""
+        with self._lock:
+            self._closed = True
+            starting, helpers, self._helpers = self._starting, self._helpers, []
+        if starting is not None:
+            starting.join()
+            with self._lock:
+                helpers, self._helpers = helpers + self._helpers, []
+        for helper in helpers:
+            helper.stop()
+        self._local.close()
+
+    def _pick(self) -> _Helper | None:
+        with self._lock:
+            if self._closed:
+                return None
+            self._helpers = [h for h in self._helpers if h.alive]
+            if len(self._helpers) < self._processes and self._starting is None and time.monotonic() >= self._retry_at:
+                self._starting = threading.Thread(target=self._start_helpers, name="watcher-fetch-start", daemon=True)
+                self._starting.start()
+            free = [h for h in self._helpers if h.in_flight < self._threads]
+            return min(free, key=lambda h: h.in_flight, default=None)
+
+    def _start_helpers(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if self._closed or len(self._helpers) >= self._processes:
+                        return
+                    number = len(self._helpers) + 1
+                helper = _Helper.start(number, self._threads)
+                with self._lock:
+                    self._helpers.append(helper)
+                    if self._closed:
+                        # close() is waiting for this thread and stops what it finds.
+                        return
+        except Exception as e:
+            # Fetching goes on in this process; a minute later a fetch tries again.
+            log.warning("could not start a fetch process: %s: %s", type(e).__name__, " ".join(str(e).split())[:200])
+            with self._lock:
+                self._retry_at = time.monotonic() + 60
+        finally:
+            with self._lock:
+                self._starting = None
+
+
+class _Helper:
+    """The parent's end of one fetch helper process: its pipe, and the fetches it holds."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.alive = True
+        self._pending: dict[int, tuple[str, Future[Fetched | BaseException]]] = {}
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, name=f"{process.name}-reader", daemon=True)
+        self._reader.start()
+
+    @classmethod
+    def start(cls, number: int, threads: int) -> _Helper:
+        context = _forkserver()
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=_serve_fetches, args=(theirs, threads), name=f"watcher-fetch-{number}", daemon=True
+        )
+        process.start()
+        theirs.close()
+        return cls(process, ours)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def fetch(self, number: int, url: str, etag: str | None, last_modified: str | None, timeout: float) -> Fetched:
+        answer: Future[Fetched | BaseException] = Future()
+        with self._lock:
+            if not self.alive:
+                raise _helper_lost(url)
+            self._pending[number] = (url, answer)
+            try:
+                self.conn.send((number, url, etag, last_modified, timeout))
+            except (OSError, ValueError):
+                self._pending.pop(number, None)
+                raise _helper_lost(url) from None
+        # The helper's own deadline ends the fetch; this bound only covers a helper that hangs
+        # (a stuck name lookup cannot be interrupted there either).
+        try:
+            result = answer.result(timeout=timeout + _HELPER_GRACE)
+        except TimeoutError:
+            with self._lock:
+                self._pending.pop(number, None)
+            raise FetchError(redact_url(url), f"timed out after {timeout:g}s") from None
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError), self._lock:
+            self.conn.send(None)
+        self.process.join(timeout=2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+        self._reader.join(timeout=2)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                number, result = self.conn.recv()
+            except (EOFError, OSError, ValueError):
+                break
+            with self._lock:
+                entry = self._pending.pop(number, None)
+            if entry is not None:
+                entry[1].set_result(result)
+        with self._lock:
+            self.alive = False
+            pending, self._pending = self._pending, {}
+        for url, answer in pending.values():
+            answer.set_result(_helper_lost(url))
+
+
+#: How long past its own timeout a fetch waits for a helper that stopped answering.
+_HELPER_GRACE = 30.0
+
+
+def _helper_lost(url: str) -> FetchError:
+    return FetchError(redact_url(url), "the fetch process exited during the fetch")
+
+
+def _serve_fetches(conn: Connection, threads: int) -> None:
+    """A fetch helper's whole life: fetch what the parent asks until it hangs up."""
+    _ignore_stop_signals()
+    fetcher = Fetcher()
+    sending = threading.Lock()
+
+    def answer(number: int, url: str, etag: str | None, last_modified: str | None, timeout: float) -> None:
+        result: Fetched | BaseException
+        try:
+            result = fetcher.fetch(url, etag=etag, last_modified=last_modified, timeout=timeout)
+        except FetchError as e:
+            result = e
+        except Exception as e:
+            # A bug, not the feed: the parent's poll logs it as an internal error of this feed.
+            log.critical("fetch of %s failed unexpectedly", redact_url(url), exc_info=True)
+            result = RuntimeError(f"{type(e).__name__}: {e}")
+        with sending, contextlib.suppress(OSError, ValueError):
+            conn.send((number, result))
+
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="fetch")
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            break
+        if request is None:
+            break
+        pool.submit(answer, *request)
+    # Fetches in flight are abandoned: their answers have no one to go to. A normal return
+    # would wait for them (the process joins its threads on the way out).
+    pool.shutdown(wait=False, cancel_futures=True)
+    os._exit(0)
