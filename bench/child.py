@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 STAGES = ("fetch", "parse", "dedup", "match", "store")
 
 
@@ -30,6 +32,12 @@ class PollRun:
     #: Peak resident set of the child, MB: its VmHWM, sampled from /proc every 20 ms.
     peak_rss_mb: float
     exit_code: int
+    #: The child plus its descendants (fork server, fetch helpers, parse workers): the sum of
+    #: each process's peak RSS, MB (an upper bound), and of their CPU seconds (a lower bound).
+    tree_peak_rss_mb: float = 0.0
+    tree_cpu: float = 0.0
+    #: The largest PSS of the whole tree at one moment, MB (sampled every 0.1 s).
+    tree_pss_mb: float = 0.0
     #: ru_maxrss from wait4, MB. Linux carries the parent's high-water mark into a forked
     #: child, so this is max(benchmark process at fork, child); kept for reference only.
     ru_maxrss_mb: float = 0.0
@@ -83,6 +91,11 @@ def run_measured(label: str, argv: list[str], *, repo: Path, workdir: Path, time
         cpu_sys=usage.ru_stime,
         peak_rss_mb=hwm.mb,
         exit_code=proc.returncode,
+        tree_peak_rss_mb=hwm.tree_mb,
+        tree_pss_mb=hwm.tree_pss_mb,
+        # wait4 counts the child and the children it reaped; the fork server, and the
+        # processes it forks, are not among them.
+        tree_cpu=usage.ru_utime + usage.ru_stime + hwm.descendants_cpu,
         ru_maxrss_mb=usage.ru_maxrss / 1024,
         stderr_tail="\n".join(stderr.strip().splitlines()[-25:]),
     )
@@ -92,25 +105,52 @@ def run_measured(label: str, argv: list[str], *, repo: Path, workdir: Path, time
 class _HighWater:
     """Samples ``VmHWM`` (the peak RSS of the process's current address space, which exec
     starts afresh) from ``/proc/<pid>/status`` until stopped. The peak is monotonic, so only
-    growth in the last interval before exit can be missed."""
+    growth in the last interval before exit can be missed.
+
+    Every fifth sample also visits the descendants (watcher's fork server, fetch helpers and
+    parse workers): each one's own VmHWM and CPU time, as last seen. Their sum with the child's
+    is the tree's figure: an upper bound for memory (shared pages count once per process, and
+    peaks that did not coincide are added), a lower bound for CPU (a process's last 0.1 s
+    before it exits can be missed). The same visit sums the tree's PSS (proportional set
+    size: a page shared by n processes counts 1/n in each), the memory the tree really holds
+    at that moment; ``tree_pss_mb`` is its largest sum.
+    """
 
     def __init__(self, pid: int, every: float = 0.02) -> None:
         self.path, self.every, self.kb = f"/proc/{pid}/status", every, 0
+        self.pid = pid
+        #: pid -> (peak RSS kB, CPU seconds) of each descendant seen.
+        self.descendants: dict[int, tuple[int, float]] = {}
+        self.pss_kb = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hwm", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        tick = 0
         while not self._stop.is_set():
-            try:
-                with open(self.path) as f:
-                    for line in f:
-                        if line.startswith("VmHWM:"):
-                            self.kb = max(self.kb, int(line.split()[1]))
-                            break
-            except (OSError, ValueError):
-                pass
+            self.kb = max(self.kb, _vm_hwm_kb(self.path))
+            if tick % 5 == 0:
+                self._visit_descendants()
+            tick += 1
             self._stop.wait(self.every)
+
+    def _visit_descendants(self) -> None:
+        try:
+            children = psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            return
+        pss = _pss_kb(self.pid)
+        for child in children:
+            try:
+                times = child.cpu_times()
+                kb = _vm_hwm_kb(f"/proc/{child.pid}/status")
+            except psutil.Error:
+                continue
+            seen_kb, _ = self.descendants.get(child.pid, (0, 0.0))
+            self.descendants[child.pid] = (max(seen_kb, kb), times.user + times.system)
+            pss += _pss_kb(child.pid)
+        self.pss_kb = max(self.pss_kb, pss)
 
     def stop(self) -> None:
         self._stop.set()
@@ -119,6 +159,40 @@ class _HighWater:
     @property
     def mb(self) -> float:
         return self.kb / 1024
+
+    @property
+    def tree_mb(self) -> float:
+        return (self.kb + sum(kb for kb, _ in self.descendants.values())) / 1024
+
+    @property
+    def tree_pss_mb(self) -> float:
+        return self.pss_kb / 1024
+
+    @property
+    def descendants_cpu(self) -> float:
+        return sum(cpu for _, cpu in self.descendants.values())
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _vm_hwm_kb(path: str) -> int:
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def run_poll(label: str, config: Path, *, python: str, repo: Path, workdir: Path, timeout: float = 1800) -> PollRun:

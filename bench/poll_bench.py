@@ -8,13 +8,16 @@ One run (see issue 6):
 1. generates N feeds x M entries (``bench.feedgen``, seeded) and serves them from a loopback
    ``ThreadingHTTPServer`` in its own process (``bench.server``) with ETag/Last-Modified/304;
 2. measures the floor on the same bodies: plain ``requests`` (one session, sequential), plain
-   ``feedparser.parse(bytes)`` (defaults), and the 304 fetch of every feed;
+   ``feedparser.parse(bytes)`` (defaults), and the 304 fetch of every feed (best of 3);
 3. runs ``python -m watcher -c <config> poll --json`` as a child on a fresh SQLite file with
    50 speakers and 50 themes: first poll, unchanged poll (all 304), poll after 10% of the
    feeds gained an entry; then the same first and new-entries polls on a database that
-   already holds ``--archive`` (200k) stored entries, bulk-inserted by ``bench.seed_db``;
+   already holds ``--archive`` (200k) stored entries, bulk-inserted by ``bench.seed_db``. The
+   unchanged poll, like its floor, is the best of 3 runs (all are in the JSON as ``samples``);
 4. prints wall, CPU (user+sys of the child, ``os.wait4``), peak RSS (the child's VmHWM; ``ru_maxrss``
-   would include the benchmark's own memory, which Linux carries into forked children),
+   would include the benchmark's own memory, which Linux carries into forked children), the
+   same two for the whole process tree (fork server, fetch helpers, parse workers) and its
+   largest PSS (see ``bench.child._HighWater``),
    entries/s, per-stage seconds (summed over worker threads) and the ratio to the floor.
    ``--out`` writes everything as JSON.
 
@@ -44,6 +47,8 @@ from bench.child import STAGES, PollRun, run_poll, startup_cost
 from bench.workload import REPO, Workload
 
 BUMP_FRACTION = 0.10
+#: The unchanged poll and its floor are short and repeatable: each is the best of this many runs.
+REPEATS = 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +114,7 @@ def measure(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
     assert bodies == work.site.bodies(), "served bodies differ from the generated files"
     parse, total = floor.parse_all(bodies)
     assert total == work.feeds * work.entries, f"feedparser saw {total} entries"
-    unchanged = min((floor.fetch_not_modified(urls, etags) for _ in range(2)), key=lambda m: m.wall)
+    unchanged = min((floor.fetch_not_modified(urls, etags) for _ in range(REPEATS)), key=lambda m: m.wall)
     extra = [floor.parse_all(bodies, sanitize_html=False, resolve_relative_uris=False)[0], floor.parse_lxml(bodies)]
     for m in [fetch, parse, unchanged, *filter(None, extra)]:
         results["floor"][m.name] = m.as_dict()
@@ -123,12 +128,17 @@ def measure(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
     results["startup"] = start.as_dict()
     print(f"startup (interpreter + watcher imports): {start.wall:.2f}s", flush=True)
 
-    def poll(label: str, config: Path, floor_wall: float | None, floor_name: str) -> PollRun:
-        before = work.server.stats()
-        run = run_poll(label, config, python=work.python, repo=REPO, workdir=work.dir)
-        after = work.server.stats()
-        served = {k: after.get(k, 0) - before.get(k, 0) for k in ("200", "304", "404")}
+    def poll(label: str, config: Path, floor_wall: float | None, floor_name: str, repeats: int = 1) -> PollRun:
+        runs = []
+        for _ in range(repeats):
+            before = work.server.stats()
+            run = run_poll(label, config, python=work.python, repo=REPO, workdir=work.dir)
+            after = work.server.stats()
+            runs.append((run, {k: after.get(k, 0) - before.get(k, 0) for k in ("200", "304", "404")}))
+        # Best of the repeats, as for the floor it is compared with; every sample is kept.
+        run, served = min(runs, key=lambda r: r[0].wall)
         row = run.as_dict() | {
+            "samples": [r.wall for r, _ in runs],
             "served": served,
             "floor": floor_wall,
             "floor_name": floor_name,
@@ -138,7 +148,10 @@ def measure(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
         results["polls"].append(row)
         status = "ok" if run.exit_code == 0 and not run.errors else "FAILED"
         print(
-            f"{label}: {status} {run.wall:.2f}s wall, {run.cpu:.2f}s cpu, {run.peak_rss_mb:.0f} MB, "
+            f"{label}: {status} {run.wall:.2f}s wall"
+            + (f" (best of {', '.join(f'{r.wall:.2f}' for r, _ in runs)})" if repeats > 1 else "")
+            + f", {run.cpu:.2f}s cpu ({run.tree_cpu:.2f}s tree), {run.peak_rss_mb:.0f} MB "
+            + f"({run.tree_peak_rss_mb:.0f} MB tree RSS, {run.tree_pss_mb:.0f} MB tree PSS), "
             f"new {run.new}, hits {run.hits}, 304 {run.not_modified}, errors {run.errors}, served {served}",
             flush=True,
         )
@@ -152,7 +165,7 @@ def measure(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
     # -- fresh database: first, unchanged, new entries -------------------------------------
     config = work.write_config("fresh")
     poll("first poll", config, first_floor, "fetch+feedparser")
-    poll("unchanged poll (all 304)", config, nm_floor, "304 fetch")
+    poll("unchanged poll (all 304)", config, nm_floor, "304 fetch", repeats=REPEATS)
     bumped = work.site.bump(BUMP_FRACTION, random.Random(f"bump:{args.seed}"))
     poll(f"new entries ({len(bumped)} feeds +1), 10k-class DB", config, bump_floor, "est. 10% full + 90% 304")
 
@@ -205,7 +218,10 @@ def print_table(results: dict[str, Any]) -> None:
         "poll",
         "wall s",
         "cpu s",
+        "tree cpu s",
         "peak RSS MB (VmHWM)",
+        "tree RSS MB",
+        "tree PSS MB",
         "new",
         "entries/s",
         *STAGES,
@@ -220,7 +236,10 @@ def print_table(results: dict[str, Any]) -> None:
             r["label"] + ("" if r["exit_code"] == 0 and not r["errors"] else f" **FAILED** ({r['errors']} errors)"),
             f"{r['wall']:.2f}",
             f"{r['cpu']:.2f}",
+            f"{r['tree_cpu']:.2f}",
             f"{r['peak_rss_mb']:.0f}",
+            f"{r['tree_peak_rss_mb']:.0f}",
+            f"{r['tree_pss_mb']:.0f}",
             str(r["new"]),
             f"{rate:.0f}",
             *(f"{r['stages'].get(s, 0):.2f}" for s in STAGES),
