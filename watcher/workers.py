@@ -245,7 +245,12 @@ class ProcessFetcher:
         return helper.fetch(next(self._ids), url, etag, last_modified, timeout)
 
     def close(self) -> None:
-        """Stop the helpers (abandoning their fetches in flight) and close the connections."""
+        """Stop the helpers and close the connections.
+
+        Fetches still in flight are abandoned, not failed: their callers are answered only by
+        their own time limit. A daemon that stops with polls under way exits before that, and
+        those feeds are polled afresh at the next start instead of counting a failure.
+        """
         with self._lock:
             self._closed = True
             starting, helpers, self._helpers = self._starting, self._helpers, []
@@ -261,7 +266,9 @@ class ProcessFetcher:
         with self._lock:
             if self._closed:
                 return None
-            self._helpers = [h for h in self._helpers if h.alive]
+            for dead in [h for h in self._helpers if not h.alive]:
+                dead.conn.close()
+                self._helpers.remove(dead)
             if len(self._helpers) < self._processes and self._starting is None and time.monotonic() >= self._retry_at:
                 self._starting = threading.Thread(target=self._start_helpers, name="watcher-fetch-start", daemon=True)
                 self._starting.start()
@@ -298,6 +305,8 @@ class _Helper:
         self.process = process
         self.conn = conn
         self.alive = True
+        #: Set by stop(): the end of the pipe is then no reason to fail the fetches in flight.
+        self.stopped = False
         self._pending: dict[int, tuple[str, Future[Fetched | BaseException]]] = {}
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, name=f"{process.name}-reader", daemon=True)
@@ -343,6 +352,7 @@ class _Helper:
 
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError), self._lock:
+            self.stopped = True
             self.conn.send(None)
         self.process.join(timeout=2)
         if self.process.is_alive():
@@ -363,7 +373,7 @@ class _Helper:
                 entry[1].set_result(result)
         with self._lock:
             self.alive = False
-            pending, self._pending = self._pending, {}
+            pending, self._pending = ({}, {}) if self.stopped else (self._pending, {})
         for url, answer in pending.values():
             answer.set_result(_helper_lost(url))
 
