@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -143,6 +146,33 @@ def test_an_unmigrated_database_is_refused_with_the_fix(database_url: str) -> No
     with pytest.raises(SchemaOutdatedError, match="watcher db upgrade"):
         store.check_schema()
     store.upgrade()
+    store.check_schema()
+    store.close()
+
+
+def test_processes_starting_together_on_a_new_database_all_migrate_it(database_url: str, tmp_path: Path) -> None:
+    # `watcher run` and a cron `watcher poll` may both be first to a new database.
+    go = tmp_path / "go"
+    code = textwrap.dedent(
+        f"""
+        import os, sys, time
+        from watcher.store import Store
+        store = Store({database_url!r})
+        open(os.path.join({str(tmp_path)!r}, f"ready-{{os.getpid()}}"), "w").close()
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.001)
+        store.upgrade()
+        """
+    )
+    starters = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("ready-*"))) < len(starters):
+        assert time.monotonic() < deadline, "the migrating processes did not start"
+        time.sleep(0.01)
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in starters]
+    assert [p.returncode for p in starters] == [0] * len(starters), "\n".join(errors)
+    store = Store(database_url)
     store.check_schema()
     store.close()
 

@@ -16,7 +16,9 @@ import hashlib
 import json
 import os
 import socket
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -597,14 +599,27 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
 
 
+_SQLITE_BUSY_MS = 30_000
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN; pysqlite's own BEGIN would be DEFERRED.
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
-    # WAL lets the daemon and `watcher poll`/`hits` use one file at once; the busy timeout
-    # turns "database is locked" into a short wait.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    # The busy timeout turns "database is locked" into a short wait.
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+    # WAL lets the daemon and `watcher poll`/`hits` use one file at once. Switching a new file
+    # to it does not wait on the busy timeout when another process starting on the same new
+    # file holds it, so that is retried here (a file already in WAL mode never is).
+    deadline = time.monotonic() + _SQLITE_BUSY_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
