@@ -129,7 +129,7 @@ class _HighWater:
     def _run(self) -> None:
         tick = 0
         while not self._stop.is_set():
-            self.kb = max(self.kb, _vm_hwm_kb(self.path))
+            self.kb = max(self.kb, _kb(self.path, "VmHWM:"))
             if tick % 5 == 0:
                 self._visit_descendants()
             tick += 1
@@ -140,16 +140,16 @@ class _HighWater:
             children = psutil.Process(self.pid).children(recursive=True)
         except psutil.Error:
             return
-        pss = _pss_kb(self.pid)
+        pss = _kb(f"/proc/{self.pid}/smaps_rollup", "Pss:")
         for child in children:
             try:
                 times = child.cpu_times()
-                kb = _vm_hwm_kb(f"/proc/{child.pid}/status")
+                kb = _kb(f"/proc/{child.pid}/status", "VmHWM:")
             except psutil.Error:
                 continue
             seen_kb, _ = self.descendants.get(child.pid, (0, 0.0))
             self.descendants[child.pid] = (max(seen_kb, kb), times.user + times.system)
-            pss += _pss_kb(child.pid)
+            pss += _kb(f"/proc/{child.pid}/smaps_rollup", "Pss:")
         self.pss_kb = max(self.pss_kb, pss)
 
     def stop(self) -> None:
@@ -173,22 +173,12 @@ class _HighWater:
         return sum(cpu for _, cpu in self.descendants.values())
 
 
-def _pss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def _vm_hwm_kb(path: str) -> int:
+def _kb(path: str, field: str) -> int:
+    """A ``field: N kB`` line of a /proc file (status, smaps_rollup); 0 if it is gone."""
     try:
         with open(path) as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except (OSError, ValueError):
         pass
