@@ -681,3 +681,49 @@ def test_shipped_alert_example_is_valid_once_uncommented() -> None:
     ]
     assert config.smtp is not None and config.smtp.password == SECRETS["SMTP_PASSWORD"]
     assert config.channels[2].secret == SECRETS["WEBHOOK_SECRET"]
+
+
+def test_a_whole_env_reference_can_give_a_number_or_a_yes_or_no() -> None:
+    # Deployments keep ports and switches in the environment (Docker, systemd EnvironmentFile).
+    config = parse(
+        """
+        smtp: {host: mail.example, port: "${SMTP_PORT}", from: w@example.org}
+        defaults: {alert_on_first_poll: "${FIRST}"}
+        speakers: [{name: Jen Zhu Scott, threshold: "${THRESHOLD}"}]
+        channels:
+          - {name: desk, type: email, to: [d@example.org], statements_only: "${ONLY}"}
+        feeds: [{url: https://example.org/rss}]
+        """,
+        {"SMTP_PORT": "587", "FIRST": "yes", "THRESHOLD": " 95 ", "ONLY": "False"},
+    )
+    assert config.smtp is not None and config.smtp.port == 587
+    assert config.feeds[0].alert_on_first_poll is True
+    assert config.speakers[0].threshold == 95
+    assert config.channels[0].statements_only is False
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "env", "expected"),
+    [
+        (
+            'port: "${SMTP_PORT}"',
+            {"SMTP_PORT": "submission"},
+            'smtp.port: "${SMTP_PORT}" (after ${VAR} substitution) is not a whole number; set the variable to one',
+        ),
+        (
+            'port: "${SMTP_PORT}"',
+            {"SMTP_PORT": "70000"},
+            'smtp.port: "${SMTP_PORT}" (after ${VAR} substitution) is out of range',
+        ),
+        ('port: "25"', {}, 'smtp.port: "25" is text; use a whole number without quotes'),  # written: text stays text
+        ('port: "${A}x"', {"A": "5"}, 'smtp.port: "${A}x" (after ${VAR} substitution) is not a whole number'),
+    ],
+)
+def test_env_numbers_that_are_not_numbers_are_reported(yaml_text: str, env: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse(
+            f"smtp: {{host: mail.example, {yaml_text}, from: w@example.org}}\nfeeds: [{{url: https://example.org/rss}}]\n",
+            env,
+        )
+    assert expected in str(e.value)
+    assert all(value not in str(e.value) for value in env.values()), "an env value may be a secret"

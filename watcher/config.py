@@ -9,6 +9,9 @@ Loading runs in five steps, and every step adds to one list of problems, so a si
 1. YAML text → node tree (``yaml.compose``), kept for line numbers, duplicate keys and the
    source text of scalars; then → plain data (``safe`` construction only).
 2. ``${VAR}`` in string values is replaced from ``env``; ``$${VAR}`` is a literal ``${VAR}``.
+   A value made with ``${VAR}`` may also give a number or a yes/no to a key that takes one
+   (``port: ${SMTP_PORT}``, ``statements_only: ${ONLY}``: true/false, yes/no, on/off, 1/0);
+   written in the file, ``"25"`` stays text and an error for ``port``.
 3. Shape and types: each section, and each list item separately, through a strict pydantic
    model with ``extra="forbid"``. Pydantic is used because it reports *every* wrong type,
    missing key and unknown key with its exact location, which is what the key paths in our
@@ -308,6 +311,35 @@ def _range(low: int, high: int, note: str = "") -> Callable[[int], int]:
     return check
 
 
+class _FromEnv(str):
+    """A value made with ``${VAR}``: text by nature, but meant as whatever its key takes."""
+
+
+def _env_int(value: object) -> object:
+    # Strict validation keeps `port: "25"` an error; `port: ${SMTP_PORT}` cannot be anything
+    # but text, so a whole number from the environment is taken as one.
+    if isinstance(value, _FromEnv) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        return int(value)
+    return value
+
+
+def _env_bool(value: object) -> object:
+    if isinstance(value, _FromEnv):
+        return _ENV_BOOLEANS.get(value.strip().lower(), value)
+    return value
+
+
+_ENV_BOOLEANS = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "off": False,
+    "0": False,
+}
+
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Secret = Annotated[str, Field(min_length=1)]  # verbatim: surrounding spaces may be part of it
 Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
@@ -315,8 +347,9 @@ Digest = Annotated[timedelta | None, BeforeValidator(_to_digest)]
 FeedUrl = Annotated[Text, AfterValidator(lambda u: _check_url(u, files=True))]
 HttpUrl = Annotated[Text, AfterValidator(lambda u: _check_url(u, files=False))]
 Address = Annotated[Text, AfterValidator(_check_address)]
-Threshold = Annotated[int, AfterValidator(_range(0, 100, " (higher is stricter)"))]
-Port = Annotated[int, AfterValidator(_range(1, 65535))]
+Threshold = Annotated[int, BeforeValidator(_env_int), AfterValidator(_range(0, 100, " (higher is stricter)"))]
+Port = Annotated[int, BeforeValidator(_env_int), AfterValidator(_range(1, 65535))]
+Flag = Annotated[bool, BeforeValidator(_env_bool)]
 
 
 class _Model(BaseModel):
@@ -338,7 +371,7 @@ class _Root(_Model):
 class _Defaults(_Model):
     interval: Duration = Defaults.interval
     timeout: Duration = Defaults.timeout
-    alert_on_first_poll: bool = Defaults.alert_on_first_poll
+    alert_on_first_poll: Flag = Defaults.alert_on_first_poll
 
 
 class _Feed(_Model):
@@ -346,7 +379,7 @@ class _Feed(_Model):
     name: Text | None = None
     interval: Duration | None = None
     timeout: Duration | None = None
-    alert_on_first_poll: bool | None = None
+    alert_on_first_poll: Flag | None = None
 
 
 class _Speaker(_Model):
@@ -381,7 +414,7 @@ class _EmailChannel(_Model):
     to: Annotated[list[Address], Field(min_length=1)]
     digest: Digest = None
     watches: Annotated[list[Text], Field(min_length=1)] | None = None
-    statements_only: bool = False
+    statements_only: Flag = False
 
 
 class _WebhookChannel(_Model):
@@ -390,7 +423,7 @@ class _WebhookChannel(_Model):
     url: HttpUrl
     secret: Secret
     watches: Annotated[list[Text], Field(min_length=1)] | None = None
-    statements_only: bool = False
+    statements_only: Flag = False
 
 
 _CHANNEL_MODELS: dict[str, type[_Model]] = {"email": _EmailChannel, "webhook": _WebhookChannel}
@@ -496,8 +529,12 @@ class _Report:
         if kind == "too_short":
             return "is an empty list; list at least one item or remove the key"
         if kind in ("int_type", "int_from_float"):
+            if loc in self.substituted:
+                return f"{shown} is not a whole number; set the variable to one"
             return f"{shown} is {got}; use a whole number without quotes"
         if kind == "bool_type":
+            if loc in self.substituted:
+                return f"{shown} is not a yes or no; set the variable to true or false"
             return f"{shown} is {got}; use true or false without quotes"
         if kind in ("list_type", "tuple_type"):
             hint = ' (all_of is a list of groups, e.g. [["US", "U.S."], ["China"]])' if "all_of" in loc else ""
@@ -644,7 +681,8 @@ def _substitute(data: object, loc: Loc, env: Mapping[str, str], report: _Report)
         report.substituted.add(loc)
         return env[name]
 
-    return _VAR.sub(expand, data)
+    expanded = _VAR.sub(expand, data)
+    return _FromEnv(expanded) if loc in report.substituted else expanded
 
 
 # ---------------------------------------------------------------------------------------------
