@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.httpserver import LoopbackServer
 from watcher.config import parse_config
+from watcher.errors import Abandoned
 from watcher.service import Daemon, Watcher, make_watcher
 from watcher.workers import InlineWorkers
 
@@ -44,3 +46,21 @@ def test_a_failing_feed_waits_for_its_backoff(watcher: Watcher) -> None:
     daemon.poll_if_due("forum")
     state = watcher.store.feed_state("forum")
     assert (state.status, state.last_polled_at) == ("failed", now)
+
+
+def test_a_poll_abandoned_at_stop_records_no_failure(tmp_path: Path) -> None:
+    # A daemon stopping mid-fetch must not leave the feed in backoff for the next start.
+    class Stopping:
+        def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None, timeout: float) -> Any:
+            raise Abandoned(f"fetch of {url} abandoned: watcher is stopping")
+
+    text = f"database: sqlite:///{tmp_path}/w.db\nfeeds:\n  - {{name: forum, url: 'https://forum.example/rss'}}\n"
+    config = parse_config(text, str(tmp_path / "feeds.yaml"), {})
+    w = make_watcher(config, channels={}, workers=InlineWorkers((), ()), fetcher=Stopping())
+    try:
+        [result] = w.poll()
+        assert result.error == "abandoned: watcher is stopping"
+        state = w.store.feed_state("forum")
+        assert (state.status, state.consecutive_failures, state.last_error) == ("new", 0, None)
+    finally:
+        w.close()

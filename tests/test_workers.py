@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,8 @@ import psutil
 import pytest
 
 from tests.httpserver import LoopbackServer
-from watcher.errors import FetchError, ParseError
+from watcher import workers
+from watcher.errors import Abandoned, FetchError, ParseError
 from watcher.fetch import Fetcher
 from watcher.types import Speaker, Theme
 from watcher.workers import InlineWorkers, ProcessFetcher, ProcessWorkers
@@ -123,6 +126,7 @@ def test_a_helper_that_dies_fails_only_its_fetches_and_is_replaced(feed_server: 
     url = feed_server.url("/feed.xml")
     try:
         [pid] = started_helpers(fetcher, 1, url)
+        assert fetcher.fetch(url, timeout=10).body == SAMPLE  # answered: the helper works
         failures: list[BaseException] = []
 
         def fetch_stalled() -> None:
@@ -180,3 +184,111 @@ def test_helpers_leave_when_their_parent_is_killed(feed_server: LoopbackServer) 
     while not gone(pid):
         assert time.monotonic() < deadline, f"helper {pid} outlived its parent"
         time.sleep(0.05)
+
+
+def test_a_helper_that_dies_before_answering_is_not_restarted_at_once(feed_server: LoopbackServer) -> None:
+    # A helper that cannot work (it dies at start) must not be forked again on every fetch.
+    fetcher = ProcessFetcher(processes=1)
+    url = feed_server.url("/feed.xml")
+    try:
+        [pid] = started_helpers(fetcher, 1, url)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while fetcher.helper_pids:
+            assert time.monotonic() < deadline, "the helper's death went unnoticed"
+            time.sleep(0.01)
+        for _ in range(20):
+            assert fetcher.fetch(url, timeout=10).body == SAMPLE  # here, in this process
+        time.sleep(0.5)
+        assert fetcher.helper_pids == []
+    finally:
+        fetcher.close()
+
+
+def test_fetches_beyond_the_helpers_threads_run_here_rather_than_queue(
+    feed_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Queued in a helper, a fetch would spend part of its time limit waiting for a thread.
+    def slow(request: Any) -> None:
+        time.sleep(1.0)
+        request.send_response(200)
+        request.send_header("Content-Length", str(len(SAMPLE)))
+        request.end_headers()
+        request.wfile.write(SAMPLE)
+
+    feed_server.route("/slow.xml", slow)
+    monkeypatch.setattr(workers, "_HELPER_GRACE", 0.3)
+    fetcher = ProcessFetcher(processes=1, threads=1)
+    try:
+        started_helpers(fetcher, 1, feed_server.url("/feed.xml"))
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: fetcher.fetch(feed_server.url("/slow.xml"), timeout=1.5), range(4)))
+        assert [r.body for r in results] == [SAMPLE] * 4
+    finally:
+        fetcher.close()
+
+
+def test_a_helper_that_stops_answering_is_replaced(
+    feed_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workers, "_HELPER_GRACE", 0.3)
+    fetcher = ProcessFetcher(processes=1)
+    url = feed_server.url("/feed.xml")
+    try:
+        [pid] = started_helpers(fetcher, 1, url)
+        assert fetcher.fetch(url, timeout=10).body == SAMPLE
+        os.kill(pid, signal.SIGSTOP)  # wedged: it holds the fetch and never answers
+        with pytest.raises(FetchError, match=r"timed out after 0.5s"):
+            fetcher.fetch(url, timeout=0.5)
+        [replacement] = started_helpers(fetcher, 1, url)
+        assert replacement != pid and gone(pid)
+        assert fetcher.fetch(url, timeout=10).body == SAMPLE
+    finally:
+        fetcher.close()
+
+
+def test_closing_abandons_the_fetches_in_flight_at_once(feed_server: LoopbackServer) -> None:
+    def stall(request: Any) -> None:
+        feed_server.stopping.wait(20)
+
+    feed_server.route("/stall.xml", stall)
+    fetcher = ProcessFetcher(processes=1)
+    started_helpers(fetcher, 1, feed_server.url("/feed.xml"))
+    raised: list[BaseException] = []
+
+    def fetch_stalled() -> None:
+        try:
+            fetcher.fetch(feed_server.url("/stall.xml"), timeout=30)
+        except BaseException as e:
+            raised.append(e)
+
+    stalled = threading.Thread(target=fetch_stalled)
+    stalled.start()
+    deadline = time.monotonic() + 10
+    while not feed_server.requests_for("/stall.xml"):
+        assert time.monotonic() < deadline, "the stalled fetch never reached the server"
+        time.sleep(0.01)
+    fetcher.close()
+    stalled.join(timeout=5)
+    assert not stalled.is_alive(), "closing left a fetch waiting"
+    assert len(raised) == 1 and isinstance(raised[0], Abandoned)
+    with pytest.raises(Abandoned):
+        fetcher.fetch(feed_server.url("/feed.xml"), timeout=10)
+
+
+def test_a_network_error_reads_the_same_from_a_helper(feed_server: LoopbackServer) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{unused.getsockname()[1]}/feed.xml"
+    fetcher, local = ProcessFetcher(processes=1), Fetcher()
+    try:
+        started_helpers(fetcher, 1, feed_server.url("/feed.xml"))
+        with pytest.raises(FetchError) as here:
+            local.fetch(refused, timeout=5)
+        with pytest.raises(FetchError) as there:
+            fetcher.fetch(refused, timeout=5)
+        assert str(there.value) == str(here.value)
+        assert "ConnectionRefusedError" in str(there.value)
+    finally:
+        fetcher.close()
+        local.close()

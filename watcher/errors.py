@@ -17,6 +17,7 @@ deliver) with ``raise ... from e``; nothing else in watcher catches a library ex
 
 from __future__ import annotations
 
+import pickle
 import re
 
 
@@ -29,9 +30,10 @@ class WatcherError(Exception):
         self.context = tuple(c for c in context if c)
 
     def __reduce__(self) -> tuple[object, ...]:
-        # Errors cross process boundaries (parse workers); the subclasses' constructors
-        # take different arguments, so rebuild from the instance's state instead.
-        return _rebuild, (type(self), self.args, self.__dict__)
+        # Errors cross process boundaries (parse workers, fetch helpers); the subclasses'
+        # constructors take different arguments, so rebuild from the instance's state
+        # instead, with the cause that the message names when it can travel too.
+        return _rebuild, (type(self), self.args, self.__dict__, portable(self.__cause__))
 
     def __str__(self) -> str:
         parts = [self.message, *self.context]
@@ -41,10 +43,22 @@ class WatcherError(Exception):
         return ": ".join(parts)
 
 
-def _rebuild(cls: type[WatcherError], args: tuple[object, ...], state: dict[str, object]) -> WatcherError:
+def _rebuild(
+    cls: type[WatcherError], args: tuple[object, ...], state: dict[str, object], cause: BaseException | None = None
+) -> WatcherError:
     error = cls.__new__(cls)
     error.args = args
     error.__dict__.update(state)
+    error.__cause__ = cause
+    return error
+
+
+def portable(error: BaseException | None) -> BaseException | None:
+    """``error`` if it can be pickled to another process, else None."""
+    try:
+        pickle.dumps(error)
+    except Exception:
+        return None
     return error
 
 
@@ -105,6 +119,10 @@ class FetchError(FeedError):
 
 class ParseError(FeedError):
     """The body is not a feed, or nothing usable could be read from it."""
+
+
+class Abandoned(WatcherError):
+    """Work given up because watcher is stopping. Nothing is recorded of it: it is redone."""
 
 
 class StorageError(WatcherError):

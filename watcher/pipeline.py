@@ -20,7 +20,7 @@ from typing import Protocol
 
 from watcher.backoff import doubling_delay
 from watcher.config import ChannelSettings, FeedSettings
-from watcher.errors import FeedError, FetchError, StorageError, redact_url
+from watcher.errors import Abandoned, FeedError, FetchError, StorageError, redact_url
 from watcher.store import PollRecord, Store, Unchanged
 from watcher.types import Article, FeedState, Fetched, Hit, ParsedFeed
 
@@ -121,6 +121,9 @@ def poll_feed(
         )
         with clock("store"):
             new_hits = store.save_poll(feed.name, record, started)
+    except Abandoned:
+        # watcher is stopping: the feed did nothing wrong, and is polled afresh next time.
+        return PollResult(feed.name, url, error="abandoned: watcher is stopping", timings=clock.seconds)
     except FeedError as e:
         _record_failure(store, feed, state, e, now())
         return PollResult(feed.name, url, error=e.reason, timings=clock.seconds)

@@ -24,6 +24,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,7 +32,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from watcher.errors import FetchError, ParseError, WatcherError, redact_url
+from watcher.errors import Abandoned, FetchError, ParseError, WatcherError, portable, redact_url
 from watcher.fetch import Fetcher
 from watcher.types import Article, Fetched, Hit, ParsedFeed, Speaker, Theme
 
@@ -201,13 +202,17 @@ def default_fetcher() -> Fetcher | ProcessFetcher:
 class ProcessFetcher:
     """A ``Fetcher`` whose fetches run in helper processes (one per core) as well as in this one.
 
-    Each helper runs a ``Fetcher`` with ``threads`` threads; a fetch goes to the live helper
-    with the fewest fetches in flight, or runs here when every helper is full. Helpers start
-    in the background on first use, and until one is up (or while none is alive) fetches run
-    here, so no fetch ever waits for a process to start. A helper that dies fails only the
-    fetches it held, with a ``FetchError``; a new one is started on the next fetch. Helpers
-    leave when this process closes the fetcher or exits, however it exits: their end of the
-    pipe reads end-of-file.
+    Each helper runs a ``Fetcher`` with ``threads`` threads, and is given at most that many
+    fetches at once: a fetch goes to the live helper with the fewest, or runs here when every
+    helper is full. Helpers start in the background on first use; until one is up, and
+    while none can be, fetches run here, so no fetch waits for a process to start.
+
+    Failures stay small. A helper that dies fails only the fetches it held (retried here
+    when it had never answered, for then it never worked) and is replaced at the next fetch;
+    one that dies before its first answer, or cannot be started, is not tried again for a
+    minute. A helper that stops answering is killed and replaced. Helpers leave when this
+    process closes the fetcher or exits, however it exits: their pipe reads end-of-file.
+    They read the environment (proxies, CA bundle) as it was when the first one started.
     """
 
     def __init__(self, processes: int | None = None, threads: int = 8) -> None:
@@ -235,67 +240,102 @@ class ProcessFetcher:
         then passes on another core while this process does other work (the start of
         ``watcher poll`` imports the database layer).
         """
-        _forkserver()
-        multiprocessing.forkserver.ensure_running()
+        try:
+            _forkserver()
+            multiprocessing.forkserver.ensure_running()
+        except Exception as e:
+            with self._lock:
+                self._start_failed(e)
 
     def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None, timeout: float) -> Fetched:
-        helper = self._pick()
-        if helper is None:
+        if timeout <= 0:  # as Fetcher says it, before anything crosses a pipe
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        helper = self._reserve()
+        try:
+            if helper is not None:
+                with contextlib.suppress(_NotTaken):
+                    return helper.fetch(next(self._ids), url, etag, last_modified, timeout)
+            if self._closed:
+                raise Abandoned(f"fetch of {redact_url(url)} abandoned: watcher is stopping")
             return self._local.fetch(url, etag=etag, last_modified=last_modified, timeout=timeout)
-        return helper.fetch(next(self._ids), url, etag, last_modified, timeout)
+        finally:
+            if helper is not None:
+                with self._lock:
+                    helper.reserved -= 1
 
     def close(self) -> None:
         """Stop the helpers and close the connections.
 
-        Fetches still in flight are abandoned, not failed: their callers are answered only by
-        their own time limit. A daemon that stops with polls under way exits before that, and
-        those feeds are polled afresh at the next start instead of counting a failure.
+        Fetches still in flight in a helper raise ``Abandoned`` at once: the caller is
+        stopping, and nothing about those feeds is to be recorded.
         """
         with self._lock:
             self._closed = True
-            starting, helpers, self._helpers = self._starting, self._helpers, []
+            starting = self._starting
         if starting is not None:
-            starting.join()
-            with self._lock:
-                helpers, self._helpers = helpers + self._helpers, []
+            starting.join(timeout=10)
+        with self._lock:
+            helpers, self._helpers = self._helpers, []
         for helper in helpers:
             helper.stop()
         self._local.close()
 
-    def _pick(self) -> _Helper | None:
+    def _reserve(self) -> _Helper | None:
+        """The helper to take one more fetch (counted as its own at once), or None: run here."""
         with self._lock:
             if self._closed:
                 return None
+            now = time.monotonic()
             for dead in [h for h in self._helpers if not h.alive]:
-                dead.conn.close()
                 self._helpers.remove(dead)
-            if len(self._helpers) < self._processes and self._starting is None and time.monotonic() >= self._retry_at:
+                dead.conn.close()
+                if not dead.answered and now - dead.started < _PROBATION:
+                    self._start_failed(RuntimeError(f"{dead.process.name} exited before its first answer"))
+            if len(self._helpers) < self._processes and self._starting is None and now >= self._retry_at:
                 self._starting = threading.Thread(target=self._start_helpers, name="watcher-fetch-start", daemon=True)
                 self._starting.start()
-            free = [h for h in self._helpers if h.in_flight < self._threads]
-            return min(free, key=lambda h: h.in_flight, default=None)
+            free = [h for h in self._helpers if h.reserved < self._threads]
+            helper = min(free, key=lambda h: h.reserved, default=None)
+            if helper is not None:
+                helper.reserved += 1
+            return helper
 
     def _start_helpers(self) -> None:
         try:
             while True:
                 with self._lock:
-                    if self._closed or len(self._helpers) >= self._processes:
+                    if self._closed or len(self._helpers) >= self._processes or time.monotonic() < self._retry_at:
                         return
                     number = len(self._helpers) + 1
                 helper = _Helper.start(number, self._threads)
                 with self._lock:
-                    self._helpers.append(helper)
                     if self._closed:
-                        # close() is waiting for this thread and stops what it finds.
+                        helper.process.kill()
                         return
+                    self._helpers.append(helper)
         except Exception as e:
-            # Fetching goes on in this process; a minute later a fetch tries again.
-            log.warning("could not start a fetch process: %s: %s", type(e).__name__, " ".join(str(e).split())[:200])
             with self._lock:
-                self._retry_at = time.monotonic() + 60
+                self._start_failed(e)
         finally:
             with self._lock:
                 self._starting = None
+
+    def _start_failed(self, error: BaseException) -> None:
+        """Hold ``_lock``. Fetching goes on in this process; a minute later a fetch tries again."""
+        log.warning("fetch process: %s: %s; fetching in this process", type(error).__name__, error)
+        self._retry_at = time.monotonic() + _RETRY_START
+
+
+#: A helper that dies this soon after its start, before any answer, counts as a failed start.
+_PROBATION = 10.0
+#: How long a failed start keeps fetching in this process only.
+_RETRY_START = 60.0
+#: How long past its own timeout a fetch waits for a helper that stopped answering.
+_HELPER_GRACE = 30.0
+
+
+class _NotTaken(Exception):
+    """The helper died before it ever answered: the fetch is to be run elsewhere."""
 
 
 class _Helper:
@@ -304,10 +344,14 @@ class _Helper:
     def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
         self.process = process
         self.conn = conn
+        self.started = time.monotonic()
         self.alive = True
-        #: Set by stop(): the end of the pipe is then no reason to fail the fetches in flight.
-        self.stopped = False
-        self._pending: dict[int, tuple[str, Future[Fetched | BaseException]]] = {}
+        #: Answers received; a helper that died with none never worked.
+        self.answered = 0
+        #: Fetches given to this helper whose callers have not returned (ProcessFetcher's lock).
+        self.reserved = 0
+        self._stopped = False
+        self._pending: dict[int, tuple[str, Future[object]]] = {}
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, name=f"{process.name}-reader", daemon=True)
         self._reader.start()
@@ -323,63 +367,66 @@ class _Helper:
         theirs.close()
         return cls(process, ours)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._pending)
-
     def fetch(self, number: int, url: str, etag: str | None, last_modified: str | None, timeout: float) -> Fetched:
-        answer: Future[Fetched | BaseException] = Future()
+        answer: Future[object] = Future()
         with self._lock:
-            if not self.alive:
-                raise _helper_lost(url)
+            if not self.alive or self._stopped:
+                raise _NotTaken
             self._pending[number] = (url, answer)
             try:
                 self.conn.send((number, url, etag, last_modified, timeout))
             except (OSError, ValueError):
                 self._pending.pop(number, None)
-                raise _helper_lost(url) from None
-        # The helper's own deadline ends the fetch; this bound only covers a helper that hangs
-        # (a stuck name lookup cannot be interrupted there either).
+                raise _NotTaken from None
         try:
             result = answer.result(timeout=timeout + _HELPER_GRACE)
         except TimeoutError:
+            # The helper's own deadline ended this fetch long ago: it is wedged (a name lookup
+            # cannot be interrupted, the process may be stopped). Its replacement takes over;
+            # the other fetches it held fail with it.
+            log.warning("%s stopped answering; replacing it", self.process.name)
             with self._lock:
-                self._pending.pop(number, None)
+                self.alive = False  # no new fetches for it while its end is noticed
+            self.process.kill()
             raise FetchError(redact_url(url), f"timed out after {timeout:g}s") from None
+        if result is _NotTaken:
+            raise _NotTaken
         if isinstance(result, BaseException):
             raise result
+        assert isinstance(result, Fetched)
         return result
 
     def stop(self) -> None:
-        with contextlib.suppress(OSError, ValueError), self._lock:
-            self.stopped = True
-            self.conn.send(None)
-        self.process.join(timeout=2)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+        with self._lock:
+            self._stopped = True
+            pending, self._pending = self._pending, {}
+        for url, answer in pending.values():
+            answer.set_result(Abandoned(f"fetch of {redact_url(url)} abandoned: watcher is stopping"))
+        # Nothing it holds is wanted any more; its connections end with it.
+        self.process.kill()
+        self.process.join(timeout=5)
         self.conn.close()
-        self._reader.join(timeout=2)
+        self._reader.join(timeout=5)
 
     def _read(self) -> None:
         while True:
             try:
                 number, result = self.conn.recv()
-            except (EOFError, OSError, ValueError):
-                break
+            except Exception:
+                break  # end of file: the helper is gone; or an answer that cannot be read
             with self._lock:
                 entry = self._pending.pop(number, None)
+                self.answered += 1
             if entry is not None:
                 entry[1].set_result(result)
         with self._lock:
             self.alive = False
-            pending, self._pending = ({}, {}) if self.stopped else (self._pending, {})
+            pending, self._pending = self._pending, {}
+            never_worked = not self.answered
         for url, answer in pending.values():
-            answer.set_result(_helper_lost(url))
-
-
-#: How long past its own timeout a fetch waits for a helper that stopped answering.
-_HELPER_GRACE = 30.0
+            answer.set_result(_NotTaken if never_worked else _helper_lost(url))
+        if self.process.is_alive():  # it may still run after an unreadable answer
+            self.process.kill()
 
 
 def _helper_lost(url: str) -> FetchError:
@@ -399,9 +446,9 @@ def _serve_fetches(conn: Connection, threads: int) -> None:
         except FetchError as e:
             result = e
         except Exception as e:
-            # A bug, not the feed: the parent's poll logs it as an internal error of this feed.
-            log.critical("fetch of %s failed unexpectedly", redact_url(url), exc_info=True)
-            result = RuntimeError(f"{type(e).__name__}: {e}")
+            # A bug, not the feed: the parent's poll logs it with its traceback, this one.
+            e.add_note(f"raised in {multiprocessing.current_process().name}:\n{traceback.format_exc()}")
+            result = e if portable(e) is e else RuntimeError(f"{type(e).__name__}: {e}\n{e.__notes__[-1]}")
         with sending, contextlib.suppress(OSError, ValueError):
             conn.send((number, result))
 
@@ -411,10 +458,8 @@ def _serve_fetches(conn: Connection, threads: int) -> None:
             request = conn.recv()
         except (EOFError, OSError):
             break
-        if request is None:
-            break
         pool.submit(answer, *request)
-    # Fetches in flight are abandoned: their answers have no one to go to. A normal return
-    # would wait for them (the process joins its threads on the way out).
+    # The parent is gone: fetches in flight have no one to answer to. A normal return would
+    # wait for them (the process joins its threads on the way out).
     pool.shutdown(wait=False, cancel_futures=True)
     os._exit(0)
