@@ -172,3 +172,33 @@ def test_a_gone_feed_is_disabled_until_the_operator_retries_it(
     run_watcher(config, "poll")
     assert "disabled" not in run_watcher(config, "feeds").stdout
     assert any("forum-wire" in str(h["link"]) for h in json_lines(run_watcher(config, "hits", "--json").stdout))
+
+
+GOOGLE_NEWS_ITEM = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>"Jen Zhu Scott" - Google News</title>
+<item>
+  <title>Jen Zhu Scott calls for a "US plus China" model of AI development - Forum Wire</title>
+  <link>https://news.google.com/rss/articles/CBMiexample?oc=5</link>
+  <guid isPermaLink="false">CBMiexample</guid>
+  <description>&lt;a href="https://news.google.com/rss/articles/CBMiexample"&gt;Jen Zhu Scott calls for
+  a "US plus China" model of AI development&lt;/a&gt;&amp;nbsp;&amp;nbsp;&lt;font color="#6f6f6f"&gt;Forum
+  Wire&lt;/font&gt;</description>
+  <source url="http://demo.invalid">Forum Wire</source>
+</item></channel></rss>"""
+
+
+def test_a_story_carried_by_two_feeds_alerts_once(tmp_path: Path, server: LoopbackServer, sink: MailSink) -> None:
+    # The shipped feeds.yaml searches Google News and Bing News for the same name: a story in
+    # both, and in the publisher's own feed, must not reach the analyst three times.
+    server.respond("/google.xml", GOOGLE_NEWS_ITEM.encode(), headers={"Content-Type": "application/rss+xml"})
+    config = write_config(tmp_path, server, sink)
+    config.write_text(
+        config.read_text().replace("feeds:\n", f'feeds:\n  - {{name: google, url: "{server.url("/google.xml")}"}}\n', 1)
+    )
+    run_watcher(config, "poll")
+    hits = json_lines(run_watcher(config, "hits", "--json").stdout)
+    story = [h for h in hits if str(h["title"]).startswith('Jen Zhu Scott calls for a "US plus China"')]
+    assert {h["feed"] for h in story} == {"google", "forum"}, "the hit is recorded from both feeds"
+    told = [m.message["X-Watcher-Watch"] for m in sink.messages if "US plus China" in m.message["Subject"]]
+    assert sorted(told) == sorted({str(h["watch"]) for h in story}), "one alert per watch, not per feed"
+    assert len(sink.messages) == len(hits) - 1

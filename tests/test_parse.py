@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from watcher.errors import ParseError
-from watcher.parse import html_to_text, parse_feed
+from watcher.parse import html_to_text, parse_feed, story_key
 from watcher.types import Article
 
 DATA = Path(__file__).parent / "data" / "parse"
@@ -285,3 +285,47 @@ def test_unusable_bodies_raise_a_one_line_reason(case: str, body: bytes, reason:
 )
 def test_inline_tags_leave_punctuation_where_it_was_written(html: str, text: str) -> None:
     assert html_to_text(html) == text
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        # Google News names the publisher after the headline, and in <source>.
+        (
+            ("US and China must share AI safety rules - SCMP", "SCMP"),
+            ("US and China must share AI safety rules", None),
+            True,
+        ),
+        (
+            ("US and China must share AI safety rules | Reuters", "Reuters"),
+            ("US and China Must Share AI-Safety Rules!", None),
+            True,
+        ),
+        # A dash inside a headline is part of it unless what follows is the named source.
+        (("Chips - the new oil of AI geopolitics", "SCMP"), ("Chips", None), False),
+        (("Chips - the new oil of AI geopolitics", None), ("the new oil of AI geopolitics", None), False),
+        (
+            ("US and China must share AI safety rules", None),
+            ("US and China must share AI safety standards", None),
+            False,
+        ),
+    ],
+)
+def test_one_story_has_one_key_in_every_feed(a: tuple[str, str | None], b: tuple[str, str | None], same: bool) -> None:
+    assert (story_key(*a) == story_key(*b)) is same
+    assert story_key(*a) is not None
+
+
+@pytest.mark.parametrize("headline", ["Live updates", "Opinion", "Jen Zhu Scott speaks", "", "— SCMP —"])
+def test_a_headline_too_short_to_tell_stories_apart_has_no_key(headline: str) -> None:
+    assert story_key(headline) is None
+
+
+def test_parsed_articles_carry_their_story_without_the_publisher_suffix() -> None:
+    body = b"""<rss version="2.0"><channel><title>t</title>
+      <item><title>US and China must share AI safety rules - SCMP</title><guid>g1</guid>
+        <source url="https://www.scmp.com">SCMP</source></item>
+      <item><title>US and China must share AI safety rules</title><guid>g2</guid></item>
+    </channel></rss>"""
+    first, second = parse_feed(body, url="https://news.example/rss").articles
+    assert first.story is not None and first.story == second.story

@@ -6,19 +6,20 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from watcher.errors import SchemaOutdatedError
-from watcher.store import PollRecord, Store, Unchanged, process_owner
+from watcher.store import STORY_WINDOW, PollRecord, Store, Unchanged, process_owner
 from watcher.types import Article, Evidence, Hit
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
-def article(key: str, content: str = "body") -> Article:
+def article(key: str, content: str = "body", story: str | None = None) -> Article:
     return Article(
         key=key,
         entry_id=key,
@@ -28,6 +29,7 @@ def article(key: str, content: str = "body") -> Article:
         content=content,
         published=NOW,
         content_hash=f"hash-{content}",
+        story=story,
     )
 
 
@@ -41,11 +43,16 @@ def hit(watch: str = "Jen Zhu Scott") -> Hit:
     )
 
 
-def record(articles: list[Article], hits: dict[str, list[Hit]], channels: tuple[str, ...] = ("desk",)) -> PollRecord:
+def record(
+    articles: list[Article],
+    hits: dict[str, list[Hit]],
+    channels: tuple[str, ...] = ("desk",),
+    route: Callable[[Hit], list[tuple[str, datetime]]] | None = None,
+) -> PollRecord:
     return PollRecord(
         articles=articles,
         hits=hits,
-        route=lambda h: [(c, NOW) for c in channels],
+        route=route or (lambda h: [(c, NOW) for c in channels]),
         etag='"v1"',
         last_modified=None,
         moved_to=None,
@@ -240,3 +247,73 @@ def test_upgrading_from_the_first_schema_keeps_feeds_and_marks_their_successes(d
     assert dead.first_poll
     assert not store.feed_state("gone").first_poll, "a feed disabled after it had entries is not new"
     store.close()
+
+
+# -- one story in several feeds alerts once ----------------------------------------------
+
+
+@pytest.fixture
+def two_feeds(store: Store) -> Store:
+    store.sync_feeds([("wire", "https://news.example/rss"), ("search", "https://search.example/rss")], NOW)
+    return store
+
+
+def test_a_story_already_told_from_another_feed_is_stored_but_not_alerted_again(two_feeds: Store) -> None:
+    store = two_feeds
+    store.save_poll("wire", record([article("w1", story="s1")], {"w1": [hit()]}), NOW)
+    later = NOW + timedelta(hours=5)
+    new = store.save_poll("search", record([article("g1", story="s1")], {"g1": [hit()]}), later)
+    assert new == 1, "the hit is recorded"
+    assert {(h.feed, h.hit.watch) for h in store.list_hits()} == {
+        ("wire", "Jen Zhu Scott"),
+        ("search", "Jen Zhu Scott"),
+    }
+    assert [(i.stored.feed, i.channel) for i in store.list_outbox()] == [("wire", "desk")]
+
+
+def test_a_told_story_still_alerts_other_watches_channels_and_after_the_window(two_feeds: Store) -> None:
+    store = two_feeds
+    store.save_poll("wire", record([article("w1", story="s1")], {"w1": [hit()]}), NOW)
+    # Another watch, and a channel the first alert did not go to (statements_only, say).
+    store.save_poll(
+        "search",
+        record([article("g1", story="s1")], {"g1": [hit(), hit("Tech decoupling")]}, ("desk", "quotes")),
+        NOW + timedelta(hours=1),
+    )
+    # The same headline days later is news again.
+    store.save_poll(
+        "search", record([article("g2", story="s1")], {"g2": [hit()]}), NOW + STORY_WINDOW + timedelta(hours=1)
+    )
+    got = sorted((i.stored.feed, i.stored.hit.watch, i.channel, i.stored.entry_id) for i in store.list_outbox())
+    assert got == [
+        ("search", "Jen Zhu Scott", "desk", "g2"),
+        ("search", "Jen Zhu Scott", "quotes", "g1"),
+        ("search", "Tech decoupling", "desk", "g1"),
+        ("search", "Tech decoupling", "quotes", "g1"),
+        ("wire", "Jen Zhu Scott", "desk", "w1"),
+    ]
+
+
+def test_one_story_twice_in_one_poll_alerts_once_and_unknown_stories_always_alert(store: Store) -> None:
+    articles = [article("a", story="s1"), article("b", story="s1"), article("c"), article("d")]
+    store.save_poll("wire", record(articles, {k: [hit()] for k in "abcd"}), NOW)
+    assert sorted(i.stored.entry_id for i in store.list_outbox()) == ["a", "c", "d"]
+
+
+def test_a_story_stored_silently_does_not_hold_back_its_first_alert(two_feeds: Store) -> None:
+    # A feed's first poll stores its backlog without alerting: the story was never told.
+    store = two_feeds
+    store.save_poll("wire", record([article("w1", story="s1")], {"w1": [hit()]}, route=lambda h: []), NOW)
+    store.save_poll("search", record([article("g1", story="s1")], {"g1": [hit()]}), NOW + timedelta(hours=1))
+    assert [(i.stored.feed, i.channel) for i in store.list_outbox()] == [("search", "desk")]
+
+
+def test_the_migrations_build_the_schema_the_code_declares(store: Store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from watcher.store import metadata
+
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    assert diff == []

@@ -13,6 +13,7 @@ import calendar
 import hashlib
 import io
 import re
+import unicodedata
 import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -32,6 +33,8 @@ _MAX_GUNZIPPED_BYTES = 64 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 #: bozo reasons that leave the document fully parsed (a lying charset or Content-Type).
 _HARMLESS_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+#: Fewer words than this in a headline name no one story (see ``story_key``).
+_STORY_MIN_WORDS = 5
 
 
 def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
@@ -147,7 +150,27 @@ def _article(entry: Any) -> Article:
         # Plain dict lookups: FeedParserDict.get would remap and warn (feedparser issue 310).
         published=_utc(dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed")),
         content_hash=_sha256(title, summary, content),
+        story=story_key(title, (entry.get("source") or {}).get("title")),
     )
+
+
+def story_key(title: str, source: str | None = None) -> str | None:
+    """One story's identity in every feed that carries it, so that it alerts once.
+
+    The headline, case and punctuation folded, without the " - Publisher" that aggregators
+    such as Google News append (they name the publisher in the item's ``<source>``). None
+    for a headline of fewer than five words: "Live updates" or "Opinion" name no one story.
+    """
+    headline = title.strip()
+    if source and (source := source.strip()):
+        for separator in (" - ", " – ", " — ", " | "):
+            if headline.endswith(separator + source):
+                headline = headline[: -len(separator + source)]
+                break
+    words = re.findall(r"\w+", unicodedata.normalize("NFKC", headline).casefold())
+    if len(words) < _STORY_MIN_WORDS:
+        return None
+    return _sha256(" ".join(words))
 
 
 def _detail_text(detail: Mapping[str, Any] | None) -> str:

@@ -51,8 +51,12 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+#: How long a story that alerted stays told: the same headline in another feed within it
+#: does not alert again (aggregators and wires carry a story within hours, not days).
+STORY_WINDOW = timedelta(days=3)
+
 #: The newest script in migrations/versions (tests/test_store.py checks this against Alembic).
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -96,6 +100,8 @@ entries = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The same story in other feeds has the same value (see parse.story_key).
+    sa.Column("story", sa.String(64), index=True),
     sa.UniqueConstraint("feed_id", "key_hash", name="uq_entries_feed_key"),
 )
 
@@ -434,7 +440,11 @@ class Store:
         with self._tx() as conn:
             feed_id = conn.execute(sa.select(feeds.c.id).where(feeds.c.name == name)).scalar_one()
             entry_ids, inserted = _write_entries(conn, feed_id, record.articles, now)
-            found = [(entry_ids[_key_hash(a.key)], hit) for a in record.articles for hit in record.hits.get(a.key, ())]
+            found = [
+                (entry_ids[_key_hash(a.key)], a.story, hit)
+                for a in record.articles
+                for hit in record.hits.get(a.key, ())
+            ]
             new_hits = _write_hits(conn, found, record.route, now)
             values: dict[str, Any] = dict(
                 status=record.status,
@@ -663,6 +673,7 @@ def _write_entries(
             title=a.title,
             published=a.published,
             content_hash=a.content_hash,
+            story=a.story,
             updated_at=now,
             key=a.key,
         )
@@ -671,7 +682,7 @@ def _write_entries(
     ids = _existing_entries(conn, feed_id, list(rows))
     changed = [(ids[h], row) for h, row in rows.items() if h in ids]
     if changed:
-        columns = ("entry_id", "link", "title", "published", "content_hash", "updated_at")
+        columns = ("entry_id", "link", "title", "published", "content_hash", "story", "updated_at")
         # Bind names must differ from column names in an executemany UPDATE.
         conn.execute(
             entries.update()
@@ -688,23 +699,28 @@ def _write_entries(
 
 def _write_hits(
     conn: Connection,
-    found: Sequence[tuple[int, Hit]],
+    found: Sequence[tuple[int, str | None, Hit]],
     route: Callable[[Hit], Sequence[tuple[str, datetime]]],
     now: datetime,
 ) -> int:
-    """Insert the hits no (entry, watch) pair has yet, and their outbox rows; return how many."""
+    """Insert the hits no (entry, watch) pair has yet, and their outbox rows; return how many.
+
+    ``found`` holds (entry row id, story, hit). A hit whose story already alerted its watch
+    on a channel in the last ``STORY_WINDOW`` (the same story in another feed, or twice in
+    this one) is stored, but does not alert on that channel again.
+    """
     if not found:
         return 0
     seen: set[tuple[int, str]] = set()
-    entry_ids = sorted({entry for entry, _ in found})
+    entry_ids = sorted({entry for entry, _, _ in found})
     for i in range(0, len(entry_ids), 500):
         query = sa.select(hits.c.entry_id, hits.c.watch).where(hits.c.entry_id.in_(entry_ids[i : i + 500]))
         seen.update((r.entry_id, r.watch) for r in conn.execute(query))
     fresh = []
-    for entry, hit in found:
+    for entry, story, hit in found:
         if (entry, hit.watch) not in seen:
             seen.add((entry, hit.watch))
-            fresh.append((entry, hit))
+            fresh.append((entry, story, hit))
     if not fresh:
         return 0
     ids = (
@@ -720,20 +736,37 @@ def _write_hits(
                     evidence=_evidence_json(hit),
                     created_at=now,
                 )
-                for entry, hit in fresh
+                for entry, _, hit in fresh
             ],
         )
         .scalars()
         .all()
     )
-    alerts = [
-        dict(hit_id=hit_id, channel=channel, status="due", next_attempt_at=due, created_at=now)
-        for hit_id, (_, hit) in zip(ids, fresh, strict=True)
-        for channel, due in route(hit)
-    ]
+    told = _stories_told(conn, {story for _, story, _ in fresh if story}, now - STORY_WINDOW)
+    alerts = []
+    for hit_id, (_, story, hit) in zip(ids, fresh, strict=True):
+        for channel, due in route(hit):
+            if story and (story, hit.watch, channel) in told:
+                continue
+            told.add((story, hit.watch, channel))
+            alerts.append(dict(hit_id=hit_id, channel=channel, status="due", next_attempt_at=due, created_at=now))
     if alerts:
         conn.execute(outbox.insert(), alerts)
     return len(fresh)
+
+
+def _stories_told(conn: Connection, stories: set[str], since: datetime) -> set[tuple[str | None, str, str]]:
+    """(story, watch, channel) of the alerts made since ``since`` for any of ``stories``."""
+    if not stories:
+        return set()
+    query = (
+        sa.select(entries.c.story, hits.c.watch, outbox.c.channel)
+        .select_from(outbox)
+        .join(hits, hits.c.id == outbox.c.hit_id)
+        .join(entries, entries.c.id == hits.c.entry_id)
+        .where(entries.c.story.in_(sorted(stories)), hits.c.created_at >= since)
+    )
+    return {(r.story, r.watch, r.channel) for r in conn.execute(query)}
 
 
 def _stored_hit_select() -> sa.Select[Any]:

@@ -52,6 +52,9 @@ class Article:
     published: datetime | None
     #: Changes whenever title, summary or content change; drives re-matching.
     content_hash: str
+    #: The story's identity across feeds (see ``parse.story_key``); None when the headline is
+    #: too short to tell stories apart.
+    story: str | None = None
 
 
 @dataclass(frozen=True)
