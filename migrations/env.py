@@ -6,7 +6,7 @@ migrate one after the other: the second finds the schema at head and does nothin
 """
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import Connection, engine_from_config, pool
 
 from watcher.store import metadata
 
@@ -22,7 +22,8 @@ if engine is None:  # plain `alembic` command line: take the URL from the ini fi
         poolclass=pool.NullPool,
     )
 
-with engine.connect() as connection:
+
+def run(connection: Connection) -> None:
     dialect = connection.dialect.name
     if dialect == "sqlite":
         # watcher's engine begins SQLite transactions as the option says: IMMEDIATE takes
@@ -42,3 +43,22 @@ with engine.connect() as connection:
         )
         with context.begin_transaction():
             context.run_migrations()
+
+
+with engine.connect() as connection:
+    if connection.dialect.name != "sqlite":
+        run(connection)
+    else:
+        # Batch mode drops the table it rebuilds: with foreign keys on, that deletes every
+        # row referring to it (a column dropped from entries would empty hits and outbox).
+        # The setting can only change outside a transaction, hence on the driver's connection.
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            run(connection)
+            broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"the migration left rows that refer to nothing: {broken[:5]}")
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")

@@ -52,8 +52,14 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 
 #: How long a story that alerted stays told: the same headline in another feed within it
-#: does not alert again (aggregators and wires carry a story within hours, not days).
-STORY_WINDOW = timedelta(days=3)
+#: does not alert again (aggregators and wires carry a story within hours, not days). An
+#: alert still waiting to go out (a digest's) counts however old it is.
+STORY_WINDOW = timedelta(days=2)
+#: Copies of one story carry (nearly) the same publication time; the same headline published
+#: further apart is another story (a daily column's "Stocks making the biggest moves").
+STORY_PUBLISHED_SLACK = timedelta(hours=12)
+#: Namespace of the PostgreSQL advisory locks that make two feeds' saves of one story take turns.
+_STORY_LOCK = 0x73746F72  # "stor"
 
 #: The newest script in migrations/versions (tests/test_store.py checks this against Alembic).
 SCHEMA_HEAD = "0003"
@@ -441,11 +447,11 @@ class Store:
             feed_id = conn.execute(sa.select(feeds.c.id).where(feeds.c.name == name)).scalar_one()
             entry_ids, inserted = _write_entries(conn, feed_id, record.articles, now)
             found = [
-                (entry_ids[_key_hash(a.key)], a.story, hit)
+                (entry_ids[_key_hash(a.key)], _Copy(a.story, a.published), hit)
                 for a in record.articles
                 for hit in record.hits.get(a.key, ())
             ]
-            new_hits = _write_hits(conn, found, record.route, now)
+            new_hits = _write_hits(conn, feed_id, found, record.route, now)
             values: dict[str, Any] = dict(
                 status=record.status,
                 last_error=record.problem,
@@ -682,7 +688,9 @@ def _write_entries(
     ids = _existing_entries(conn, feed_id, list(rows))
     changed = [(ids[h], row) for h, row in rows.items() if h in ids]
     if changed:
-        columns = ("entry_id", "link", "title", "published", "content_hash", "story", "updated_at")
+        # Not the story: it is the headline as first seen, so a retitled entry stays the story
+        # it was told as.
+        columns = ("entry_id", "link", "title", "published", "content_hash", "updated_at")
         # Bind names must differ from column names in an executemany UPDATE.
         conn.execute(
             entries.update()
@@ -697,17 +705,43 @@ def _write_entries(
     return ids, len(new)
 
 
+@dataclass(frozen=True)
+class _Copy:
+    """What makes an entry a copy of a story told elsewhere: its story key and publication time."""
+
+    story: str | None
+    published: datetime | None
+
+    def told_by(self, earlier: _Told, statement: bool) -> bool:
+        """Whether an alert already made for this story (same watch and channel) covers this hit.
+
+        A statement is news over a mere mention; and when both copies are dated, they must
+        be dated alike.
+        """
+        if statement and not earlier.statement:
+            return False
+        if self.published is None or earlier.published is None:
+            return True
+        return abs(self.published - earlier.published) <= STORY_PUBLISHED_SLACK
+
+
+@dataclass(frozen=True)
+class _Told:
+    statement: bool
+    published: datetime | None
+
+
 def _write_hits(
     conn: Connection,
-    found: Sequence[tuple[int, str | None, Hit]],
+    feed_id: int,
+    found: Sequence[tuple[int, _Copy, Hit]],
     route: Callable[[Hit], Sequence[tuple[str, datetime]]],
     now: datetime,
 ) -> int:
     """Insert the hits no (entry, watch) pair has yet, and their outbox rows; return how many.
 
-    ``found`` holds (entry row id, story, hit). A hit whose story already alerted its watch
-    on a channel in the last ``STORY_WINDOW`` (the same story in another feed, or twice in
-    this one) is stored, but does not alert on that channel again.
+    A hit whose story already alerted its watch on a channel, from another feed, gets no
+    outbox row on that channel (see ``_Copy.told_by``, ``STORY_WINDOW``); it is stored all the same.
     """
     if not found:
         return 0
@@ -717,10 +751,10 @@ def _write_hits(
         query = sa.select(hits.c.entry_id, hits.c.watch).where(hits.c.entry_id.in_(entry_ids[i : i + 500]))
         seen.update((r.entry_id, r.watch) for r in conn.execute(query))
     fresh = []
-    for entry, story, hit in found:
+    for entry, copy, hit in found:
         if (entry, hit.watch) not in seen:
             seen.add((entry, hit.watch))
-            fresh.append((entry, story, hit))
+            fresh.append((entry, copy, hit))
     if not fresh:
         return 0
     ids = (
@@ -742,31 +776,51 @@ def _write_hits(
         .scalars()
         .all()
     )
-    told = _stories_told(conn, {story for _, story, _ in fresh if story}, now - STORY_WINDOW)
-    alerts = []
-    for hit_id, (_, story, hit) in zip(ids, fresh, strict=True):
-        for channel, due in route(hit):
-            if story and (story, hit.watch, channel) in told:
-                continue
-            told.add((story, hit.watch, channel))
-            alerts.append(dict(hit_id=hit_id, channel=channel, status="due", next_attempt_at=due, created_at=now))
+    told = _stories_told(conn, feed_id, {copy.story for _, copy, _ in fresh if copy.story}, now)
+    alerts = [
+        dict(hit_id=hit_id, channel=channel, status="due", next_attempt_at=due, created_at=now)
+        for hit_id, (_, copy, hit) in zip(ids, fresh, strict=True)
+        for channel, due in route(hit)
+        if not any(copy.told_by(t, hit.statement) for t in told.get((copy.story, hit.watch, channel), ()))
+    ]
     if alerts:
         conn.execute(outbox.insert(), alerts)
     return len(fresh)
 
 
-def _stories_told(conn: Connection, stories: set[str], since: datetime) -> set[tuple[str | None, str, str]]:
-    """(story, watch, channel) of the alerts made since ``since`` for any of ``stories``."""
+def _stories_told(
+    conn: Connection, feed_id: int, stories: set[str], now: datetime
+) -> dict[tuple[str | None, str, str], list[_Told]]:
+    """The alerts other feeds made for any of ``stories``, by (story, watch, channel).
+
+    Alerts that went dead never reached anyone and do not count. On PostgreSQL each story is
+    locked first (until commit), so two feeds saving one story at once take turns and the
+    second sees the first's alert; SQLite's writes take turns already (BEGIN IMMEDIATE).
+    """
     if not stories:
-        return set()
+        return {}
+    if conn.dialect.name == "postgresql":
+        for story in sorted(stories):  # one order everywhere: no deadlock between two savers
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:story))"),
+                {"space": _STORY_LOCK, "story": story},
+            )
     query = (
-        sa.select(entries.c.story, hits.c.watch, outbox.c.channel)
+        sa.select(entries.c.story, entries.c.published, hits.c.watch, hits.c.statement, outbox.c.channel)
         .select_from(outbox)
         .join(hits, hits.c.id == outbox.c.hit_id)
         .join(entries, entries.c.id == hits.c.entry_id)
-        .where(entries.c.story.in_(sorted(stories)), hits.c.created_at >= since)
+        .where(
+            entries.c.story.in_(sorted(stories)),
+            entries.c.feed_id != feed_id,
+            outbox.c.status != "dead",
+            sa.or_(hits.c.created_at >= now - STORY_WINDOW, outbox.c.status.in_(("due", "failed"))),
+        )
     )
-    return {(r.story, r.watch, r.channel) for r in conn.execute(query)}
+    told: dict[tuple[str | None, str, str], list[_Told]] = {}
+    for r in conn.execute(query):
+        told.setdefault((r.story, r.watch, r.channel), []).append(_Told(r.statement, r.published))
+    return told
 
 
 def _stored_hit_select() -> sa.Select[Any]:
