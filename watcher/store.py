@@ -106,8 +106,6 @@ entries = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
-    # The same story in other feeds has the same value (see parse.story_key).
-    sa.Column("story", sa.String(64), index=True),
     sa.UniqueConstraint("feed_id", "key_hash", name="uq_entries_feed_key"),
 )
 
@@ -122,6 +120,10 @@ hits = sa.Table(
     sa.Column("score", sa.Integer, nullable=False),
     sa.Column("evidence", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False, index=True),
+    # The entry's story when the hit was made: the same in every feed that carries the story
+    # (see parse.story_key). On hits, not entries: far fewer rows to index, and an entry
+    # retitled later stays the story it was told as.
+    sa.Column("story", sa.String(64), index=True),
     # An (entry, watch) pair alerts at most once, even when the entry is edited later.
     sa.UniqueConstraint("entry_id", "watch", name="uq_hits_entry_watch"),
 )
@@ -679,7 +681,6 @@ def _write_entries(
             title=a.title,
             published=a.published,
             content_hash=a.content_hash,
-            story=a.story,
             updated_at=now,
             key=a.key,
         )
@@ -688,8 +689,6 @@ def _write_entries(
     ids = _existing_entries(conn, feed_id, list(rows))
     changed = [(ids[h], row) for h, row in rows.items() if h in ids]
     if changed:
-        # Not the story: it is the headline as first seen, so a retitled entry stays the story
-        # it was told as.
         columns = ("entry_id", "link", "title", "published", "content_hash", "updated_at")
         # Bind names must differ from column names in an executemany UPDATE.
         conn.execute(
@@ -769,18 +768,20 @@ def _write_hits(
                     score=hit.score,
                     evidence=_evidence_json(hit),
                     created_at=now,
+                    story=copy.story,
                 )
-                for entry, _, hit in fresh
+                for entry, copy, hit in fresh
             ],
         )
         .scalars()
         .all()
     )
-    told = _stories_told(conn, feed_id, {copy.story for _, copy, _ in fresh if copy.story}, now)
+    routed = [(hit_id, copy, hit, route(hit)) for hit_id, (_, copy, hit) in zip(ids, fresh, strict=True)]
+    told = _stories_told(conn, feed_id, {copy.story for _, copy, _, to in routed if copy.story and to}, now)
     alerts = [
         dict(hit_id=hit_id, channel=channel, status="due", next_attempt_at=due, created_at=now)
-        for hit_id, (_, copy, hit) in zip(ids, fresh, strict=True)
-        for channel, due in route(hit)
+        for hit_id, copy, hit, to in routed
+        for channel, due in to
         if not any(copy.told_by(t, hit.statement) for t in told.get((copy.story, hit.watch, channel), ()))
     ]
     if alerts:
@@ -806,12 +807,12 @@ def _stories_told(
                 {"space": _STORY_LOCK, "story": story},
             )
     query = (
-        sa.select(entries.c.story, entries.c.published, hits.c.watch, hits.c.statement, outbox.c.channel)
+        sa.select(hits.c.story, entries.c.published, hits.c.watch, hits.c.statement, outbox.c.channel)
         .select_from(outbox)
         .join(hits, hits.c.id == outbox.c.hit_id)
         .join(entries, entries.c.id == hits.c.entry_id)
         .where(
-            entries.c.story.in_(sorted(stories)),
+            hits.c.story.in_(sorted(stories)),
             entries.c.feed_id != feed_id,
             outbox.c.status != "dead",
             sa.or_(hits.c.created_at >= now - STORY_WINDOW, outbox.c.status.in_(("due", "failed"))),
