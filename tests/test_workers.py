@@ -117,30 +117,40 @@ def test_fetches_through_helper_processes_answer_as_in_this_process(feed_server:
         local.close()
 
 
-def test_a_helper_that_dies_fails_only_its_fetches_and_is_replaced(feed_server: LoopbackServer) -> None:
-    def stall(request: Any) -> None:
-        feed_server.stopping.wait(20)
+def fetch_stalled_in_background(
+    fetcher: ProcessFetcher, server: LoopbackServer
+) -> tuple[threading.Thread, list[BaseException]]:
+    """Start a fetch of a URL that never answers; return once the server has the request,
+    with the fetching thread and the list its exception goes to."""
 
-    feed_server.route("/stall.xml", stall)
+    def stall(request: Any) -> None:
+        server.stopping.wait(20)
+
+    server.route("/stall.xml", stall)
+    raised: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            fetcher.fetch(server.url("/stall.xml"), timeout=30)
+        except BaseException as e:
+            raised.append(e)
+
+    stalled = threading.Thread(target=fetch)
+    stalled.start()
+    deadline = time.monotonic() + 10
+    while not server.requests_for("/stall.xml"):
+        assert time.monotonic() < deadline, "the stalled fetch never reached the server"
+        time.sleep(0.01)
+    return stalled, raised
+
+
+def test_a_helper_that_dies_fails_only_its_fetches_and_is_replaced(feed_server: LoopbackServer) -> None:
     fetcher = ProcessFetcher(processes=1)
     url = feed_server.url("/feed.xml")
     try:
         [pid] = started_helpers(fetcher, 1, url)
         assert fetcher.fetch(url, timeout=10).body == SAMPLE  # answered: the helper works
-        failures: list[BaseException] = []
-
-        def fetch_stalled() -> None:
-            try:
-                fetcher.fetch(feed_server.url("/stall.xml"), timeout=30)
-            except BaseException as e:
-                failures.append(e)
-
-        stalled = threading.Thread(target=fetch_stalled)
-        stalled.start()
-        deadline = time.monotonic() + 10
-        while not feed_server.requests_for("/stall.xml"):
-            assert time.monotonic() < deadline, "the stalled fetch never reached the server"
-            time.sleep(0.01)
+        stalled, failures = fetch_stalled_in_background(fetcher, feed_server)
         os.kill(pid, signal.SIGKILL)
         stalled.join(timeout=10)
         assert not stalled.is_alive(), "a fetch outlived its helper"
@@ -248,26 +258,9 @@ def test_a_helper_that_stops_answering_is_replaced(
 
 
 def test_closing_abandons_the_fetches_in_flight_at_once(feed_server: LoopbackServer) -> None:
-    def stall(request: Any) -> None:
-        feed_server.stopping.wait(20)
-
-    feed_server.route("/stall.xml", stall)
     fetcher = ProcessFetcher(processes=1)
     started_helpers(fetcher, 1, feed_server.url("/feed.xml"))
-    raised: list[BaseException] = []
-
-    def fetch_stalled() -> None:
-        try:
-            fetcher.fetch(feed_server.url("/stall.xml"), timeout=30)
-        except BaseException as e:
-            raised.append(e)
-
-    stalled = threading.Thread(target=fetch_stalled)
-    stalled.start()
-    deadline = time.monotonic() + 10
-    while not feed_server.requests_for("/stall.xml"):
-        assert time.monotonic() < deadline, "the stalled fetch never reached the server"
-        time.sleep(0.01)
+    stalled, raised = fetch_stalled_in_background(fetcher, feed_server)
     fetcher.close()
     stalled.join(timeout=5)
     assert not stalled.is_alive(), "closing left a fetch waiting"
