@@ -11,8 +11,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from watcher.errors import SchemaOutdatedError
 from watcher.store import STORY_WINDOW, PollRecord, Store, Unchanged, process_owner
@@ -107,6 +109,44 @@ def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(store: Store) -
     assert store.claim_due(NOW, owner="host:2", lease=timedelta(minutes=5)) == []
     [again] = store.claim_due(NOW + timedelta(minutes=6), owner="host:2", lease=timedelta(minutes=5))
     assert again.id == item.id and again.attempts == 2 and again.alert_id == item.alert_id
+
+
+def test_two_senders_never_claim_the_same_alert(database_url: str) -> None:
+    # Two `watcher run`s (or a daemon and `watcher poll`) share one outbox. Under PostgreSQL's
+    # READ COMMITTED a row can be claimed, sent and released by one sender between the
+    # other's SELECT and UPDATE: the UPDATE must check the whole claim condition again.
+    senders = [Store(database_url) for _ in range(2)]
+    senders[0].upgrade()
+
+    def dawdle(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        # Sender 0 is slow between choosing its rows and claiming each one, so that the
+        # other sender claims and sends some of them meanwhile.
+        if statement.startswith("UPDATE outbox") and "attempts" in statement:
+            time.sleep(0.01)
+
+    sa.event.listen(senders[0].engine, "before_cursor_execute", dawdle)
+    senders[0].sync_feeds([("wire", "https://news.example/rss")], NOW)
+    articles = [article(f"a{i}") for i in range(100)]
+    senders[0].save_poll("wire", record(articles, {a.key: [hit()] for a in articles}), NOW)
+    claimed: list[list[int]] = [[], []]
+    start = threading.Barrier(2)
+
+    def send(n: int) -> None:
+        start.wait()
+        while senders[n].list_outbox("due"):
+            items = senders[n].claim_due(NOW, owner=f"host:{n}", lease=timedelta(minutes=5), limit=5)
+            claimed[n].extend(i.id for i in items)
+            senders[n].mark_sent([i.id for i in items], NOW)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = claimed[0] + claimed[1]
+    assert len(everything) == len(set(everything)) == 100, "an alert was claimed twice (or never)"
+    for s in senders:
+        s.close()
 
 
 def test_claims_of_a_dead_process_are_released_on_start(store: Store) -> None:
