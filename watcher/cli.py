@@ -66,14 +66,13 @@ def _watcher(ctx: click.Context, *, upgrade: bool, polls: bool = False) -> Any:
     config = _config(ctx)
     fetcher = None
     if polls:
-        from watcher.workers import ProcessFetcher, default_fetcher
+        from watcher.workers import default_fetcher
 
         # Made first so that its helper processes boot on the other cores while this one
-        # imports the database layer: they are ready for the first fetch.
-        fetcher = default_fetcher()
+        # imports the database layer: they are ready for the first fetch. Closed here too in
+        # case make_watcher fails (a second close is harmless).
+        fetcher = default_fetcher(boot=True)
         ctx.call_on_close(fetcher.close)
-        if isinstance(fetcher, ProcessFetcher):
-            fetcher.start()
     from watcher.service import make_watcher
 
     watcher = make_watcher(config, upgrade=upgrade, fetcher=fetcher)

@@ -27,7 +27,7 @@ from watcher.pipeline import Fetcher as FetcherProtocol
 from watcher.pipeline import PollResult, poll_feed, poll_feeds
 from watcher.pipeline import Workers as WorkersProtocol
 from watcher.store import Store, process_owner
-from watcher.workers import InlineWorkers, ProcessWorkers, default_fetcher
+from watcher.workers import default_fetcher, default_workers
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,6 @@ class Watcher:
                 close()
 
 
-def default_workers(config: Config) -> WorkersProtocol:
-    """Worker processes for parsing and matching when there is more than one core."""
-    if (os.cpu_count() or 1) > 1:
-        return ProcessWorkers(config.speakers, config.themes)
-    return InlineWorkers(config.speakers, config.themes)
-
-
 def make_watcher(
     config: Config,
     *,
@@ -116,7 +109,7 @@ def make_watcher(
         config=config,
         store=store,
         fetcher=fetcher or default_fetcher(),
-        workers=workers or default_workers(config),
+        workers=workers or default_workers(config.speakers, config.themes),
         channels=channels if channels is not None else make_channels(config),
         now=now,
     )
@@ -180,7 +173,7 @@ class Daemon:
             config = load_config(self.config_path, self.env)
             channels = make_channels(config)
             watches_changed = (config.speakers, config.themes) != (old.speakers, old.themes)
-            workers = default_workers(config) if watches_changed else self.watcher.workers
+            workers = default_workers(config.speakers, config.themes) if watches_changed else self.watcher.workers
             self.watcher.store.sync_feeds([(f.name, f.url) for f in config.feeds], utcnow())
         except WatcherError as e:
             log.error("config reload failed, keeping the last good config:\n%s", e)

@@ -192,10 +192,21 @@ class ProcessWorkers:
             return self._pool
 
 
-def default_fetcher() -> Fetcher | ProcessFetcher:
-    """Fetch helper processes when there is more than one core."""
+def default_workers(speakers: Sequence[Speaker], themes: Sequence[Theme]) -> InlineWorkers | ProcessWorkers:
+    """Worker processes for parsing and matching when there is more than one core."""
     if (os.cpu_count() or 1) > 1:
-        return ProcessFetcher()
+        return ProcessWorkers(speakers, themes)
+    return InlineWorkers(speakers, themes)
+
+
+def default_fetcher(*, boot: bool = False) -> Fetcher | ProcessFetcher:
+    """Fetch helper processes when there is more than one core; with ``boot``, their fork
+    server starts now rather than at the first fetch (see ``ProcessFetcher.start``)."""
+    if (os.cpu_count() or 1) > 1:
+        fetcher = ProcessFetcher()
+        if boot:
+            fetcher.start()
+        return fetcher
     return Fetcher()
 
 
