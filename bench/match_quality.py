@@ -24,9 +24,9 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from watcher.config import Speaker, Theme  # noqa: E402
 from watcher.match import Matcher  # noqa: E402
 from watcher.parse import parse_feed  # noqa: E402
-from watcher.types import Speaker, Theme  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "dev"
 CATEGORIES = ("speakers", "statements", "themes")

@@ -29,8 +29,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from watcher.config import Speaker, Theme  # noqa: E402
 from watcher.match import Matcher  # noqa: E402
-from watcher.types import Article, Speaker, Theme  # noqa: E402
+from watcher.types import Article  # noqa: E402
 
 
 def words(text: str) -> list[str]:

@@ -14,12 +14,13 @@ from watcher.config import (
     Defaults,
     FeedSettings,
     SmtpSettings,
+    Speaker,
+    Theme,
     load_config,
     parse_config,
     parse_duration,
 )
 from watcher.errors import ConfigError
-from watcher.types import Speaker, Theme
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT = """\
@@ -85,7 +86,13 @@ def test_contract_example() -> None:
         ),
     )
     assert config.smtp == SmtpSettings(
-        "localhost", 25, "none", "u", SECRETS["SMTP_PASSWORD"], "watcher@example.org", timedelta(seconds=30)
+        host="localhost",
+        port=25,
+        security="none",
+        sender="watcher@example.org",
+        username="u",
+        password=SECRETS["SMTP_PASSWORD"],
+        timeout=timedelta(seconds=30),
     )
     assert config.channels == (
         ChannelSettings(

@@ -9,9 +9,10 @@ import hashlib
 
 import pytest
 
+from watcher.config import Speaker, Theme
 from watcher.match import Matcher
 from watcher.parse import html_to_text
-from watcher.types import Article, Hit, Speaker, Theme
+from watcher.types import Article, Hit
 
 JEN = Speaker("Jen Zhu Scott", aliases=("Zhu Scott", "Jen Zhu-Scott"))
 ZOE = Speaker("Zoé Marchetti-Laurent", aliases=("Zoé Marchetti", "Commissioner Marchetti-Laurent"))

@@ -21,9 +21,9 @@ import pytest
 
 from tests.httpserver import LoopbackServer
 from watcher import workers
+from watcher.config import Speaker, Theme
 from watcher.errors import Abandoned, FetchError, ParseError
 from watcher.fetch import Fetcher
-from watcher.types import Speaker, Theme
 from watcher.workers import InlineWorkers, ProcessFetcher, ProcessWorkers
 
 SAMPLE = (Path(__file__).resolve().parent.parent / "watcher" / "demo_feeds" / "forum-wire.xml").read_bytes()

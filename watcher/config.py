@@ -1,9 +1,15 @@
-"""Read and validate ``feeds.yaml`` into frozen settings objects.
+"""Read and validate ``feeds.yaml`` into the frozen settings objects the rest of watcher uses.
 
 Pure: reads only the file it is given (``load_config``) or the text it is handed
 (``parse_config``), never the network, and the environment only through the ``env`` mapping.
 
-Loading runs in five steps, and every step adds to one list of problems, so a single
+The classes below are the schema. Each is a frozen pydantic dataclass whose field types carry
+their own check and message (``Text``, ``Duration``, ``Port``, ...), so adding a key is adding
+one field. A message is written to follow the value as the user wrote it: ``{value}`` in it
+becomes the value quoted from the YAML *source*, so a ``${VAR}`` shows as written and never as
+the secret it expands to; passwords and secrets are never quoted.
+
+Loading runs in four steps, and every step adds to one list of problems, so a single
 ``ConfigError`` reports everything wrong with the file at once:
 
 1. YAML text → node tree (``yaml.compose``), kept for line numbers, duplicate keys and the
@@ -12,20 +18,15 @@ Loading runs in five steps, and every step adds to one list of problems, so a si
    A value made with ``${VAR}`` may also give a number or a yes/no to a key that takes one
    (``port: ${SMTP_PORT}``, ``statements_only: ${ONLY}``: true/false, yes/no, on/off, 1/0);
    written in the file, ``"25"`` stays text and an error for ``port``.
-3. Shape and types: each section, and each list item separately, through a strict pydantic
-   model with ``extra="forbid"``. Pydantic is used because it reports *every* wrong type,
-   missing key and unknown key with its exact location, which is what the key paths in our
-   messages are made of; its error codes are translated here into messages that say the fix.
-   Strict mode stops silent coercion (``port: "25"``, ``statements_only: "no"``).
-4. Cross-references: unique names, channel ``watches``, email channels need ``smtp``.
-5. Frozen dataclasses (below) are built; pydantic objects never leave this module.
+3. Each section, and each item of a list section, is validated on its own into its class, so
+   one bad feed hides neither the next one's problems nor the checks across items.
+4. Checks across items: unique names, and warnings (polling a remote host too often, a
+   password sent in clear).
 
 Messages read ``line 14: feeds[3].interval: "5 minutes" is not a duration; use ...`` and
-``ConfigError`` prefixes the file. A value is quoted from the YAML *source*, so a ``${VAR}``
-shows as written and never as the secret it expands to; passwords and secrets are never quoted.
-
-Durations are a number and a unit: ``90s``, ``15m``, ``1.5h``, ``1d``. A bare number is refused
-(``interval: 15``: seconds or minutes?) with a message that offers both readings.
+``ConfigError`` prefixes the file. Durations are a number and a unit: ``90s``, ``15m``,
+``1.5h``, ``1d``. A bare number is refused (``interval: 15``: seconds or minutes?) with a
+message that offers both readings.
 """
 
 from __future__ import annotations
@@ -34,28 +35,31 @@ import difflib
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import field, fields
 from datetime import timedelta
 from email.utils import parseaddr
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    StringConstraints,
+    ModelWrapValidatorHandler,
+    TypeAdapter,
     ValidationError,
+    ValidationInfo,
+    model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.dataclasses import dataclass
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from watcher.errors import ConfigError, located, redact_url, url_origin
-from watcher.types import Speaker, Theme
 
 __all__ = [
     "ChannelSettings",
@@ -63,6 +67,9 @@ __all__ = [
     "Defaults",
     "FeedSettings",
     "SmtpSettings",
+    "Speaker",
+    "Theme",
+    "format_duration",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -73,122 +80,6 @@ DEFAULT_DATABASE = "sqlite:///watcher.db"
 POLITE_INTERVAL = timedelta(minutes=5)
 SMTP_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
 DIGESTS = {"immediate": None, "hourly": timedelta(hours=1), "daily": timedelta(days=1)}
-
-# ---------------------------------------------------------------------------------------------
-# What the rest of watcher sees
-
-
-def _repr(obj: object, **shown: str) -> str:
-    """A dataclass-style repr that leaves out ``repr=False`` fields and shows ``shown`` instead
-    of the real value (used to mask credentials in URLs)."""
-    parts = [
-        f"{f.name}={shown[f.name] if f.name in shown else repr(getattr(obj, f.name))}"
-        for f in fields(obj)  # type: ignore[arg-type]
-        if f.repr
-    ]
-    return f"{type(obj).__name__}({', '.join(parts)})"
-
-
-@dataclass(frozen=True)
-class Defaults:
-    """Per-feed values used when a feed does not set its own."""
-
-    interval: timedelta = timedelta(minutes=15)
-    timeout: timedelta = timedelta(seconds=20)
-    #: False: a feed's first poll stores its backlog silently instead of alerting on all of it.
-    alert_on_first_poll: bool = False
-
-
-@dataclass(frozen=True, repr=False)
-class FeedSettings:
-    """One feed to poll."""
-
-    #: An http(s) URL, or an absolute file path (relative paths are resolved against the
-    #: config file's directory; ``file://`` URLs are turned into paths).
-    url: str
-    #: The configured name, else host and path of the URL (or the path as written).
-    name: str
-    interval: timedelta
-    timeout: timedelta
-    alert_on_first_poll: bool
-
-    @property
-    def is_file(self) -> bool:
-        """True when ``url`` is a local file path rather than an http(s) URL."""
-        return not self.url.startswith(("http://", "https://"))
-
-    def __repr__(self) -> str:
-        return _repr(self, url=repr(_masked(self.url)))
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    """How email channels reach their mail server."""
-
-    host: str
-    port: int
-    security: Literal["none", "starttls", "ssl"]
-    username: str | None
-    password: str | None = field(repr=False)
-    #: The From address (YAML key ``from``).
-    sender: str
-    timeout: timedelta
-
-
-@dataclass(frozen=True, repr=False)
-class ChannelSettings:
-    """One place alerts go.
-
-    For webhooks, ``secret`` is the Standard Webhooks signing key, kept verbatim. A secret of
-    the form ``whsec_<base64>`` is used as the spec defines; any other non-empty string is
-    taken as raw key bytes (the deliverer base64-encodes it before handing it to
-    ``standardwebhooks.Webhook``), so receivers must be given the same string.
-    """
-
-    name: str
-    type: Literal["email", "webhook"]
-    #: Recipients (email); empty for webhooks.
-    to: tuple[str, ...]
-    #: None sends each alert at once; otherwise one digest per period (hourly = 1h, daily = 1d).
-    digest: timedelta | None
-    #: Names of the speakers/themes this channel receives; None means all of them.
-    watches: tuple[str, ...] | None
-    #: True: only hits where a speaker is quoted (statements), not mere mentions or themes.
-    statements_only: bool
-    #: Webhook endpoint; None for email.
-    url: str | None
-    #: Webhook signing secret; None for email.
-    secret: str | None = field(repr=False)
-
-    def __repr__(self) -> str:
-        return _repr(self, url=repr(url_origin(self.url)) if self.url else "None")
-
-
-@dataclass(frozen=True, repr=False)
-class Config:
-    """The whole validated configuration."""
-
-    #: The config file, as given by the caller.
-    path: str
-    #: SQLAlchemy URL; relative SQLite paths already resolved against the config directory.
-    database_url: str
-    defaults: Defaults
-    feeds: tuple[FeedSettings, ...]
-    speakers: tuple[Speaker, ...]
-    themes: tuple[Theme, ...]
-    smtp: SmtpSettings | None
-    channels: tuple[ChannelSettings, ...]
-    #: Complete lines (``feeds.yaml: line 7: feeds[0].interval: ...``) for the operator.
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def watch_names(self) -> tuple[str, ...]:
-        """Every speaker and theme name, the names channels' ``watches`` refer to."""
-        return tuple(s.name for s in self.speakers) + tuple(t.name for t in self.themes)
-
-    def __repr__(self) -> str:
-        return _repr(self, database_url=repr(_masked(self.database_url)))
-
 
 # ---------------------------------------------------------------------------------------------
 # Durations
@@ -229,104 +120,111 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} {e}") from None
 
 
+def format_duration(value: timedelta) -> str:
+    """The shortest way to write ``value`` in the config: ``15m``, ``1h``, ``2d``, ``90s``."""
+    seconds = value.total_seconds()
+    for unit in ("d", "h", "m"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 # ---------------------------------------------------------------------------------------------
-# Field types: shape checks that pydantic runs, with our wording
+# Field types: each checks one kind of value and says what is wrong with it
 
 
-def _fail(kind: str, message: str) -> PydanticCustomError:
-    # Messages are about "the value" and never contain it: _Report prefixes the value as
-    # written in the YAML source, which keeps secrets out.
-    return PydanticCustomError(kind, message)
+def _fail(message: str) -> PydanticCustomError:
+    """A problem with a value. ``{value}`` in ``message`` is where the value, as written in the
+    file, is quoted; a message without it never shows the value."""
+    return PydanticCustomError("watcher", message)
 
 
-def _to_duration(value: object) -> object:
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return "a number"
     if isinstance(value, str):
-        try:
-            return _duration(value)
-        except ValueError as e:
-            raise _fail("duration", str(e)) from None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        raise _fail("duration", f"has no unit; write {value:g}s for seconds or {value:g}m for minutes")
-    return value  # None and timedeltas pass on; anything else fails pydantic's own type check
+        return "text"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"
 
 
-def _to_digest(value: object) -> object:
-    if isinstance(value, str) and value.strip() in DIGESTS:
-        return DIGESTS[value.strip()]
-    try:
-        return _to_duration(value)
-    except PydanticCustomError:
-        raise _fail("digest", "is not a digest; use immediate, hourly, daily or a duration like 30m") from None
-
-
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # 2+ letters, so C:\feeds is a path
-
-
-def _check_url(url: str, *, files: bool) -> str:
-    fix = "use an http(s) URL or a file path" if files else "use an http(s) URL like https://hooks.example.org/x"
-    if any(c.isspace() for c in url):
-        raise _fail("url", "contains whitespace; percent-encode spaces as %20")
-    if not _SCHEME.match(url):
-        if files:
-            return url
-        raise _fail("url", f"is not a URL; {fix}")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if files and scheme == "file":
-        if not parts.path:
-            raise _fail("url", "is a file URL without a path; write file:///path/to/feed.xml or just the path")
-        return url
-    if scheme not in ("http", "https"):
-        raise _fail("url", f"uses the {scheme}: scheme; {fix}")
-    try:
-        _ = parts.port  # urlsplit only checks the port when asked for it
-    except ValueError:
-        raise _fail("url", "has an invalid port; use a number from 1 to 65535") from None
-    if not parts.hostname:
-        raise _fail("url", "has no host; write it like https://example.org/feed.xml")
-    return url
-
-
-def _check_database(url: str) -> str:
-    if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", url):
-        raise _fail(
-            "database", "is not a database URL; use e.g. sqlite:///watcher.db or postgresql+psycopg://user@host/db"
-        )
-    return url
-
-
-def _check_address(address: str) -> str:
-    _, addr = parseaddr(address)
-    if "@" not in addr or any(c.isspace() for c in addr) or "\n" in address or "\r" in address:
-        raise _fail("address", "is not an email address; write it like analyst@example.org")
-    return address
-
-
-def _range(low: int, high: int, note: str = "") -> Callable[[int], int]:
-    def check(value: int) -> int:
-        if not low <= value <= high:
-            raise _fail("range", f"is out of range; use a whole number from {low} to {high}{note}")
-        return value
-
-    return check
+def _wrong(value: object, expected: str, *, scalar: bool = True) -> PydanticCustomError:
+    """``value`` is not the kind of value its key takes (``expected``)."""
+    if value is None:
+        return _fail("is empty; give a value or remove the key")
+    if not scalar or isinstance(value, list | tuple | dict):
+        return _fail(f"is {_kind(value)}; use {expected}")
+    quotes = " without quotes" if isinstance(value, str) else ""
+    return _fail(f"{{value}} is {_kind(value)}; use {expected}{quotes}")
 
 
 class _FromEnv(str):
     """A value made with ``${VAR}``: text by nature, but meant as whatever its key takes."""
 
 
-def _env_int(value: object) -> object:
-    # Strict validation keeps `port: "25"` an error; `port: ${SMTP_PORT}` cannot be anything
-    # but text, so a whole number from the environment is taken as one.
-    if isinstance(value, _FromEnv) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-        return int(value)
-    return value
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        if not value.strip():
+            raise _fail("is empty; give a non-empty value or remove the key")
+        return value.strip()
+    if value is None or isinstance(value, list | tuple | dict):
+        raise _wrong(value, "text")
+    # YAML reads yes/no/on/off as booleans and 2024 as a number.
+    raise _fail(f"{{value}} is {_kind(value)}, not text; put it in quotes")
 
 
-def _env_bool(value: object) -> object:
-    if isinstance(value, _FromEnv):
-        return _ENV_BOOLEANS.get(value.strip().lower(), value)
-    return value
+def _secret(value: object) -> str:
+    # Verbatim: surrounding spaces may be part of it.
+    if isinstance(value, str) and value:
+        return value
+    return _text(value)
+
+
+def _duration_value(value: object) -> object:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        try:
+            return _duration(value)
+        except ValueError as e:
+            raise _fail(f"{{value}} {e}") from None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise _fail(f"{{value}} has no unit; write {value:g}s for seconds or {value:g}m for minutes")
+    raise _wrong(value, "a duration: a number followed by s, m, h or d (e.g. 5m)", scalar=False)
+
+
+def _digest(value: object) -> object:
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, str) and value.strip() in DIGESTS:
+        return DIGESTS[value.strip()]
+    try:
+        return _duration_value(value)
+    except PydanticCustomError:
+        raise _fail("{value} is not a digest; use immediate, hourly, daily or a duration like 30m") from None
+
+
+def _whole(low: int, high: int, note: str = "") -> Callable[[object], int]:
+    def check(value: object) -> int:
+        if isinstance(value, _FromEnv):
+            # Strict about text in the file (`port: "25"`), but `port: ${SMTP_PORT}` cannot be
+            # anything but text, so a whole number from the environment is taken as one.
+            if not re.fullmatch(r"\s*[+-]?\d+\s*", value):
+                raise _fail("{value} is not a whole number; set the variable to one")
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _wrong(value, "a whole number")
+        if not low <= value <= high:
+            raise _fail(f"{{value}} is out of range; use a whole number from {low} to {high}{note}")
+        return value
+
+    return check
 
 
 _ENV_BOOLEANS = {
@@ -340,95 +238,387 @@ _ENV_BOOLEANS = {
     "0": False,
 }
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-Secret = Annotated[str, Field(min_length=1)]  # verbatim: surrounding spaces may be part of it
-Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
-Digest = Annotated[timedelta | None, BeforeValidator(_to_digest)]
-FeedUrl = Annotated[Text, AfterValidator(lambda u: _check_url(u, files=True))]
-HttpUrl = Annotated[Text, AfterValidator(lambda u: _check_url(u, files=False))]
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, _FromEnv):
+        if value.strip().lower() in _ENV_BOOLEANS:
+            return _ENV_BOOLEANS[value.strip().lower()]
+        raise _fail("{value} is not a yes or no; set the variable to true or false")
+    raise _wrong(value, "true or false")
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[object], str]:
+    listing = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+
+    def check(value: object) -> str:
+        if isinstance(value, str) and value in choices:
+            return value
+        if isinstance(value, str):
+            raise _fail(f"{{value}} is not allowed; use one of: {listing}")
+        raise _wrong(value, f"one of the listed words: {listing}", scalar=False)
+
+    return check
+
+
+_EMPTY_LIST = "is an empty list; list at least one item or remove the key"
+
+
+def _items(expected: str = "a list, e.g. [a, b]", *, at_least_one: bool = False) -> Callable[[object], object]:
+    """A YAML list, kept as a tuple."""
+
+    def check(value: object) -> object:
+        if not isinstance(value, list | tuple):
+            raise _wrong(value, expected, scalar=False)
+        if at_least_one and not value:
+            raise _fail(_EMPTY_LIST)
+        return tuple(value)
+
+    return check
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # 2+ letters, so C:\feeds is a path
+
+
+def _check_url(url: str, *, files: bool) -> str:
+    fix = "use an http(s) URL or a file path" if files else "use an http(s) URL like https://hooks.example.org/x"
+    if any(c.isspace() for c in url):
+        raise _fail("{value} contains whitespace; percent-encode spaces as %20")
+    if not _SCHEME.match(url):
+        if files:
+            return url
+        raise _fail(f"{{value}} is not a URL; {fix}")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if files and scheme == "file":
+        if not parts.path:
+            raise _fail("{value} is a file URL without a path; write file:///path/to/feed.xml or just the path")
+        return url
+    if scheme not in ("http", "https"):
+        raise _fail(f"{{value}} uses the {scheme}: scheme; {fix}")
+    try:
+        _ = parts.port  # urlsplit only checks the port when asked for it
+    except ValueError:
+        raise _fail("{value} has an invalid port; use a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise _fail("{value} has no host; write it like https://example.org/feed.xml")
+    return scheme + url[len(scheme) :]  # so FeedSettings.is_file can trust the prefix
+
+
+def _feed_location(url: str, info: ValidationInfo) -> str:
+    """Where to read a feed: URLs as given; paths and ``file://`` URLs as paths, relative ones
+    resolved against the config file's directory."""
+    checked = _check_url(url, files=True)
+    if not _SCHEME.match(url):
+        path = url
+    elif urlsplit(url).scheme.lower() == "file":
+        path = unquote(urlsplit(url).path)
+    else:
+        return checked
+    base = (info.context or {}).get("base")
+    return os.path.normpath(os.path.join(base, path)) if base else path
+
+
+def _check_database(url: str) -> str:
+    if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", url):
+        raise _fail("{value} is not a database URL; use e.g. sqlite:///watcher.db or postgresql+psycopg://user@host/db")
+    return url
+
+
+def _check_address(address: str) -> str:
+    _, addr = parseaddr(address)
+    if "@" not in addr or any(c.isspace() for c in addr) or "\n" in address or "\r" in address:
+        raise _fail("{value} is not an email address; write it like analyst@example.org")
+    return address
+
+
+def _known_watch(name: str, info: ValidationInfo) -> str:
+    names: set[str] | None = (info.context or {}).get("watches")
+    if names is None or name in names:
+        return name
+    exact = [n for n in names if n.casefold() == name.casefold()]
+    close = exact or difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.5)
+    if close:
+        raise _fail(f'{{value}} is not a speaker or theme; did you mean "{close[0]}"?')
+    known = ", ".join(f'"{n}"' for n in sorted(names)) or "none are configured"
+    raise _fail(f"{{value}} is not a speaker or theme; use one of their names ({known})")
+
+
+ChannelType = Literal["email", "webhook"]
+
+
+def _channel_type(value: object, info: ValidationInfo) -> str:
+    if value not in get_args(ChannelType):
+        raise _fail("{value} is not a channel type; use email or webhook")
+    if value == "email" and (info.context or {}).get("smtp") is False:
+        raise _fail("an email channel needs an smtp section; add smtp: {host: ..., from: ...}")
+    return str(value)
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+Secret = Annotated[str, BeforeValidator(_secret)]
+Duration = Annotated[timedelta, BeforeValidator(_duration_value)]
+Digest = Annotated[timedelta | None, BeforeValidator(_digest)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Threshold = Annotated[int, BeforeValidator(_whole(0, 100, " (higher is stricter)"))]
+Port = Annotated[int, BeforeValidator(_whole(1, 65535))]
+Phrases = Annotated[tuple[Text, ...], BeforeValidator(_items())]
+Group = Annotated[
+    tuple[Text, ...],
+    BeforeValidator(
+        _items('a list, e.g. [a, b] (all_of is a list of groups, e.g. [["US", "U.S."], ["China"]])', at_least_one=True)
+    ),
+]
+FeedUrl = Annotated[Text, AfterValidator(_feed_location)]
+HttpUrl = Annotated[Text, AfterValidator(lambda url: _check_url(url, files=False))]
 Address = Annotated[Text, AfterValidator(_check_address)]
-Threshold = Annotated[int, BeforeValidator(_env_int), AfterValidator(_range(0, 100, " (higher is stricter)"))]
-Port = Annotated[int, BeforeValidator(_env_int), AfterValidator(_range(1, 65535))]
-Flag = Annotated[bool, BeforeValidator(_env_bool)]
+DatabaseUrl = Annotated[Text, AfterValidator(_check_database)]
+Watch = Annotated[Text, AfterValidator(_known_watch)]
+Security = Literal["none", "starttls", "ssl"]
+
+# ---------------------------------------------------------------------------------------------
+# The schema: what the rest of watcher sees
+
+#: Unknown keys are errors; code may build settings by field name (``sender=``), a file by
+#: its YAML key (``from:``).
+_SCHEMA = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
+class Defaults:
+    """Per-feed values used when a feed does not set its own."""
+
+    interval: Duration = timedelta(minutes=15)
+    timeout: Duration = timedelta(seconds=20)
+    #: False: a feed's first poll stores its backlog silently instead of alerting on all of it.
+    alert_on_first_poll: Flag = False
 
 
-class _Root(_Model):
-    database: Annotated[Text, AfterValidator(_check_database)] | None = None
-    # Sections are validated one by one (and list items one by one) so that one bad feed
-    # neither hides the problems of the next nor stops the cross-reference checks.
-    defaults: dict[str, Any] | None = None
-    feeds: list[Any] | None = None
-    speakers: list[Any] | None = None
-    themes: list[Any] | None = None
-    smtp: dict[str, Any] | None = None
-    channels: list[Any] | None = None
+@dataclass(frozen=True, config=_SCHEMA, repr=False)
+class FeedSettings:
+    """One feed to poll. Read from a file, a feed without ``name`` is named after its URL and
+    one without ``interval``, ``timeout`` or ``alert_on_first_poll`` takes ``defaults``'."""
 
-
-class _Defaults(_Model):
-    interval: Duration = Defaults.interval
-    timeout: Duration = Defaults.timeout
-    alert_on_first_poll: Flag = Defaults.alert_on_first_poll
-
-
-class _Feed(_Model):
+    #: An http(s) URL, or an absolute file path (relative paths are resolved against the
+    #: config file's directory; ``file://`` URLs are turned into paths).
     url: FeedUrl
-    name: Text | None = None
-    interval: Duration | None = None
-    timeout: Duration | None = None
-    alert_on_first_poll: Flag | None = None
-
-
-class _Speaker(_Model):
     name: Text
-    aliases: list[Text] = []
+    interval: Duration
+    timeout: Duration
+    alert_on_first_poll: Flag
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_in(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        defaults = (info.context or {}).get("defaults", Defaults())
+        url = data.get("url")
+        fallback = {f.name: getattr(defaults, f.name) for f in fields(Defaults)}
+        fallback["name"] = _feed_name(url) if isinstance(url, str) else "feed"
+        return data | {key: value for key, value in fallback.items() if data.get(key) is None}
+
+    @property
+    def is_file(self) -> bool:
+        """True when ``url`` is a local file path rather than an http(s) URL."""
+        return not self.url.startswith(("http://", "https://"))
+
+    def __repr__(self) -> str:
+        return _repr(self, url=repr(_masked(self.url)))
+
+
+@dataclass(frozen=True, config=_SCHEMA)
+class Speaker:
+    """A tracked person."""
+
+    name: Text
+    aliases: Phrases = ()
+    #: 0-100; higher is stricter. None means the matching contract's default tolerance.
     threshold: Threshold | None = None
 
 
-class _Theme(_Model):
+@dataclass(frozen=True, config=_SCHEMA)
+class Theme:
+    """A tracked theme: every ``all_of`` group, one ``any_of`` phrase (if any), no ``none_of``."""
+
     name: Text
-    all_of: list[Annotated[list[Text], Field(min_length=1)]] = []
-    any_of: list[Text] = []
-    none_of: list[Text] = []
+    all_of: Annotated[tuple[Group, ...], BeforeValidator(_items())] = ()
+    any_of: Phrases = ()
+    none_of: Phrases = ()
+    #: 0-100; higher is stricter. None means the matching contract's default tolerance.
     threshold: Threshold | None = None
 
+    @model_validator(mode="after")
+    def _matches_something(self) -> Theme:
+        if not self.all_of and not self.any_of:
+            raise _fail("matches nothing; give all_of groups and/or any_of phrases")
+        return self
 
-class _Smtp(_Model):
+
+@dataclass(frozen=True, config=_SCHEMA)
+class SmtpSettings:
+    """How email channels reach their mail server. Read from a file, ``security`` defaults to
+    starttls when a username is given (a password never travels in clear unless asked for),
+    else none; ``port`` to the one for ``security``."""
+
     host: Text
-    port: Port | None = None
-    #: Default: starttls when a username is given (a password never travels in clear unless
-    #: asked for), else none.
-    security: Literal["none", "starttls", "ssl"] | None = None
+    port: Port
+    security: Annotated[Security, BeforeValidator(_one_of(get_args(Security)))]
+    #: The From address (YAML key ``from``).
+    sender: Address = Field(validation_alias="from")
     username: Text | None = None
-    password: Secret | None = None
-    sender: Address = Field(alias="from")
+    password: Secret | None = field(default=None, repr=False)
     timeout: Duration = timedelta(seconds=30)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_in(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        filled = dict(data)
+        if filled.get("security") is None:
+            filled["security"] = "starttls" if filled.get("username") else "none"
+        if filled.get("port") is None:
+            security = filled["security"]
+            filled["port"] = SMTP_PORTS.get(security, 25) if isinstance(security, str) else 25
+        return filled
 
-class _EmailChannel(_Model):
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> SmtpSettings:
+        if (self.username is None) != (self.password is None):
+            given, missing = ("username", "password") if self.password is None else ("password", "username")
+            raise _problems([((missing,), f"required when {given} is set; give both or neither", None)])
+        return self
+
+
+@dataclass(frozen=True, config=_SCHEMA, repr=False)
+class ChannelSettings:
+    """One place alerts go: an email channel (``to``, ``digest``) or a webhook (``url``, ``secret``).
+
+    For webhooks, ``secret`` is the Standard Webhooks signing key, kept verbatim. A secret of
+    the form ``whsec_<base64>`` is used as the spec defines; any other non-empty string is
+    taken as raw key bytes (the deliverer base64-encodes it before handing it to
+    ``standardwebhooks.Webhook``), so receivers must be given the same string.
+    """
+
     name: Text
-    type: Literal["email"]
-    to: Annotated[list[Address], Field(min_length=1)]
-    digest: Digest = None
-    watches: Annotated[list[Text], Field(min_length=1)] | None = None
+    type: Annotated[ChannelType, BeforeValidator(_channel_type)] = field(
+        metadata={"missing": "type: email or type: webhook"}
+    )
+    #: Recipients (email); empty for webhooks.
+    to: Annotated[tuple[Address, ...], BeforeValidator(_items())] = field(
+        default=(), metadata={"for": "email", "required": True}
+    )
+    #: None sends each alert at once; otherwise one digest per period (hourly = 1h, daily = 1d).
+    digest: Digest = field(default=None, metadata={"for": "email"})
+    #: Names of the speakers/themes this channel receives; None means all of them.
+    watches: Annotated[tuple[Watch, ...], BeforeValidator(_items(at_least_one=True))] | None = None
+    #: True: only hits where a speaker is quoted (statements), not mere mentions or themes.
     statements_only: Flag = False
+    #: Webhook endpoint; None for email.
+    url: HttpUrl | None = field(default=None, metadata={"for": "webhook", "required": True})
+    #: Webhook signing secret; None for email.
+    secret: Secret | None = field(default=None, repr=False, metadata={"for": "webhook", "required": True})
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keys_of_its_type(cls, data: Any, handler: ModelWrapValidatorHandler[ChannelSettings]) -> ChannelSettings:
+        """Each type takes its own keys, and needs its required ones."""
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind not in get_args(ChannelType):
+            return handler(data)
+        known = [f.name for f in fields(cls) if f.metadata.get("for", kind) == kind]
+        problems: list[tuple[Loc, str | ErrorDetails, object]] = [
+            ((key,), _unknown_key(key, known), value) for key, value in data.items() if key not in known
+        ]
+        for f in fields(cls):
+            if f.metadata.get("for") == kind and f.metadata.get("required") and data.get(f.name) in (None, []):
+                given = data.get(f.name) is not None
+                problem = _EMPTY_LIST if given else f"required key is missing; add {f.name}: ..."
+                problems.append(((f.name,), problem, data.get(f.name)))
+        try:
+            channel = handler({key: value for key, value in data.items() if key in known})
+        except ValidationError as e:
+            problems = [(tuple(err["loc"]), err, err["input"]) for err in e.errors()] + problems
+        if problems:
+            raise _problems(problems)
+        return channel
+
+    def __repr__(self) -> str:
+        return _repr(self, url=repr(url_origin(self.url)) if self.url else "None")
 
 
-class _WebhookChannel(_Model):
-    name: Text
-    type: Literal["webhook"]
-    url: HttpUrl
-    secret: Secret
-    watches: Annotated[list[Text], Field(min_length=1)] | None = None
-    statements_only: Flag = False
+@dataclass(frozen=True, config=_SCHEMA, repr=False)
+class Config:
+    """The whole validated configuration."""
+
+    #: The config file, as given by the caller.
+    path: str
+    #: SQLAlchemy URL; relative SQLite paths already resolved against the config directory.
+    database_url: str = DEFAULT_DATABASE
+    defaults: Defaults = Defaults()
+    feeds: tuple[FeedSettings, ...] = ()
+    speakers: tuple[Speaker, ...] = ()
+    themes: tuple[Theme, ...] = ()
+    smtp: SmtpSettings | None = None
+    channels: tuple[ChannelSettings, ...] = ()
+    #: Complete lines (``feeds.yaml: line 7: feeds[0].interval: ...``) for the operator.
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def watch_names(self) -> tuple[str, ...]:
+        """Every speaker and theme name, the names channels' ``watches`` refer to."""
+        return tuple(s.name for s in self.speakers) + tuple(t.name for t in self.themes)
+
+    def __repr__(self) -> str:
+        return _repr(self, database_url=repr(_masked(self.database_url)))
 
 
-_CHANNEL_MODELS: dict[str, type[_Model]] = {"email": _EmailChannel, "webhook": _WebhookChannel}
-# Keys that hold secrets: their values are never quoted in a message.
-_SECRET_KEYS = {"password", "secret"}
+#: The top-level keys of the file: the sections of ``Config``, and ``database``.
+_SECTIONS = ("database", *(f.name for f in fields(Config) if f.name not in ("path", "database_url", "warnings")))
+
+
+def _repr(obj: object, **shown: str) -> str:
+    """A dataclass-style repr that leaves out ``repr=False`` fields and shows ``shown`` instead
+    of the real value (used to mask credentials in URLs)."""
+    parts = [
+        f"{f.name}={shown[f.name] if f.name in shown else repr(getattr(obj, f.name))}"
+        for f in fields(obj)  # type: ignore[arg-type]
+        if f.repr
+    ]
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
+def _problems(problems: Sequence[tuple[tuple[str | int, ...], str | ErrorDetails, object]]) -> ValidationError:
+    """Problems a validator found at keys below its own value, located there: each a message,
+    or an error pydantic found (a missing key stays one)."""
+
+    def kind(problem: str | ErrorDetails) -> str | PydanticCustomError:
+        if isinstance(problem, str):
+            return _fail(problem)
+        return "missing" if problem["type"] == "missing" else _fail(problem["msg"])
+
+    return ValidationError.from_exception_data(
+        "settings", [InitErrorDetails(type=kind(problem), loc=loc, input=value) for loc, problem, value in problems]
+    )
+
+
+def _unknown_key(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    fix = f"did you mean {close[0]!r}?" if close else f"remove it; valid keys here: {', '.join(known)}"
+    return f"unknown key {key!r}; {fix}"
+
+
+def _yaml_keys(cls: Any) -> list[str]:
+    """The keys the settings class ``cls`` takes in the file, in order."""
+    return [info.validation_alias or name for name, info in cls.__pydantic_fields__.items()]
+
+
+@cache
+def _adapter(cls: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(cls)
+
 
 # ---------------------------------------------------------------------------------------------
 # Problems, with line numbers and safe quoting
@@ -442,6 +632,10 @@ def _key_path(loc: Loc) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+# Keys that hold secrets: their values are never quoted in a message.
+_SECRET_KEYS = {"password", "secret"}
 
 
 class _Report:
@@ -479,11 +673,10 @@ class _Report:
 
     def quote(self, loc: Loc, value: object) -> str:
         """The value at ``loc`` as the user wrote it, safe to print."""
-        if loc and loc[-1] in _SECRET_KEYS:
-            return "the value"
         text = self.source.get(loc)
-        if text is None:  # not a scalar in the file; never str() it, it may hold a ${VAR} value
-            return _kind(value)
+        if (loc and loc[-1] in _SECRET_KEYS) or text is None:
+            # Not a scalar in the file: never str() it, it may hold a ${VAR} value.
+            return "the value"
         if len(loc) == 3 and loc[0] == "channels" and loc[2] == "url" and "://" in text:
             text = url_origin(text)  # webhook URLs often carry their token in the path
         elif "://" in text:
@@ -495,84 +688,21 @@ class _Report:
         suffix = " (after ${VAR} substitution)" if loc in self.substituted else ""
         return f'"{text}"{suffix}'
 
-    def pydantic(self, error: ValidationError, at: Loc, model: type[BaseModel]) -> None:
-        """Translate pydantic's errors for a value found at ``at`` into our messages."""
-        for err in error.errors():
-            loc = at + tuple(err["loc"])
-            if err["type"] == "extra_forbidden":
-                self.unknown_key(loc, _known_keys(model))
-            else:
-                self.add(loc, self._describe(loc, err["type"], err["input"], err["msg"]))
-
-    def unknown_key(self, loc: Loc, known: list[str]) -> None:
-        key = str(loc[-1])
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        fix = f"did you mean {close[0]!r}?" if close else f"remove it; valid keys here: {', '.join(known)}"
-        self.add(loc, f"unknown key {key!r}; {fix}")
-
-    def _describe(self, loc: Loc, kind: str, value: object, msg: str) -> str:
-        shown = self.quote(loc, value)
-        got = _kind(value)
-        if kind == "missing":
-            return f"required key is missing; add {loc[-1]}: ..."
-        if value is None:
-            return "is empty; give a value or remove the key"
-        if kind in ("duration", "digest", "url", "database", "address", "range"):
-            return f"{shown} {msg}"
-        if isinstance(value, list | dict) and kind in _SINGLE_VALUE:
-            return f"is {got}; use {_SINGLE_VALUE[kind]}"
-        if kind == "string_type":
-            # YAML reads yes/no/on/off as booleans and 2024 as a number.
-            return f"{shown} is {got}, not text; put it in quotes"
-        if kind == "string_too_short":
-            return "is empty; give a non-empty value or remove the key"
-        if kind == "too_short":
-            return "is an empty list; list at least one item or remove the key"
-        if kind in ("int_type", "int_from_float"):
-            if loc in self.substituted:
-                return f"{shown} is not a whole number; set the variable to one"
-            return f"{shown} is {got}; use a whole number without quotes"
-        if kind == "bool_type":
-            if loc in self.substituted:
-                return f"{shown} is not a yes or no; set the variable to true or false"
-            return f"{shown} is {got}; use true or false without quotes"
-        if kind in ("list_type", "tuple_type"):
-            hint = ' (all_of is a list of groups, e.g. [["US", "U.S."], ["China"]])' if "all_of" in loc else ""
-            return f"is {got}; use a list, e.g. [a, b]{hint}"
-        if kind in ("dict_type", "model_type", "model_attributes_type"):
-            return f"is {got}; use a mapping of keys, e.g. {{key: value}}"
-        if kind == "literal_error":
-            return f"{shown} is not allowed; use one of: {msg.removeprefix('Input should be ')}"
-        return f"{shown}: {msg}"
-
-
-# What a scalar field expects, for when it was given a list or a mapping.
-_SINGLE_VALUE = {
-    "string_type": "text",
-    "int_type": "a whole number",
-    "bool_type": "true or false",
-    "time_delta_type": "a duration: a number followed by s, m, h or d (e.g. 5m)",
-    "literal_error": "one of the listed words",
-}
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return f"a {type(value).__name__}"
-
-
-def _known_keys(model: type[BaseModel]) -> list[str]:
-    """The keys ``model`` accepts, by their YAML names (every section model is flat)."""
-    return [f.alias or name for name, f in model.model_fields.items()]
+    def validate(self, cls: Any, raw: object, loc: Loc, context: dict[str, Any]) -> Any:
+        """``raw`` validated into ``cls``, or None with its problems recorded."""
+        try:
+            return _adapter(cls).validate_python(raw, context=context, by_alias=True, by_name=False)
+        except ValidationError as e:
+            for err in e.errors():
+                where = loc + tuple(err["loc"])
+                if err["type"] == "missing":
+                    hint = next((f.metadata.get("missing") for f in fields(cls) if f.name == where[-1]), None)
+                    self.add(where, f"required key is missing; add {hint or f'{where[-1]}: ...'}")
+                elif err["type"] == "unexpected_keyword_argument":
+                    self.add(where, _unknown_key(str(where[-1]), _yaml_keys(cls)))
+                else:
+                    self.add(where, err["msg"].replace("{value}", self.quote(where, err["input"])))
+            return None
 
 
 def _masked(url: str) -> str:
@@ -686,25 +816,35 @@ def _substitute(data: object, loc: Loc, env: Mapping[str, str], report: _Report)
 
 
 # ---------------------------------------------------------------------------------------------
-# Steps 3-5: validate, cross-check, build
+# Steps 3-4: sections, and checks across items
 
 
-def _validate(model: type[_Model], raw: object, loc: Loc, report: _Report) -> Any:
-    try:
-        return model.model_validate(raw)
-    except ValidationError as e:
-        report.pydantic(e, loc, model)
-        return None
+def _section(data: dict[str, Any], key: str, report: _Report) -> dict[str, Any] | None:
+    """A mapping section, or None when it is absent, empty or not a mapping (reported)."""
+    raw = data.get(key)
+    if raw is None or isinstance(raw, dict):
+        return raw
+    report.add((key,), f"is {_kind(raw)}; use a mapping of keys, e.g. {{key: value}}")
+    return None
 
 
-def _items(raw: list[Any] | None, model: type[_Model], loc: Loc, report: _Report) -> list[tuple[Loc, Any]]:
-    """Validate each item of a list section on its own; return the valid ones with their loc."""
-    out = []
-    for i, item in enumerate(raw or []):
-        valid = _validate(model, item, (*loc, i), report)
-        if valid is not None:
-            out.append(((*loc, i), valid))
-    return out
+def _list_section(
+    data: dict[str, Any], key: str, cls: type, report: _Report, context: dict[str, Any]
+) -> list[tuple[Loc, Any]]:
+    """Each valid item of a list section, with its location."""
+    raw = data.get(key)
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        report.add((key,), f"is {_kind(raw)}; use a list, e.g. [a, b]")
+        return []
+    valid: list[tuple[Loc, Any]] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            report.add((key, i), f"is {_kind(item)}; use a mapping of keys, e.g. {{key: value}}")
+        elif (value := report.validate(cls, item, (key, i), context)) is not None:
+            valid.append(((key, i), value))
+    return valid
 
 
 def _unique(named: list[tuple[Loc, str]], report: _Report, why: str) -> None:
@@ -722,11 +862,11 @@ def _unique(named: list[tuple[Loc, str]], report: _Report, why: str) -> None:
             first[key] = loc
 
 
-def _raw_names(raw: list[Any] | None, section: str) -> list[tuple[Loc, str]]:
+def _raw_names(raw: object, section: str) -> list[tuple[Loc, str]]:
     """``(loc of name, name)`` for every item of a list section that has a text name."""
     return [
         ((section, i, "name"), item["name"].strip())
-        for i, item in enumerate(raw or [])
+        for i, item in enumerate(raw if isinstance(raw, list) else [])
         if isinstance(item, dict) and isinstance(item.get("name"), str)
     ]
 
@@ -734,135 +874,34 @@ def _raw_names(raw: list[Any] | None, section: str) -> list[tuple[Loc, str]]:
 def _feed_name(url: str) -> str:
     if not _SCHEME.match(url):
         return url
-    parts = urlsplit(url)
-    if parts.scheme.lower() == "file":
-        return unquote(parts.path)
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme.lower() == "file":
+            return unquote(parts.path)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a bad port: reported as the URL's problem
+        return url
     return f"{parts.hostname}{port}{parts.path.rstrip('/')}"
 
 
-def _feed_location(url: str, base: str) -> str:
-    if not _SCHEME.match(url):
-        return os.path.normpath(os.path.join(base, url))
-    scheme = urlsplit(url).scheme
-    if scheme.lower() == "file":
-        return os.path.normpath(os.path.join(base, unquote(urlsplit(url).path)))
-    return scheme.lower() + url[len(scheme) :]  # so FeedSettings.is_file can trust the prefix
-
-
-def _build_feeds(
-    items: list[tuple[Loc, _Feed]], defaults: Defaults, base: str, report: _Report
-) -> tuple[FeedSettings, ...]:
-    feeds = []
-    for loc, f in items:
-        feed = FeedSettings(
-            url=_feed_location(f.url, base),
-            name=f.name or _feed_name(f.url),
-            interval=f.interval or defaults.interval,
-            timeout=f.timeout or defaults.timeout,
-            alert_on_first_poll=defaults.alert_on_first_poll
-            if f.alert_on_first_poll is None
-            else f.alert_on_first_poll,
-        )
+def _check_feeds(feeds: list[tuple[Loc, FeedSettings]], data: dict[str, Any], report: _Report) -> None:
+    for loc, feed in feeds:
         host = urlsplit(feed.url).hostname or ""
         if not feed.is_file and not _is_loopback(host) and feed.interval < POLITE_INTERVAL:
-            source = "" if f.interval else " (from defaults.interval)"
+            own = data["feeds"][loc[1]].get("interval") is not None
             report.warn(
-                (*loc, "interval") if f.interval else loc,
-                f"polls {host} every {_show_duration(feed.interval)}{source}; use 5m or more for remote servers (loopback and file feeds are exempt)",
+                (*loc, "interval") if own else loc,
+                f"polls {host} every {format_duration(feed.interval)}{'' if own else ' (from defaults.interval)'}; use 5m or more for remote servers (loopback and file feeds are exempt)",
             )
-        feeds.append(feed)
     _unique(
-        [((*loc, "name"), feed.name) for (loc, _), feed in zip(items, feeds, strict=True)],
+        [((*loc, "name"), feed.name) for loc, feed in feeds],
         report,
         "feed names must be unique (a feed without name: is named after its URL); set a distinct name: on one of them",
     )
-    _unique(
-        [((*loc, "url"), _masked(feed.url)) for (loc, _), feed in zip(items, feeds, strict=True)],
-        report,
-        "remove the duplicate feed",
-    )
-    return tuple(feeds)
+    _unique([((*loc, "url"), _masked(feed.url)) for loc, feed in feeds], report, "remove the duplicate feed")
 
 
-def _show_duration(value: timedelta) -> str:
-    seconds = value.total_seconds()
-    return f"{seconds / 60:g}m" if seconds >= 60 else f"{seconds:g}s"
-
-
-def _build_smtp(s: _Smtp, report: _Report) -> SmtpSettings:
-    if (s.username is None) != (s.password is None):
-        missing = "password" if s.password is None else "username"
-        report.add(
-            ("smtp", missing),
-            f"required when {'username' if missing == 'password' else 'password'} is set; give both or neither",
-        )
-    security = s.security or ("starttls" if s.username else "none")
-    if s.username and security == "none" and not _is_loopback(s.host):
-        report.warn(("smtp", "security"), f"sends the password to {s.host} unencrypted; use security: starttls or ssl")
-    return SmtpSettings(
-        host=s.host,
-        port=s.port or SMTP_PORTS[security],
-        security=security,
-        username=s.username,
-        password=s.password,
-        sender=s.sender,
-        timeout=s.timeout,
-    )
-
-
-def _build_channels(
-    raw: list[Any] | None, watch_names: set[str], has_smtp: bool, report: _Report
-) -> tuple[ChannelSettings, ...]:
-    channels: list[ChannelSettings] = []
-    for i, item in enumerate(raw or []):
-        loc: Loc = ("channels", i)
-        if not isinstance(item, dict):
-            report.add(loc, f"is {_kind(item)}; use a mapping, e.g. {{name: desk, type: email, to: [you@example.org]}}")
-            continue
-        kind = item.get("type")
-        if kind not in _CHANNEL_MODELS:
-            where = (*loc, "type")
-            if kind is None:
-                report.add(where, "required key is missing; add type: email or type: webhook")
-            else:
-                report.add(where, f"{report.quote(where, kind)} is not a channel type; use email or webhook")
-            continue
-        c = _validate(_CHANNEL_MODELS[kind], item, loc, report)
-        if c is None:
-            continue
-        if isinstance(c, _EmailChannel) and not has_smtp:
-            report.add((*loc, "type"), "an email channel needs an smtp section; add smtp: {host: ..., from: ...}")
-        for j, watch in enumerate(c.watches or []):
-            if watch not in watch_names:
-                report.add((*loc, "watches", j), _unknown_watch(watch, watch_names))
-        email = isinstance(c, _EmailChannel)
-        channels.append(
-            ChannelSettings(
-                name=c.name,
-                type=c.type,
-                to=tuple(c.to) if email else (),
-                digest=c.digest if email else None,
-                watches=tuple(c.watches) if c.watches is not None else None,
-                statements_only=c.statements_only,
-                url=None if email else c.url,
-                secret=None if email else c.secret,
-            )
-        )
-    _unique(_raw_names(raw, "channels"), report, "channel names must be unique")
-    return tuple(channels)
-
-
-def _unknown_watch(watch: str, names: set[str]) -> str:
-    exact = [n for n in names if n.casefold() == watch.casefold()]
-    close = exact or difflib.get_close_matches(watch, sorted(names), n=1, cutoff=0.5)
-    if close:
-        return f'"{watch}" is not a speaker or theme; did you mean "{close[0]}"?'
-    known = ", ".join(f'"{n}"' for n in sorted(names)) or "none are configured"
-    return f'"{watch}" is not a speaker or theme; use one of their names ({known})'
-
-
-def _database(root: _Root, env: Mapping[str, str], base: str, report: _Report) -> str:
+def _database(data: dict[str, Any], env: Mapping[str, str], base: str, report: _Report) -> str:
     override = env.get("WATCHER_DATABASE_URL")
     if override:
         # Taken verbatim: a path in the environment is relative to the caller's directory.
@@ -871,7 +910,9 @@ def _database(root: _Root, env: Mapping[str, str], base: str, report: _Report) -
                 ("WATCHER_DATABASE_URL",), "(environment variable) is not a database URL; use e.g. sqlite:///watcher.db"
             )
         return override
-    url = root.database or DEFAULT_DATABASE
+    url = DEFAULT_DATABASE
+    if data.get("database") is not None:
+        url = report.validate(DatabaseUrl, data["database"], ("database",), {}) or DEFAULT_DATABASE
     match = re.fullmatch(r"(sqlite(?:\+\w+)?:///)(.*)", url, flags=re.DOTALL)
     if match and match[2] and not match[2].startswith(("/", ":memory:", "file:")):
         # Relative to the config file, so the daemon finds the same database from any cwd.
@@ -879,15 +920,17 @@ def _database(root: _Root, env: Mapping[str, str], base: str, report: _Report) -
     return url
 
 
-def _root(data: object, report: _Report) -> _Root:
-    """The top level, with every section that has the right type (each checked on its own, so
-    one bad section or unknown key does not hide the problems of the others)."""
+def _top_level(data: object, report: _Report) -> dict[str, Any]:
+    """The file's sections; unknown ones are reported and left out."""
     if data is None:  # an empty file, or only comments
-        return _Root()
+        return {}
     if not isinstance(data, dict):
-        report.add((), f"is {_kind(data)}; the file must be a mapping of sections ({', '.join(_known_keys(_Root))})")
-        return _Root()
-    return _Root.model_validate({k: v for k, v in data.items() if _validate(_Root, {k: v}, (), report) is not None})
+        report.add((), f"is {_kind(data)}; the file must be a mapping of sections ({', '.join(_SECTIONS)})")
+        return {}
+    for key in data:
+        if key not in _SECTIONS:
+            report.add((key,), _unknown_key(str(key), list(_SECTIONS)))
+    return {key: value for key, value in data.items() if key in _SECTIONS}
 
 
 def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
@@ -905,43 +948,45 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
     if report.problems and data is None:  # the YAML itself is broken: nothing more to check
         raise ConfigError(path, [p for _, p in report.problems])
 
-    root = _root(data, report)
-    defaults = _validate(_Defaults, root.defaults or {}, ("defaults",), report) or _Defaults()
-    defaults_out = Defaults(defaults.interval, defaults.timeout, defaults.alert_on_first_poll)
-    feed_items = _items(root.feeds, _Feed, ("feeds",), report)
-    speaker_items = _items(root.speakers, _Speaker, ("speakers",), report)
-    theme_items = _items(root.themes, _Theme, ("themes",), report)
-
-    for loc, theme in theme_items:
-        if not theme.all_of and not theme.any_of:
-            report.add(loc, "matches nothing; give all_of groups and/or any_of phrases")
+    data = _top_level(data, report)
+    raw_defaults = _section(data, "defaults", report)
+    raw_smtp = _section(data, "smtp", report)
     # Names are taken from the raw items, so that a watch with some other problem still counts:
     # its duplicate is reported, and a channel naming it draws no misleading "unknown watch".
-    watch_locs = _raw_names(root.speakers, "speakers") + _raw_names(root.themes, "themes")
-    _unique(watch_locs, report, "speaker and theme names must be unique, because channels' watches refer to them")
-    watch_names = {name for _, name in watch_locs}
-    smtp = None
-    if root.smtp is not None:
-        smtp_model = _validate(_Smtp, root.smtp, ("smtp",), report)
-        smtp = _build_smtp(smtp_model, report) if smtp_model else None
+    watch_names = _raw_names(data.get("speakers"), "speakers") + _raw_names(data.get("themes"), "themes")
+    context: dict[str, Any] = {
+        "base": base,
+        "defaults": report.validate(Defaults, raw_defaults or {}, ("defaults",), {}) or Defaults(),
+        "smtp": raw_smtp is not None,
+        "watches": {name for _, name in watch_names},
+    }
+    feeds = _list_section(data, "feeds", FeedSettings, report, context)
+    speakers = _list_section(data, "speakers", Speaker, report, context)
+    themes = _list_section(data, "themes", Theme, report, context)
+    smtp = report.validate(SmtpSettings, raw_smtp, ("smtp",), context) if raw_smtp is not None else None
+    channels = _list_section(data, "channels", ChannelSettings, report, context)
 
-    config = Config(
-        path=path,
-        database_url=_database(root, env, base, report),
-        defaults=defaults_out,
-        feeds=_build_feeds(feed_items, defaults_out, base, report),
-        speakers=tuple(Speaker(s.name, tuple(s.aliases), s.threshold) for _, s in speaker_items),
-        themes=tuple(
-            Theme(t.name, tuple(tuple(g) for g in t.all_of), tuple(t.any_of), tuple(t.none_of), t.threshold)
-            for _, t in theme_items
-        ),
-        smtp=smtp,
-        channels=_build_channels(root.channels, watch_names, root.smtp is not None, report),
-        warnings=tuple(report.warnings),
-    )
+    _check_feeds(feeds, data, report)
+    _unique(watch_names, report, "speaker and theme names must be unique, because channels' watches refer to them")
+    _unique(_raw_names(data.get("channels"), "channels"), report, "channel names must be unique")
+    if smtp and smtp.username and smtp.security == "none" and not _is_loopback(smtp.host):
+        report.warn(
+            ("smtp", "security"), f"sends the password to {smtp.host} unencrypted; use security: starttls or ssl"
+        )
+    database = _database(data, env, base, report)
     if report.problems:
         raise ConfigError(path, [p for _, p in sorted(report.problems, key=lambda p: p[0])])
-    return config
+    return Config(
+        path=path,
+        database_url=database,
+        defaults=context["defaults"],
+        feeds=tuple(feed for _, feed in feeds),
+        speakers=tuple(speaker for _, speaker in speakers),
+        themes=tuple(theme for _, theme in themes),
+        smtp=smtp,
+        channels=tuple(channel for _, channel in channels),
+        warnings=tuple(report.warnings),
+    )
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

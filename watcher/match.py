@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 
 from rapidfuzz.distance import OSA
 
-from watcher.types import Article, Evidence, Hit, Speaker, Theme
+from watcher.config import Speaker, Theme
+from watcher.types import Article, Evidence, Hit
 
 __all__ = ["Matcher"]
 

@@ -1,7 +1,6 @@
 """Values that cross pipeline stages. Frozen, plain, and free of library objects.
 
-Speakers and themes are here (not in ``config``) because both ``config`` (which builds them)
-and ``match`` (which compiles them) need them, and pure modules import only ``types``.
+Speakers and themes, being configuration, are in ``config``.
 """
 
 from __future__ import annotations
@@ -11,28 +10,6 @@ from datetime import datetime
 from typing import Literal
 
 HitKind = Literal["speaker", "theme"]
-
-
-@dataclass(frozen=True)
-class Speaker:
-    """A tracked person."""
-
-    name: str
-    aliases: tuple[str, ...] = ()
-    #: 0-100; higher is stricter. None means the matching contract's default tolerance.
-    threshold: int | None = None
-
-
-@dataclass(frozen=True)
-class Theme:
-    """A tracked theme: every ``all_of`` group, one ``any_of`` phrase (if any), no ``none_of``."""
-
-    name: str
-    all_of: tuple[tuple[str, ...], ...] = ()
-    any_of: tuple[str, ...] = ()
-    none_of: tuple[str, ...] = ()
-    #: 0-100; higher is stricter. None means the matching contract's default tolerance.
-    threshold: int | None = None
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from watcher.config import Speaker, Theme
 from watcher.errors import Abandoned, FetchError, ParseError, WatcherError, portable, redact_url
 from watcher.fetch import Fetcher
-from watcher.types import Article, Fetched, Hit, ParsedFeed, Speaker, Theme
+from watcher.types import Article, Fetched, Hit, ParsedFeed
 
 if TYPE_CHECKING:
     from watcher.match import Matcher
