@@ -38,7 +38,6 @@ GROUPS = [
     ("urllib3", "/urllib3/"),
     ("http.client/socket", "/http/"),
     ("rapidfuzz", "rapidfuzz"),
-    ("ahocorasick", "ahocorasick"),
     ("watcher.match", "watcher/match"),
     ("watcher.parse", "watcher/parse"),
     ("watcher.store", "watcher/store"),

@@ -75,7 +75,9 @@ def test_feeds_json_has_each_feeds_state(config: Path) -> None:
     assert result.exit_code == 0, result.output
     [feed] = [json.loads(line) for line in result.output.splitlines()]
     assert feed["name"] == "wire" and feed["status"] == "ok" and feed["entries_seen"] == 1
-    assert feed["last_success_at"] == NOW.isoformat() and feed["last_error"].startswith("XML error")
+    assert feed["last_success_at"] == NOW.isoformat().replace("+00:00", "Z") and feed["last_error"].startswith(
+        "XML error"
+    )
 
 
 def test_validate_shows_a_webhook_by_its_host_only(tmp_path: Path) -> None:

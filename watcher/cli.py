@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from watcher.config import Config, load_config, parse_duration
+from watcher.config import Config, format_duration, load_config, parse_duration
 from watcher.errors import WatcherError, redact_url, url_origin
+from watcher.render import iso_time
 from watcher.types import FeedState, Hit, OutboxItem, OutboxStatus, StoredHit
 
 if TYPE_CHECKING:
@@ -214,7 +215,7 @@ def validate(ctx: click.Context) -> None:
     click.echo(f"database: {redact_url(config.database_url)}")
     click.echo(f"feeds ({len(config.feeds)}):")
     for f in config.feeds:
-        click.echo(f"  {f.name}: {redact_url(f.url)} every {_duration(f.interval)}")
+        click.echo(f"  {f.name}: {redact_url(f.url)} every {format_duration(f.interval)}")
     click.echo(f"speakers ({len(config.speakers)}):")
     for s in config.speakers:
         aliases = f" (also {', '.join(s.aliases)})" if s.aliases else ""
@@ -228,7 +229,7 @@ def validate(ctx: click.Context) -> None:
     click.echo(f"channels ({len(config.channels)}):")
     for c in config.channels:
         target = ", ".join(c.to) if c.type == "email" else url_origin(c.url or "")
-        when = "immediate" if c.digest is None else f"digest every {_duration(c.digest)}"
+        when = "immediate" if c.digest is None else f"digest every {format_duration(c.digest)}"
         watches = ", ".join(c.watches) if c.watches is not None else "all watches"
         only = ", statements only" if c.statements_only else ""
         click.echo(f"  {c.name}: {c.type} to {target}, {when}, {watches}{only}")
@@ -427,7 +428,7 @@ def _hit_json(entry_id: str | None, link: str | None, title: str, hit: Hit) -> d
 
 
 def _stored_hit_json(s: StoredHit) -> dict[str, Any]:
-    return {**_hit_json(s.entry_id, s.link, s.title, s.hit), "feed": s.feed, "created": s.created.isoformat()}
+    return {**_hit_json(s.entry_id, s.link, s.title, s.hit), "feed": s.feed, "created": iso_time(s.created)}
 
 
 def _feed_json(s: FeedState) -> dict[str, Any]:
@@ -436,16 +437,12 @@ def _feed_json(s: FeedState) -> dict[str, Any]:
         "url": redact_url(s.fetch_url),
         "status": s.status,
         "last_error": s.last_error,
-        "last_polled_at": _iso(s.last_polled_at),
-        "last_success_at": _iso(s.last_success_at),
-        "next_poll_at": _iso(s.next_poll_at),
+        "last_polled_at": iso_time(s.last_polled_at),
+        "last_success_at": iso_time(s.last_success_at),
+        "next_poll_at": iso_time(s.next_poll_at),
         "entries_seen": s.entries_seen,
         "consecutive_failures": s.consecutive_failures,
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 def _outbox_json(i: OutboxItem) -> dict[str, Any]:
@@ -454,7 +451,7 @@ def _outbox_json(i: OutboxItem) -> dict[str, Any]:
         "channel": i.channel,
         "status": i.status,
         "attempts": i.attempts,
-        "next_attempt_at": i.next_attempt_at.isoformat(),
+        "next_attempt_at": iso_time(i.next_attempt_at),
         "last_error": i.last_error,
         "alert_id": i.alert_id,
         "watch": i.stored.hit.watch,
@@ -467,14 +464,6 @@ def _parse_since(value: str) -> timedelta:
         return parse_duration(value)
     except ValueError as e:
         raise click.BadParameter(f"{value!r} is not a duration; use e.g. 24h, 7d, 30m") from e
-
-
-def _duration(d: timedelta) -> str:
-    seconds = int(d.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _when(value: datetime | None) -> str:

@@ -142,7 +142,8 @@ def _published(stored: StoredHit) -> str:
     return stored.published.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_time(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC (``2026-11-25T11:00:00Z``), as every JSON watcher writes has it."""
     return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -332,16 +333,14 @@ def _hit_fields(item: OutboxItem) -> dict[str, Any]:
         "kind": stored.hit.kind,
         "statement": stored.hit.statement,
         "score": stored.hit.score,
-        "evidence": [
-            {"field": e.field, "text": e.text, "spans": [[a, b] for a, b in e.spans]} for e in stored.hit.evidence
-        ],
+        "evidence": [e.as_json() for e in stored.hit.evidence],
         "entry": {
             "title": stored.title,
             "link": safe_link(stored.link),
-            "published": _iso(stored.published),
+            "published": iso_time(stored.published),
             "feed": stored.feed,
         },
-        "detected_at": _iso(stored.created),
+        "detected_at": iso_time(stored.created),
     }
 
 

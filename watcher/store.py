@@ -186,16 +186,11 @@ def _key_hash(key: str) -> str:
 
 
 def _evidence_json(hit: Hit) -> str:
-    return json.dumps(
-        [{"field": e.field, "text": e.text, "spans": [list(s) for s in e.spans]} for e in hit.evidence],
-        ensure_ascii=False,
-    )
+    return json.dumps([e.as_json() for e in hit.evidence], ensure_ascii=False)
 
 
 def _evidence_from_json(raw: str) -> tuple[Evidence, ...]:
-    return tuple(
-        Evidence(field=e["field"], text=e["text"], spans=tuple((a, b) for a, b in e["spans"])) for e in json.loads(raw)
-    )
+    return tuple(Evidence.from_json(e) for e in json.loads(raw))
 
 
 def migrations_dir() -> Path:
@@ -427,16 +422,10 @@ class Store:
         if not articles:
             return []
         by_hash = {_key_hash(a.key): a for a in articles}
-        known: dict[str, str] = {}
         with self._tx(write=False) as conn:
             feed_id = conn.execute(sa.select(feeds.c.id).where(feeds.c.name == name)).scalar_one()
-            hashes = list(by_hash)
-            for i in range(0, len(hashes), 500):
-                chunk = hashes[i : i + 500]
-                query = sa.select(entries.c.key_hash, entries.c.content_hash).where(
-                    entries.c.feed_id == feed_id, entries.c.key_hash.in_(chunk)
-                )
-                known.update({r.key_hash: r.content_hash for r in conn.execute(query)})
+            query = sa.select(entries.c.key_hash, entries.c.content_hash).where(entries.c.feed_id == feed_id)
+            known = {r.key_hash: r.content_hash for r in _select_in(conn, query, entries.c.key_hash, list(by_hash))}
         return [a for h, a in by_hash.items() if known.get(h) != a.content_hash]
 
     def save_poll(self, name: str, record: PollRecord, now: datetime) -> int:
@@ -660,14 +649,21 @@ def _feed_state(r: Any) -> FeedState:
     )
 
 
+#: Values per ``IN (...)``: old SQLite builds allow 999 parameters in one statement.
+_IN_CHUNK = 500
+
+
+def _select_in(
+    conn: Connection, query: sa.Select[Any], column: sa.ColumnElement[Any], values: Sequence[Any]
+) -> Iterator[Any]:
+    """The rows of ``query`` whose ``column`` is one of ``values``, however many they are."""
+    for i in range(0, len(values), _IN_CHUNK):
+        yield from conn.execute(query.where(column.in_(values[i : i + _IN_CHUNK])))
+
+
 def _existing_entries(conn: Connection, feed_id: int, key_hashes: Sequence[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for i in range(0, len(key_hashes), 500):
-        query = sa.select(entries.c.key_hash, entries.c.id).where(
-            entries.c.feed_id == feed_id, entries.c.key_hash.in_(key_hashes[i : i + 500])
-        )
-        found.update({r.key_hash: r.id for r in conn.execute(query)})
-    return found
+    query = sa.select(entries.c.key_hash, entries.c.id).where(entries.c.feed_id == feed_id)
+    return {r.key_hash: r.id for r in _select_in(conn, query, entries.c.key_hash, key_hashes)}
 
 
 def _write_entries(
@@ -744,11 +740,9 @@ def _write_hits(
     """
     if not found:
         return 0
-    seen: set[tuple[int, str]] = set()
     entry_ids = sorted({entry for entry, _, _ in found})
-    for i in range(0, len(entry_ids), 500):
-        query = sa.select(hits.c.entry_id, hits.c.watch).where(hits.c.entry_id.in_(entry_ids[i : i + 500]))
-        seen.update((r.entry_id, r.watch) for r in conn.execute(query))
+    query = sa.select(hits.c.entry_id, hits.c.watch)
+    seen = {(r.entry_id, r.watch) for r in _select_in(conn, query, hits.c.entry_id, entry_ids)}
     fresh = []
     for entry, copy, hit in found:
         if (entry, hit.watch) not in seen:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 HitKind = Literal["speaker", "theme"]
 
@@ -54,6 +54,14 @@ class Evidence:
     text: str
     #: (start, end) offsets into ``text`` of each matched phrase, for highlighting.
     spans: tuple[tuple[int, int], ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        """As stored and as sent in webhooks: ``{"field", "text", "spans": [[start, end], ...]}``."""
+        return {"field": self.field, "text": self.text, "spans": [list(span) for span in self.spans]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Evidence:
+        return cls(field=data["field"], text=data["text"], spans=tuple((a, b) for a, b in data["spans"]))
 
 
 @dataclass(frozen=True)
