@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import store_poll
 from watcher.cli import cli
-from watcher.store import PollRecord, Store
+from watcher.store import Store
 from watcher.types import Article, Evidence, Hit
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -44,21 +45,7 @@ def config(tmp_path: Path) -> Path:
     hit = Hit(
         watch="Jen Zhu Scott", kind="speaker", statement=False, score=100, evidence=(Evidence("title", HOSTILE, ()),)
     )
-    store.save_poll(
-        "wire",
-        PollRecord(
-            articles=[article],
-            hits={"k": [hit]},
-            route=lambda h: [("desk", NOW)],
-            etag=None,
-            last_modified=None,
-            moved_to=None,
-            status="ok",
-            problem=f"XML error {HOSTILE}",
-            next_poll_at=NOW,
-        ),
-        NOW,
-    )
+    store_poll(store, "wire", [article], {"k": [hit]}, NOW, problem=f"XML error {HOSTILE}")
     store.close()
     return path
 

@@ -25,6 +25,7 @@ import responses
 import standardwebhooks
 import trustme
 
+from tests.conftest import store_poll
 from watcher.config import ChannelSettings, Config, Defaults, SmtpSettings
 from watcher.deliver import (
     MAX_ATTEMPTS,
@@ -39,7 +40,7 @@ from watcher.deliver import (
 from watcher.errors import ConfigError, DeliveryError
 from watcher.mailsink import MailSink
 from watcher.render import message_id
-from watcher.store import PollRecord, Store
+from watcher.store import Store
 from watcher.types import Article, Evidence, Hit, OutboxItem
 
 pytestmark = [
@@ -97,21 +98,7 @@ def add_hits(
         score=100,
         evidence=(Evidence("content", "Jen Zhu Scott said <script>x</script>.", ((0, 13),)),),
     )
-    store.save_poll(
-        "wire",
-        PollRecord(
-            articles=articles,
-            hits={a.key: [hit] for a in articles},
-            route=lambda h: [(c, due) for c in channels],
-            etag=None,
-            last_modified=None,
-            moved_to=None,
-            status="ok",
-            problem=None,
-            next_poll_at=NOW,
-        ),
-        NOW,
-    )
+    store_poll(store, "wire", articles, {a.key: [hit] for a in articles}, NOW, channels=channels, due=due)
 
 
 def email_settings(name: str = "desk", digest: timedelta | None = None) -> ChannelSettings:

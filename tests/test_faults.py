@@ -18,6 +18,7 @@ What is proven:
 from __future__ import annotations
 
 import collections
+import contextlib
 import random
 import signal
 import sqlite3
@@ -37,7 +38,7 @@ from watcher.config import load_config
 from watcher.errors import StorageError
 from watcher.mailsink import MailSink
 from watcher.service import Daemon, make_watcher
-from watcher.store import PollRecord, Store
+from watcher.store import PollRecord, PollWrite, Store
 from watcher.workers import InlineWorkers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +138,7 @@ def test_poll_waits_for_a_sqlite_write_lock_held_by_another_process(
 
 
 class FlakyStore(Store):
-    """A real Store whose ``save_poll`` fails once for one feed, as a lost transaction would."""
+    """A real Store whose poll transaction fails once for one feed, as a lost one would."""
 
     def __init__(self, url: str, fail_feed: str) -> None:
         super().__init__(url)
@@ -145,13 +146,14 @@ class FlakyStore(Store):
         self.failed = False
         self.saved: collections.Counter[str] = collections.Counter()
 
-    def save_poll(self, name: str, record: PollRecord, now: Any) -> int:
+    @contextlib.contextmanager
+    def saving_poll(self, name: str, record: PollRecord, now: Any) -> Iterator[PollWrite]:
         if name == self.fail_feed and not self.failed:
             self.failed = True
             raise StorageError("database error on sqlite:///test: disk I/O error (injected)")
-        result = super().save_poll(name, record, now)
+        with super().saving_poll(name, record, now) as tx:
+            yield tx
         self.saved[name] += 1
-        return result
 
 
 def test_daemon_keeps_running_when_one_poll_transaction_fails(

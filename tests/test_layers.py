@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "watcher"
 
 #: Decide things from data only: no network, database, mail, scheduler or terminal.
-PURE = {"config", "parse", "match", "render", "backoff", "types", "errors"}
+PURE = {"config", "parse", "match", "route", "render", "backoff", "types", "errors"}
 #: Where each library may be imported. A second importer means a second place to keep in step.
 HOMES = {
     "sqlalchemy": {"store"},

@@ -1,71 +1,21 @@
-"""Pure scheduling rules of the pipeline: routing, digest periods, failure backoff."""
+"""The pipeline: failure backoff, and what a poll stores and alerts on real databases."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from watcher.config import ChannelSettings
-from watcher.pipeline import digest_due, failure_delay, route
-from watcher.types import Hit
+from watcher.pipeline import failure_delay, save_poll
+from watcher.route import STORY_WINDOW
+from watcher.store import PollRecord, Store
+from watcher.types import Article, Hit
 
 NOW = datetime(2026, 11, 25, 12, 34, 56, tzinfo=UTC)
-
-
-def channel(
-    name: str, *, digest: timedelta | None = None, watches: tuple[str, ...] | None = None, statements_only: bool = False
-) -> ChannelSettings:
-    return ChannelSettings(
-        name=name,
-        type="email",
-        to=("a@example.org",),
-        digest=digest,
-        watches=watches,
-        statements_only=statements_only,
-        url=None,
-        secret=None,
-    )
-
-
-STATEMENT = Hit(watch="Jen Zhu Scott", kind="speaker", statement=True, score=100)
-MENTION = Hit(watch="Jen Zhu Scott", kind="speaker", statement=False, score=100)
-THEME = Hit(watch="Tech decoupling", kind="theme", statement=False, score=95)
-
-
-@pytest.mark.parametrize(
-    ("hit", "channels", "expected"),
-    [
-        (THEME, [channel("all")], ["all"]),
-        (THEME, [channel("people", watches=("Jen Zhu Scott",))], []),
-        (MENTION, [channel("people", watches=("Jen Zhu Scott",))], ["people"]),
-        (MENTION, [channel("quotes", statements_only=True)], []),
-        (STATEMENT, [channel("quotes", statements_only=True)], ["quotes"]),
-        (THEME, [channel("quotes", statements_only=True), channel("all")], ["all"]),
-    ],
-)
-def test_route_follows_watches_and_statements_only(
-    hit: Hit, channels: list[ChannelSettings], expected: list[str]
-) -> None:
-    assert [name for name, _ in route(hit, channels, NOW)] == expected
-
-
-def test_immediate_alerts_are_due_now_and_digests_at_the_period_end() -> None:
-    routed = dict(
-        route(
-            STATEMENT,
-            [channel("now"), channel("hourly", digest=timedelta(hours=1)), channel("daily", digest=timedelta(days=1))],
-            NOW,
-        )
-    )
-    assert routed["now"] == NOW
-    assert routed["hourly"] == datetime(2026, 11, 25, 13, 0, tzinfo=UTC)
-    assert routed["daily"] == datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
-
-
-def test_a_digest_period_boundary_belongs_to_the_next_period() -> None:
-    boundary = datetime(2026, 11, 25, 13, 0, tzinfo=UTC)
-    assert digest_due(boundary, timedelta(minutes=30)) == boundary + timedelta(minutes=30)
 
 
 def test_failure_backoff_doubles_from_the_interval_up_to_a_day() -> None:
@@ -80,3 +30,104 @@ def test_failure_backoff_doubles_from_the_interval_up_to_a_day() -> None:
 def test_retry_after_is_never_undercut_but_is_capped() -> None:
     assert failure_delay(timedelta(minutes=5), 0, 3600) >= timedelta(hours=1)
     assert failure_delay(timedelta(minutes=5), 0, 10 * 86400) <= timedelta(days=1)
+
+
+# -- save_poll on real databases: one story in several feeds alerts once ----------------
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    s = Store(database_url)
+    s.upgrade()
+    s.sync_feeds([("wire", "https://news.example/rss"), ("search", "https://search.example/rss")], NOW)
+    yield s
+    s.close()
+
+
+DESK = ChannelSettings(name="desk", type="email", to=("a@example.org",))
+WEEKLY = ChannelSettings(name="weekly", type="email", to=("a@example.org",), digest=timedelta(days=7))
+
+
+def copy(key: str, story: str = "s1") -> Article:
+    return Article(
+        key=key,
+        entry_id=key,
+        link=f"https://news.example/{key}",
+        title=f"Title {key}",
+        summary="",
+        content="body",
+        published=NOW,
+        content_hash="hash",
+        story=story,
+    )
+
+
+def hit(watch: str = "Jen Zhu Scott") -> Hit:
+    return Hit(watch=watch, kind="speaker", statement=True, score=100)
+
+
+def save(
+    store: Store, feed: str, article: Article, now: datetime, channels: Sequence[ChannelSettings] = (DESK,)
+) -> int:
+    record = PollRecord([article], {article.key: [hit()]}, None, None, None, "ok", None, now + timedelta(minutes=15))
+    return save_poll(store, feed, record, channels, now)
+
+
+def told(store: Store) -> list[tuple[str, str | None]]:
+    """(channel, entry) of every alert, sorted."""
+    return sorted((i.channel, i.stored.entry_id) for i in store.list_outbox())
+
+
+def test_a_story_already_told_from_another_feed_is_stored_but_not_alerted_again(store: Store) -> None:
+    save(store, "wire", copy("w1"), NOW)
+    assert save(store, "search", copy("g1"), NOW + timedelta(hours=5)) == 1, "the hit is recorded"
+    assert {(h.feed, h.entry_id) for h in store.list_hits()} == {("wire", "w1"), ("search", "g1")}
+    assert told(store) == [("desk", "w1")]
+
+
+def test_the_earlier_alerts_read_are_those_that_may_still_tell_their_story(store: Store) -> None:
+    # A silent first poll made no alert; an alert refused for good reached no one; a sent
+    # one tells its story for the window, a digest still waiting past it.
+    save(store, "wire", copy("w1"), NOW, channels=())
+    save(store, "search", copy("g1"), NOW)
+    [refused] = store.list_outbox()
+    store.mark_dead([refused.id], "554 rejected")
+    save(store, "wire", copy("w2"), NOW)
+    store.mark_sent([i.id for i in store.list_outbox("due")], NOW)
+    save(store, "wire", copy("w3", story="s2"), NOW, channels=(WEEKLY,))
+    later = NOW + STORY_WINDOW + timedelta(hours=1)
+    save(store, "search", copy("g2"), later)
+    save(store, "search", copy("g3", story="s2"), later, channels=(WEEKLY,))
+    assert told(store) == [("desk", "g1"), ("desk", "g2"), ("desk", "w2"), ("weekly", "w3")]
+
+
+def test_a_retitled_entry_stays_the_story_it_was_told_as(store: Store) -> None:
+    save(store, "wire", copy("w1"), NOW)
+    retitled = dataclasses.replace(copy("w1", story="s2"), content_hash="edited")
+    save_poll(store, "wire", PollRecord([retitled], {}, None, None, None, "ok", None, NOW), (DESK,), NOW)
+    save(store, "search", copy("g1"), NOW + timedelta(hours=1))
+    assert told(store) == [("desk", "w1")]
+
+
+def test_two_feeds_saving_one_story_at_once_alert_once(database_url: str) -> None:
+    # poll_feeds saves feeds from several threads; on PostgreSQL (READ COMMITTED) each
+    # transaction could miss the other's alert without the per-story lock.
+    stores = [Store(database_url) for _ in range(2)]
+    stores[0].upgrade()
+    names = [f"feed{i}" for i in range(8)]
+    stores[0].sync_feeds([(n, f"https://{n}.example/rss") for n in names], NOW)
+    for round_ in range(5):
+        barrier = threading.Barrier(len(names))
+
+        def one(name: str, store: Store, story: str = f"story-{round_}", barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            save(store, name, copy(f"{name}-{story}", story=story), NOW)
+
+        threads = [threading.Thread(target=one, args=(n, stores[i % 2])) for i, n in enumerate(names)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(stores[0].list_outbox()) == 5
+    for s in stores:
+        s.close()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,8 +14,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import store_poll
 from watcher.errors import SchemaOutdatedError
-from watcher.store import STORY_WINDOW, PollRecord, Store, Unchanged, process_owner
+from watcher.store import Store, Unchanged, process_owner
 from watcher.types import Article, Evidence, Hit
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -47,23 +46,8 @@ def hit(watch: str = "Jen Zhu Scott") -> Hit:
     )
 
 
-def record(
-    articles: list[Article],
-    hits: dict[str, list[Hit]],
-    channels: tuple[str, ...] = ("desk",),
-    route: Callable[[Hit], list[tuple[str, datetime]]] | None = None,
-) -> PollRecord:
-    return PollRecord(
-        articles=articles,
-        hits=hits,
-        route=route or (lambda h: [(c, NOW) for c in channels]),
-        etag='"v1"',
-        last_modified=None,
-        moved_to=None,
-        status="ok",
-        problem=None,
-        next_poll_at=NOW + timedelta(minutes=15),
-    )
+def save(store: Store, articles: list[Article], hits: dict[str, list[Hit]], now: datetime = NOW) -> int:
+    return store_poll(store, "wire", articles, hits, now, etag='"v1"')
 
 
 @pytest.fixture
@@ -78,17 +62,17 @@ def store(database_url: str) -> Store:
 def test_new_entries_are_stored_once_and_unchanged_ones_skipped(store: Store) -> None:
     a, b = article("a"), article("b")
     assert store.changed_articles("wire", [a, b]) == [a, b]
-    store.save_poll("wire", record([a, b], {}), NOW)
+    save(store, [a, b], {})
     assert store.changed_articles("wire", [a, b]) == []
     state = store.feed_state("wire")
     assert (state.status, state.entries_seen, state.etag) == ("ok", 2, '"v1"')
 
 
 def test_an_edited_entry_is_matched_again_but_alerts_at_most_once_per_watch(store: Store) -> None:
-    store.save_poll("wire", record([article("a")], {"a": [hit()]}), NOW)
+    save(store, [article("a")], {"a": [hit()]})
     edited = article("a", content="edited body")
     assert store.changed_articles("wire", [edited]) == [edited]
-    new = store.save_poll("wire", record([edited], {"a": [hit(), hit("US-China AI collaboration")]}), NOW)
+    new = save(store, [edited], {"a": [hit(), hit("US-China AI collaboration")]})
     assert new == 1  # only the watch that had not hit before
     assert sorted(h.hit.watch for h in store.list_hits()) == ["Jen Zhu Scott", "US-China AI collaboration"]
     assert len(store.list_outbox()) == 2
@@ -96,14 +80,14 @@ def test_an_edited_entry_is_matched_again_but_alerts_at_most_once_per_watch(stor
 
 
 def test_hits_keep_their_evidence(store: Store) -> None:
-    store.save_poll("wire", record([article("a")], {"a": [hit()]}), NOW)
+    save(store, [article("a")], {"a": [hit()]})
     [stored] = store.list_hits(since=NOW - timedelta(hours=1))
     assert stored.hit.evidence == hit().evidence
     assert (stored.feed, stored.title, stored.created) == ("wire", "Title a", NOW)
 
 
 def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(store: Store) -> None:
-    store.save_poll("wire", record([article("a")], {"a": [hit()]}), NOW)
+    save(store, [article("a")], {"a": [hit()]})
     [item] = store.claim_due(NOW, owner="host:1", lease=timedelta(minutes=5))
     assert item.attempts == 1 and item.alert_id == f"{item.stored.id}.desk"
     assert store.claim_due(NOW, owner="host:2", lease=timedelta(minutes=5)) == []
@@ -127,7 +111,7 @@ def test_two_senders_never_claim_the_same_alert(database_url: str) -> None:
     sa.event.listen(senders[0].engine, "before_cursor_execute", dawdle)
     senders[0].sync_feeds([("wire", "https://news.example/rss")], NOW)
     articles = [article(f"a{i}") for i in range(100)]
-    senders[0].save_poll("wire", record(articles, {a.key: [hit()] for a in articles}), NOW)
+    save(senders[0], articles, {a.key: [hit()] for a in articles})
     claimed: list[list[int]] = [[], []]
     start = threading.Barrier(2)
 
@@ -150,7 +134,7 @@ def test_two_senders_never_claim_the_same_alert(database_url: str) -> None:
 
 
 def test_claims_of_a_dead_process_are_released_on_start(store: Store) -> None:
-    store.save_poll("wire", record([article("a")], {"a": [hit()]}), NOW)
+    save(store, [article("a")], {"a": [hit()]})
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     owner = process_owner().rsplit(":", 1)[0] + ":" + dead.stdout.strip()
     store.claim_due(NOW, owner=owner, lease=timedelta(hours=1))
@@ -160,7 +144,7 @@ def test_claims_of_a_dead_process_are_released_on_start(store: Store) -> None:
 
 
 def test_failed_rows_wait_for_their_next_attempt_and_dead_rows_for_retry(store: Store) -> None:
-    store.save_poll("wire", record([article("a"), article("b")], {"a": [hit()], "b": [hit()]}), NOW)
+    save(store, [article("a"), article("b")], {"a": [hit()], "b": [hit()]})
     first, second = store.claim_due(NOW, owner="h:1", lease=timedelta(minutes=5))
     store.mark_failed([first.id], "421 try later", NOW + timedelta(minutes=2))
     store.mark_dead([second.id], "550 no such user")
@@ -182,7 +166,7 @@ def test_failures_count_up_and_gone_feeds_are_disabled(store: Store) -> None:
 
 
 def test_a_changed_url_in_the_config_refetches_but_keeps_the_feeds_history(store: Store) -> None:
-    store.save_poll("wire", record([article("a")], {}), NOW)
+    save(store, [article("a")], {})
     store.sync_feeds([("wire", "https://news.example/atom")], NOW)
     state = store.feed_state("wire")
     assert (state.fetch_url, state.status, state.etag) == ("https://news.example/atom", "ok", None)
@@ -257,12 +241,12 @@ def test_the_schema_head_the_code_expects_is_alembics_newest_migration() -> None
 def test_a_feed_whose_first_attempts_failed_is_still_on_its_first_poll(store: Store) -> None:
     store.record_failure("wire", "connection refused", NOW, NOW + timedelta(minutes=15))
     assert store.feed_state("wire").first_poll
-    store.save_poll("wire", record([article("a")], {}), NOW + timedelta(minutes=15))
+    save(store, [article("a")], {}, NOW + timedelta(minutes=15))
     assert not store.feed_state("wire").first_poll
 
 
 def test_retrying_a_disabled_feed_polls_it_at_the_next_chance(store: Store) -> None:
-    store.save_poll("wire", record([article("a")], {}), NOW)
+    save(store, [article("a")], {})
     store.record_failure("wire", "HTTP 410 Gone", NOW, NOW + timedelta(days=1), disable=True)
     assert store.retry_feed("wire", NOW + timedelta(hours=1))
     state = store.feed_state("wire")
@@ -291,131 +275,12 @@ def test_upgrading_from_the_first_schema_keeps_feeds_and_marks_their_successes(d
     store.close()
 
 
-# -- one story in several feeds alerts once ----------------------------------------------
-
-
-@pytest.fixture
-def two_feeds(store: Store) -> Store:
-    store.sync_feeds([("wire", "https://news.example/rss"), ("search", "https://search.example/rss")], NOW)
-    return store
-
-
-def copy(key: str, story: str = "s1", published: datetime = NOW) -> Article:
-    return dataclasses.replace(article(key, story=story), published=published)
-
-
-def told(store: Store) -> list[tuple[str, str, str, str | None]]:
-    """(feed, watch, channel, entry) of every alert, sorted."""
-    return sorted((i.stored.feed, i.stored.hit.watch, i.channel, i.stored.entry_id) for i in store.list_outbox())
-
-
-def test_a_story_already_told_from_another_feed_is_stored_but_not_alerted_again(two_feeds: Store) -> None:
-    store = two_feeds
-    store.save_poll("wire", record([copy("w1")], {"w1": [hit()]}), NOW)
-    new = store.save_poll("search", record([copy("g1")], {"g1": [hit()]}), NOW + timedelta(hours=5))
-    assert new == 1, "the hit is recorded"
-    assert {(h.feed, h.entry_id) for h in store.list_hits()} == {("wire", "w1"), ("search", "g1")}
-    assert told(store) == [("wire", "Jen Zhu Scott", "desk", "w1")]
-
-
-def test_a_told_story_still_alerts_other_watches_and_channels_and_after_the_window(two_feeds: Store) -> None:
-    store = two_feeds
-    store.save_poll("wire", record([copy("w1")], {"w1": [hit()]}), NOW)
-    store.save_poll(
-        "search",
-        record([copy("g1")], {"g1": [hit(), hit("Tech decoupling")]}, ("desk", "quotes")),
-        NOW + timedelta(hours=1),
-    )
-    later = NOW + STORY_WINDOW + timedelta(hours=1)  # the same headline days later is news again
-    store.save_poll("search", record([copy("g2", published=later)], {"g2": [hit()]}), later)
-    assert told(store) == [
-        ("search", "Jen Zhu Scott", "desk", "g2"),
-        ("search", "Jen Zhu Scott", "quotes", "g1"),
-        ("search", "Tech decoupling", "desk", "g1"),
-        ("search", "Tech decoupling", "quotes", "g1"),
-        ("wire", "Jen Zhu Scott", "desk", "w1"),
-    ]
-
-
-def test_the_same_headline_is_another_story_in_the_same_feed_or_on_another_day(two_feeds: Store) -> None:
-    # A daily column keeps its headline: "Stocks making the biggest moves midday".
-    store = two_feeds
-    day = timedelta(days=1)
-    store.save_poll("wire", record([copy("mon")], {"mon": [hit()]}), NOW)
-    store.save_poll("wire", record([copy("tue", published=NOW + day)], {"tue": [hit()]}), NOW)
-    store.save_poll("search", record([copy("g-tue", published=NOW + day)], {"g-tue": [hit()]}), NOW)  # a copy
-    store.save_poll("search", record([copy("g-wed", published=NOW + 2 * day)], {"g-wed": [hit()]}), NOW)
-    assert [entry for *_, entry in told(store)] == ["g-wed", "mon", "tue"]
-
-
-def test_a_statement_is_news_over_a_mention_of_the_same_story(two_feeds: Store) -> None:
-    store = two_feeds
-    mention = dataclasses.replace(hit(), statement=False)
-    store.save_poll("search", record([copy("g1")], {"g1": [mention]}), NOW)
-    store.save_poll("wire", record([copy("w1")], {"w1": [hit()]}), NOW + timedelta(minutes=30))
-    store.save_poll("wire", record([copy("w2")], {"w2": [mention]}), NOW + timedelta(minutes=40))
-    assert [entry for *_, entry in told(store)] == ["g1", "w1"]
-
-
-def test_an_alert_that_never_went_out_does_not_hold_back_its_story(two_feeds: Store) -> None:
-    store = two_feeds
-    # A first poll stores its backlog silently: the story was never told.
-    store.save_poll("wire", record([copy("w1")], {"w1": [hit()]}, route=lambda h: []), NOW)
-    store.save_poll("search", record([copy("g1")], {"g1": [hit()]}), NOW + timedelta(hours=1))
-    # An alert the mail server refused for good reached no one either.
-    [refused] = store.list_outbox()
-    store.mark_dead([refused.id], "554 rejected")
-    store.save_poll("wire", record([copy("w2")], {"w2": [hit()]}), NOW + timedelta(hours=2))
-    assert [entry for *_, entry in told(store)] == ["g1", "w2"]
-
-
-def test_a_story_waiting_in_a_digest_stays_told_past_the_window(two_feeds: Store) -> None:
-    store = two_feeds
-    weekly = NOW + timedelta(days=7)
-    store.save_poll("wire", record([copy("w1")], {"w1": [hit()]}, route=lambda h: [("weekly", weekly)]), NOW)
-    later = NOW + STORY_WINDOW + timedelta(hours=1)
-    store.save_poll("search", record([copy("g1")], {"g1": [hit()]}, route=lambda h: [("weekly", weekly)]), later)
-    assert [entry for *_, entry in told(store)] == ["w1"]
-
-
-def test_a_retitled_entry_stays_the_story_it_was_told_as(two_feeds: Store) -> None:
-    store = two_feeds
-    store.save_poll("wire", record([copy("w1")], {"w1": [hit()]}), NOW)
-    store.save_poll("wire", record([dataclasses.replace(copy("w1", story="s2"), content_hash="edited")], {}), NOW)
-    store.save_poll("search", record([copy("g1")], {"g1": [hit()]}), NOW + timedelta(hours=1))
-    assert [entry for *_, entry in told(store)] == ["w1"]
-
-
-def test_two_feeds_saving_one_story_at_once_alert_once(database_url: str) -> None:
-    # poll_feeds saves feeds from several threads; on PostgreSQL (READ COMMITTED) each
-    # transaction could miss the other's alert without the per-story lock.
-    stores = [Store(database_url) for _ in range(2)]
-    stores[0].upgrade()
-    names = [f"feed{i}" for i in range(8)]
-    stores[0].sync_feeds([(n, f"https://{n}.example/rss") for n in names], NOW)
-    for round_ in range(5):
-        barrier = threading.Barrier(len(names))
-
-        def save(name: str, store: Store, story: str = f"story-{round_}", barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            store.save_poll(name, record([copy(f"{name}-{story}", story=story)], {f"{name}-{story}": [hit()]}), NOW)
-
-        threads = [threading.Thread(target=save, args=(n, stores[i % 2])) for i, n in enumerate(names)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert len(stores[0].list_outbox()) == 5
-    for s in stores:
-        s.close()
-
-
 def test_downgrading_a_migration_keeps_the_rows_of_other_tables(store: Store) -> None:
     # SQLite rebuilds a table to drop a column; with foreign keys on, dropping the old table
     # would delete every hit and alert that refers to its rows.
     from alembic import command
 
-    store.save_poll("wire", record([article("a")], {"a": [hit()]}), NOW)
+    save(store, [article("a")], {"a": [hit()]})
     command.downgrade(store._alembic_config(), "0002")
     with store.engine.connect() as conn:
         counts = [conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in ("entries", "hits", "outbox")]

@@ -8,16 +8,16 @@ Delivery of what the outbox holds is ``deliver.flush_outbox``; scheduling both i
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from watcher import route
 from watcher.backoff import doubling_delay
 from watcher.config import ChannelSettings, FeedSettings
 from watcher.errors import Abandoned, FeedError, FetchError, StorageError, redact_url
@@ -111,7 +111,6 @@ def poll_feed(
         record = PollRecord(
             articles=changed,
             hits=found,
-            route=(lambda hit: route(hit, channels, started)) if alert else (lambda hit: ()),
             etag=fetched.etag,
             last_modified=fetched.last_modified,
             moved_to=fetched.moved_to,
@@ -120,7 +119,7 @@ def poll_feed(
             next_poll_at=_next_poll(feed, started),
         )
         with clock("store"):
-            new_hits = store.save_poll(feed.name, record, started)
+            new_hits = save_poll(store, feed.name, record, channels if alert else (), started)
     except Abandoned:
         # watcher is stopping: the feed did nothing wrong, and is polled afresh next time.
         return PollResult(feed.name, url, error="abandoned: watcher is stopping", timings=clock.seconds)
@@ -185,34 +184,18 @@ def poll_feeds(
     return results
 
 
-def route(hit: Hit, channels: Sequence[ChannelSettings], now: datetime) -> list[tuple[str, datetime]]:
-    """The channels a hit goes to, each with when its alert is due.
+def save_poll(store: Store, feed: str, record: PollRecord, channels: Sequence[ChannelSettings], now: datetime) -> int:
+    """Store what a poll found, the alerts its new hits make through ``channels`` (none on a
+    silent first poll) and the feed's state, in one transaction; return the new hits' count.
 
-    A channel takes a hit when its ``watches`` name the hit's watch (or are unset) and, with
-    ``statements_only``, when the hit is a statement. Immediate channels are due now; a
-    digest channel's alerts are due together at the end of the current digest period.
+    The alerts are decided between the transaction's reads and writes, so that two feeds
+    saving one story at once take turns and the second sees the first's alert.
     """
-    routed = []
-    for channel in channels:
-        if channel.watches is not None and hit.watch not in channel.watches:
-            continue
-        if channel.statements_only and not hit.statement:
-            continue
-        due = now if channel.digest is None else digest_due(now, channel.digest)
-        routed.append((channel.name, due))
-    return routed
-
-
-def digest_due(now: datetime, period: timedelta) -> datetime:
-    """The end of the digest period containing ``now``.
-
-    Periods are aligned to the Unix epoch in UTC, so "daily" digests go out at midnight UTC
-    and "hourly" ones on the hour, whatever time the daemon started.
-    """
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    seconds = period.total_seconds()
-    periods = math.floor((now - epoch).total_seconds() / seconds) + 1
-    return epoch + timedelta(seconds=periods * seconds)
+    with store.saving_poll(feed, record, now) as tx:
+        alerts = route.route(tx.new_hits, channels, now)
+        earlier = tx.alerts_for(route.stories(alerts), since=route.told_since(now))
+        tx.enqueue(route.untold(alerts, earlier, now))
+    return len(tx.new_hits)
 
 
 def failure_delay(interval: timedelta, failures: int, retry_after: float | None) -> timedelta:

@@ -1,9 +1,10 @@
 """The database: tables, migrations and the DAO the pipeline talks to.
 
 The only module that imports SQLAlchemy. Callers see methods named after pipeline steps
-(``changed_articles``, ``save_poll``, ``claim_due``, ``mark_sent``) and get ``types``
-dataclasses back, never sessions or rows. Every method is one transaction; every
-database failure is raised as ``StorageError``.
+(``changed_articles``, ``saving_poll``, ``claim_due``, ``mark_sent``) and get ``types``
+dataclasses back, never sessions or rows. Every method is one transaction (``saving_poll``
+spans the caller's decisions between its reads and writes); every database failure is raised
+as ``StorageError``. It stores; it decides nothing (which alerts a poll makes is ``route``'s call).
 
 SQLite (the default) runs in WAL mode with a busy timeout so that ``watcher poll`` and the
 daemon can share a file; PostgreSQL runs the same code with pool pre-ping.
@@ -19,7 +20,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,18 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine
 
 from watcher.errors import SchemaOutdatedError, StorageError, redact_url
-from watcher.types import Article, Evidence, FeedState, Hit, OutboxItem, OutboxStatus, StoredHit
+from watcher.types import (
+    Alert,
+    Article,
+    Evidence,
+    FeedState,
+    Hit,
+    NewHit,
+    OutboxItem,
+    OutboxStatus,
+    StoredHit,
+    StoryAlert,
+)
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -51,13 +63,6 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
-#: How long a story that alerted stays told: the same headline in another feed within it
-#: does not alert again (aggregators and wires carry a story within hours, not days). An
-#: alert still waiting to go out (a digest's) counts however old it is.
-STORY_WINDOW = timedelta(days=2)
-#: Copies of one story carry (nearly) the same publication time; the same headline published
-#: further apart is another story (a daily column's "Stocks making the biggest moves").
-STORY_PUBLISHED_SLACK = timedelta(hours=12)
 #: Namespace of the PostgreSQL advisory locks that make two feeds' saves of one story take turns.
 _STORY_LOCK = 0x73746F72  # "stor"
 
@@ -150,14 +155,12 @@ outbox = sa.Table(
 
 @dataclass(frozen=True)
 class PollRecord:
-    """Everything one successful poll of one feed writes, in one transaction."""
+    """What one successful poll of one feed found (its alerts are decided by ``route``)."""
 
     #: The new and changed articles of the poll (unchanged ones are not passed).
     articles: Sequence[Article]
     #: Hits per article key.
     hits: Mapping[str, Sequence[Hit]]
-    #: The outbox rows a hit causes: (channel name, when due). Empty on a silent first poll.
-    route: Callable[[Hit], Sequence[tuple[str, datetime]]]
     etag: str | None
     last_modified: str | None
     moved_to: str | None
@@ -428,21 +431,18 @@ class Store:
             known = {r.key_hash: r.content_hash for r in _select_in(conn, query, entries.c.key_hash, list(by_hash))}
         return [a for h, a in by_hash.items() if known.get(h) != a.content_hash]
 
-    def save_poll(self, name: str, record: PollRecord, now: datetime) -> int:
-        """Store new and changed entries, their hits and the alerts they cause, atomically.
-
-        A hit for an (entry, watch) pair that already has one is dropped, so an edited
-        entry never alerts twice. Returns the number of new hits.
-        """
+    @contextmanager
+    def saving_poll(self, name: str, record: PollRecord, now: datetime) -> Iterator[PollWrite]:
+        """One transaction for everything a successful poll writes: its new and changed
+        entries and their hits on entering (``PollWrite.new_hits``), the alerts the caller
+        then enqueues, and the feed's fetch state on leaving. A crash loses all or nothing."""
         with self._tx() as conn:
             feed_id = conn.execute(sa.select(feeds.c.id).where(feeds.c.name == name)).scalar_one()
             entry_ids, inserted = _write_entries(conn, feed_id, record.articles, now)
             found = [
-                (entry_ids[_key_hash(a.key)], _Copy(a.story, a.published), hit)
-                for a in record.articles
-                for hit in record.hits.get(a.key, ())
+                (entry_ids[_key_hash(a.key)], a, hit) for a in record.articles for hit in record.hits.get(a.key, ())
             ]
-            new_hits = _write_hits(conn, feed_id, found, record.route, now)
+            yield PollWrite(conn, _write_hits(conn, name, found, now), now)
             values: dict[str, Any] = dict(
                 status=record.status,
                 last_error=record.problem,
@@ -457,7 +457,6 @@ class Store:
             if record.moved_to:
                 values["moved_to"] = record.moved_to
             conn.execute(feeds.update().where(feeds.c.id == feed_id).values(**values))
-        return new_hits
 
     def list_hits(self, since: datetime | None = None, limit: int | None = None) -> list[StoredHit]:
         """Stored hits, newest first."""
@@ -700,56 +699,20 @@ def _write_entries(
     return ids, len(new)
 
 
-@dataclass(frozen=True)
-class _Copy:
-    """What makes an entry a copy of a story told elsewhere: its story key and publication time."""
-
-    story: str | None
-    published: datetime | None
-
-    def told_by(self, earlier: _Told, statement: bool) -> bool:
-        """Whether an alert already made for this story (same watch and channel) covers this hit.
-
-        A statement is news over a mere mention; and when both copies are dated, they must
-        be dated alike.
-        """
-        if statement and not earlier.statement:
-            return False
-        if self.published is None or earlier.published is None:
-            return True
-        return abs(self.published - earlier.published) <= STORY_PUBLISHED_SLACK
-
-
-@dataclass(frozen=True)
-class _Told:
-    statement: bool
-    published: datetime | None
-
-
-def _write_hits(
-    conn: Connection,
-    feed_id: int,
-    found: Sequence[tuple[int, _Copy, Hit]],
-    route: Callable[[Hit], Sequence[tuple[str, datetime]]],
-    now: datetime,
-) -> int:
-    """Insert the hits no (entry, watch) pair has yet, and their outbox rows; return how many.
-
-    A hit whose story already alerted its watch on a channel, from another feed, gets no
-    outbox row on that channel (see ``_Copy.told_by``, ``STORY_WINDOW``); it is stored all the same.
-    """
+def _write_hits(conn: Connection, feed: str, found: Sequence[tuple[int, Article, Hit]], now: datetime) -> list[NewHit]:
+    """Insert the hits no (entry, watch) pair has yet (an edited entry never alerts twice)."""
     if not found:
-        return 0
+        return []
     entry_ids = sorted({entry for entry, _, _ in found})
     query = sa.select(hits.c.entry_id, hits.c.watch)
     seen = {(r.entry_id, r.watch) for r in _select_in(conn, query, hits.c.entry_id, entry_ids)}
     fresh = []
-    for entry, copy, hit in found:
+    for entry, article, hit in found:
         if (entry, hit.watch) not in seen:
             seen.add((entry, hit.watch))
-            fresh.append((entry, copy, hit))
+            fresh.append((entry, article, hit))
     if not fresh:
-        return 0
+        return []
     ids = (
         conn.execute(
             hits.insert().returning(hits.c.id, sort_by_parameter_order=True),
@@ -762,60 +725,73 @@ def _write_hits(
                     score=hit.score,
                     evidence=_evidence_json(hit),
                     created_at=now,
-                    story=copy.story,
+                    story=article.story,
                 )
-                for entry, copy, hit in fresh
+                for entry, article, hit in fresh
             ],
         )
         .scalars()
         .all()
     )
-    routed = [(hit_id, copy, hit, route(hit)) for hit_id, (_, copy, hit) in zip(ids, fresh, strict=True)]
-    told = _stories_told(conn, feed_id, {copy.story for _, copy, _, to in routed if copy.story and to}, now)
-    alerts = [
-        dict(hit_id=hit_id, channel=channel, status="due", next_attempt_at=due, created_at=now)
-        for hit_id, copy, hit, to in routed
-        for channel, due in to
-        if not any(copy.told_by(t, hit.statement) for t in told.get((copy.story, hit.watch, channel), ()))
+    return [
+        NewHit(id=hit_id, feed=feed, hit=hit, story=article.story, published=article.published)
+        for hit_id, (_, article, hit) in zip(ids, fresh, strict=True)
     ]
-    if alerts:
-        conn.execute(outbox.insert(), alerts)
-    return len(fresh)
 
 
-def _stories_told(
-    conn: Connection, feed_id: int, stories: set[str], now: datetime
-) -> dict[tuple[str | None, str, str], list[_Told]]:
-    """The alerts other feeds made for any of ``stories``, by (story, watch, channel).
+class PollWrite:
+    """The transaction of one poll's save (``Store.saving_poll``), between its hits and its end."""
 
-    Alerts that went dead never reached anyone and do not count. On PostgreSQL each story is
-    locked first (until commit), so two feeds saving one story at once take turns and the
-    second sees the first's alert; SQLite's writes take turns already (BEGIN IMMEDIATE).
-    """
-    if not stories:
-        return {}
-    if conn.dialect.name == "postgresql":
-        for story in sorted(stories):  # one order everywhere: no deadlock between two savers
-            conn.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:story))"),
-                {"space": _STORY_LOCK, "story": story},
+    def __init__(self, conn: Connection, new_hits: list[NewHit], now: datetime) -> None:
+        self._conn = conn
+        self._now = now
+        #: The hits the poll added: those no (entry, watch) pair had.
+        self.new_hits = new_hits
+
+    def alerts_for(self, stories: Collection[str], since: datetime) -> list[StoryAlert]:
+        """The alerts made for any of ``stories`` since ``since``, and those not sent yet.
+
+        On PostgreSQL each story is locked first (until commit), so two feeds saving one story
+        at once take turns and the second sees the first's alert; SQLite's writes take turns
+        already (BEGIN IMMEDIATE).
+        """
+        if not stories:
+            return []
+        if self._conn.dialect.name == "postgresql":
+            for story in sorted(stories):  # one order everywhere: no deadlock between two savers
+                self._conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:story))"),
+                    {"space": _STORY_LOCK, "story": story},
+                )
+        query = (
+            sa.select(
+                hits.c.story,
+                feeds.c.name,
+                hits.c.watch,
+                outbox.c.channel,
+                hits.c.statement,
+                entries.c.published,
+                hits.c.created_at,
+                outbox.c.status,
             )
-    query = (
-        sa.select(hits.c.story, entries.c.published, hits.c.watch, hits.c.statement, outbox.c.channel)
-        .select_from(outbox)
-        .join(hits, hits.c.id == outbox.c.hit_id)
-        .join(entries, entries.c.id == hits.c.entry_id)
-        .where(
-            hits.c.story.in_(sorted(stories)),
-            entries.c.feed_id != feed_id,
-            outbox.c.status != "dead",
-            sa.or_(hits.c.created_at >= now - STORY_WINDOW, outbox.c.status.in_(("due", "failed"))),
+            .select_from(outbox)
+            .join(hits, hits.c.id == outbox.c.hit_id)
+            .join(entries, entries.c.id == hits.c.entry_id)
+            .join(feeds, feeds.c.id == entries.c.feed_id)
+            .where(hits.c.story.in_(sorted(stories)), sa.or_(hits.c.created_at >= since, outbox.c.status != "sent"))
         )
-    )
-    told: dict[tuple[str | None, str, str], list[_Told]] = {}
-    for r in conn.execute(query):
-        told.setdefault((r.story, r.watch, r.channel), []).append(_Told(r.statement, r.published))
-    return told
+        return [StoryAlert(*row) for row in self._conn.execute(query)]
+
+    def enqueue(self, alerts: Sequence[Alert]) -> None:
+        """Write one outbox row per alert."""
+        if alerts:
+            self._conn.execute(
+                outbox.insert(),
+                [
+                    dict(hit_id=a.hit.id, channel=a.channel, status="due", next_attempt_at=a.due, created_at=self._now)
+                    for a in alerts
+                ],
+            )
 
 
 def _stored_hit_select() -> sa.Select[Any]:

@@ -166,3 +166,43 @@ class OutboxItem:
     def alert_id(self) -> str:
         """Stable across retries: receivers drop duplicates by it (Message-ID, webhook-id)."""
         return f"{self.stored.id}.{self.channel}"
+
+
+@dataclass(frozen=True)
+class NewHit:
+    """A hit a poll has just stored: what routing and story dedup weigh (see ``route``)."""
+
+    #: The hit's row id.
+    id: int
+    #: The name of the feed whose entry made it.
+    feed: str
+    hit: Hit
+    #: The entry's story key (``Article.story``) and publication time.
+    story: str | None
+    published: datetime | None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One outbox row to write: a new hit, through a channel, due at a time."""
+
+    hit: NewHit
+    channel: str
+    due: datetime
+
+
+@dataclass(frozen=True)
+class StoryAlert:
+    """An alert made earlier for a story, as story dedup weighs it."""
+
+    story: str
+    #: The feed whose entry made it.
+    feed: str
+    watch: str
+    channel: str
+    statement: bool
+    #: The entry's publication time.
+    published: datetime | None
+    #: When its hit was recorded.
+    created: datetime
+    status: OutboxStatus
