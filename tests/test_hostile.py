@@ -118,6 +118,12 @@ def xxe(env: Env) -> str:
 #: How a feed's XML error starts (feedparser's exception name, or watcher's own wording).
 XML_ERROR = r"(SAXParseException: |XML error )"
 LATIN1_RSS = rss("Caf\xe9 cr\xe8me: Jen Zhu Scott said bonjour", guid="latin-1").encode("latin-1")
+#: A UTF-8 feed with one stray byte: the good UTF-8 around it must survive.
+BAD_BYTE_RSS = (
+    rss("Caf\xe9 cr\xe8me: Jen Zhu Scott said bonjour \xff", guid="bad-byte")
+    .encode("utf-8")
+    .replace(b"\xc3\xbf", b"\xff")
+)
 GARBAGE = bytes(random.Random(5).getrandbits(8) for _ in range(20_000))
 #: A 64 MiB run of zeros gzipped to ~64 kB: 1000 times its size once decompressed.
 BOMB = gzip.compress(b"\0" * (64 << 20), compresslevel=9)
@@ -192,6 +198,12 @@ CASES = [
         canned("/wrong-charset.xml", LATIN1_RSS, Content_Type="application/rss+xml; charset=utf-8"),
         "ok",
         r"CharacterEncodingOverride",
+    ),
+    Case(
+        "one bad byte",
+        canned("/bad-byte.xml", BAD_BYTE_RSS, Content_Type="application/rss+xml; charset=utf-8"),
+        "ok",
+        r"^invalid UTF-8: 1 bad byte sequence replaced$",
     ),
     Case(
         "bogus charset",
@@ -446,3 +458,14 @@ def test_undeclared_or_wrong_charset_still_reads_the_text(polled: Polled) -> Non
     finally:
         store.close()
     assert titles == dict.fromkeys(("missing charset", "wrong charset"), "Café crème: Jen Zhu Scott said bonjour")
+
+
+def test_one_bad_byte_keeps_the_rest_of_a_utf8_feed(polled: Polled) -> None:
+    """One stray byte in a UTF-8 feed becomes U+FFFD; the accents around it stay as sent,
+    not decoded as Windows-1252 (mojibake)."""
+    store = Store(polled.database_url)
+    try:
+        [title] = [h.title for h in store.list_hits() if h.feed == "one bad byte"]
+    finally:
+        store.close()
+    assert title == "Café crème: Jen Zhu Scott said bonjour \ufffd"

@@ -329,3 +329,49 @@ def test_parsed_articles_carry_their_story_without_the_publisher_suffix() -> Non
     </channel></rss>"""
     first, second = parse_feed(body, url="https://news.example/rss").articles
     assert first.story is not None and first.story == second.story
+
+
+# -- characters no database stores, bytes that are not UTF-8 -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        ("said &#xD800; it", "said \ufffd it"),  # a lone surrogate, by hex reference
+        ("said &#56320; it", "said \ufffd it"),  # and by decimal reference
+        ("said &#xD83D;&#xDE00; it", "said \ufffd\ufffd it"),  # a pair split in two references
+        ("said &#x110000; it", "said \ufffd it"),  # beyond Unicode
+        ("said &#0; it", "said it"),  # NUL: PostgreSQL refuses it in text
+        ("said \x00 it", "said it"),
+    ],
+)
+def test_characters_no_text_may_hold_are_replaced_or_dropped(title: str, expected: str) -> None:
+    feed = one_entry_feed(f"<guid>g&#xD800;\x00</guid><title>{title}</title><link>http://a.example/x\x00</link>")
+    article = only_article(feed)
+    assert (article.title, article.link, article.key) == (expected, "http://a.example/x", "g\ufffd")
+
+
+def test_a_few_bad_bytes_keep_the_good_utf8_around_them() -> None:
+    body = one_entry_feed("<title>Café crème ünd \xff</title>").replace("ÿ".encode(), b"\xff")
+    parsed = parse_feed(body, url="http://feed.example/rss")
+    assert parsed.articles[0].title == "Café crème ünd \ufffd"
+    assert parsed.problem == "invalid UTF-8: 1 bad byte sequence replaced"
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        # Latin-1 labelled UTF-8: nothing in it is valid UTF-8, feedparser's fallback reads it.
+        ("<title>Café crème</title>".encode("latin-1"), {}),
+        # A declared other charset is obeyed, whatever the bytes look like.
+        (
+            "<title>Café \xff</title>".encode().replace("ÿ".encode(), b"\xff"),
+            {"content-type": "text/xml; charset=iso-8859-1"},
+        ),
+    ],
+)
+def test_bodies_that_are_not_mostly_utf8_are_left_to_feedparser(body: bytes, headers: dict[str, str]) -> None:
+    feed = one_entry_feed("X").replace(b"X", body)
+    parsed = parse_feed(feed, url="http://feed.example/rss", headers=headers)
+    assert "invalid UTF-8" not in (parsed.problem or "")
+    assert "\ufffd" not in parsed.articles[0].title

@@ -418,7 +418,7 @@ def retry_delay(attempts: int, *, retry_after: float | None = None, jitter: floa
     delay = doubling_delay(FIRST_RETRY, attempts - 1, RETRY_CAP, jitter=jitter, spread=0.2)
     if retry_after is not None:
         low, high = RETRY_AFTER_BOUNDS
-        delay = max(delay, min(max(timedelta(seconds=retry_after), low), high))
+        delay = max(delay, timedelta(seconds=min(max(retry_after, low.total_seconds()), high.total_seconds())))
     return delay
 
 

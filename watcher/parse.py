@@ -10,6 +10,7 @@ text and drops ``<script>``/``<style>`` bodies itself.
 from __future__ import annotations
 
 import calendar
+import codecs
 import hashlib
 import io
 import re
@@ -51,13 +52,11 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
         raise ParseError(url, "empty body")
     body = _gunzip_if_needed(body, url)
     response_headers = {k.lower(): v for k, v in (headers or {}).items()}
-    parsed = feedparser.parse(
-        io.BytesIO(body),
-        response_headers=response_headers,
-        sanitize_html=False,
-        resolve_relative_uris=False,
-    )
+    body, replaced = _repair_utf8(body, response_headers)
+    parsed = _feedparser(body, response_headers, url)
     problem = _bozo_reason(parsed)
+    if replaced and (problem is None or _harmless_bozo(parsed)):
+        problem = f"invalid UTF-8: {replaced} bad byte sequence{'s' if replaced > 1 else ''} replaced"
     if not parsed.entries:
         _raise_if_unusable(parsed, body, url, harmless=_harmless_bozo(parsed), problem=problem)
     articles = tuple(_article(entry) for entry in parsed.entries)
@@ -83,8 +82,92 @@ _SPACE_BEFORE_PUNCTUATION = re.compile(r" (?=[,.;:!?)\]”’])|(?<=[(\[“]) ")
 
 
 def fold_whitespace(text: str) -> str:
-    """Collapse every run of whitespace (spaces, tabs, line breaks, NBSP) into one space."""
-    return " ".join(text.split())
+    """Collapse every run of whitespace (spaces, tabs, line breaks, NBSP) into one space.
+
+    A NUL counts as whitespace: it is no text, and PostgreSQL refuses to store it.
+    """
+    return " ".join(_no_nul(text).split())
+
+
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", " ") if "\x00" in text else text
+
+
+def _feedparser(body: bytes, headers: Mapping[str, str], url: str) -> Any:
+    """feedparser on ``body``, once more with bad character references made U+FFFD if it fails on one.
+
+    Its lenient parser turns every numeric character reference into a character, and raises
+    on one that is none (a lone surrogate ``&#xD800;``, ``&#x110000;``): one such reference in
+    one entry would fail the whole feed on every poll. The retry keeps the common case free
+    of a pass over every reference.
+    """
+
+    def parse(data: bytes) -> Any:
+        return feedparser.parse(
+            io.BytesIO(data), response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+        )
+
+    try:
+        return parse(body)
+    except (UnicodeEncodeError, ValueError, OverflowError):
+        fixed = _CHAR_REF.sub(_valid_char_ref, body)
+        if fixed == body:
+            raise
+        return parse(fixed)
+
+
+_CHAR_REF = re.compile(rb"&#([xX][0-9a-fA-F]+|[0-9]+);")
+
+
+def _valid_char_ref(ref: re.Match[bytes]) -> bytes:
+    digits = ref.group(1)
+    code = int(digits[1:], 16) if digits[:1] in (b"x", b"X") else int(digits)
+    if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+        return b"&#xFFFD;"
+    return ref.group(0)
+
+
+#: Charsets under which a body that is not valid UTF-8 may still be UTF-8 with a few bad bytes.
+_UTF8_LABELS = {"utf-8", "utf8", "us-ascii", "ascii"}
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_NON_ASCII = re.compile("[^\x00-\x7f\ufffd]")
+
+
+def _repair_utf8(body: bytes, headers: Mapping[str, str]) -> tuple[bytes, int]:
+    """``body`` with its few invalid UTF-8 sequences replaced by U+FFFD, and how many.
+
+    feedparser decodes a document as a whole: one bad byte in a UTF-8 feed makes it fall back
+    to Windows-1252 for every character, and each accent of the feed becomes mojibake. A
+    body declared as UTF-8 (or not declared) whose valid non-ASCII characters outnumber its
+    invalid sequences is taken as UTF-8 with a few bad bytes. Anything else (Latin-1 sent as
+    UTF-8, a declared other charset, UTF-16) is left to feedparser's own fallbacks.
+    """
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return body, 0
+    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return body, 0
+    declared = [_charset(headers.get("content-type", ""))]
+    xml = _XML_ENCODING.match(body[:512])
+    declared.append(xml.group(1).decode("ascii").lower() if xml else None)
+    if any(label is not None and label not in _UTF8_LABELS for label in declared):
+        return body, 0
+    text = body.decode("utf-8", "replace")
+    bad = text.count("\ufffd") - body.count("\ufffd".encode())
+    if len(_NON_ASCII.findall(text)) <= bad:
+        return body, 0
+    return text.encode("utf-8"), bad
+
+
+def _charset(content_type: str) -> str | None:
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower() or None
+    return None
 
 
 def _gunzip_if_needed(body: bytes, url: str) -> bytes:
@@ -138,8 +221,8 @@ def _article(entry: Any) -> Article:
     title = _detail_text(entry.get("title_detail"))
     summary = _detail_text(entry.get("summary_detail"))
     content = " ".join(filter(None, (_detail_text(c) for c in entry.get("content") or ())))
-    link = entry.get("link") or None
-    entry_id = entry.get("id") or link
+    link = _no_nul(entry.get("link") or "").strip() or None
+    entry_id = _no_nul(entry.get("id") or "").strip() or link
     return Article(
         key=entry_id or _sha256(title, content),
         entry_id=entry_id,

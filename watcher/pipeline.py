@@ -127,14 +127,17 @@ def poll_feed(
         _record_failure(store, feed, state, e, now())
         return PollResult(feed.name, url, error=e.reason, timings=clock.seconds)
     except StorageError as e:
-        # The poll's transaction rolled back: its entries are seen again next time.
-        log.error("feed %s (%s): not stored: %s", feed.name, redact_url(url), e)
-        return PollResult(feed.name, url, error=f"not stored: {e}", timings=clock.seconds)
+        # The poll's transaction rolled back: its entries are seen again next time, and the
+        # feed shows why meanwhile (a database that refuses one feed's text must not be
+        # invisible; when the whole database is down, recording this fails too, and is logged).
+        reason = _one_line(f"not stored: {e}")
+        _record_failure(store, feed, state, FeedError(redact_url(url), reason), now())
+        return PollResult(feed.name, url, error=reason, timings=clock.seconds)
     except Exception as e:
         # A bug, not the feed (STYLE rule 4): this feed fails with its traceback logged, the
         # other feeds of the poll go on, and its entries are seen again next time.
         log.critical("feed %s (%s): unexpected error", feed.name, redact_url(url), exc_info=True)
-        reason = f"internal error: {type(e).__name__}: {' '.join(str(e).split())}"[:200]
+        reason = _one_line(f"internal error: {type(e).__name__}: {e}")
         _record_failure(store, feed, state, FeedError(redact_url(url), reason), now())
         return PollResult(feed.name, url, error=reason, timings=clock.seconds)
     if new_hits and not alert:
@@ -163,16 +166,22 @@ def poll_feeds(
     unchanged: list[Unchanged] = []
 
     def one(feed: FeedSettings) -> PollResult:
-        return poll_feed(
-            feed,
-            store=store,
-            fetcher=fetcher,
-            workers=workers,
-            channels=channels,
-            now=now,
-            state=states[feed.name],
-            unchanged=unchanged,
-        )
+        try:
+            return poll_feed(
+                feed,
+                store=store,
+                fetcher=fetcher,
+                workers=workers,
+                channels=channels,
+                now=now,
+                state=states[feed.name],
+                unchanged=unchanged,
+            )
+        except Exception as e:
+            # poll_feed turns a feed's own faults into results; what escapes it is a bug, and
+            # it must not cost the other feeds their poll nor the delivery that follows.
+            log.critical("feed %s: unexpected error", feed.name, exc_info=True)
+            return PollResult(feed.name, feed.url, error=_one_line(f"internal error: {type(e).__name__}: {e}"))
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(feeds))), thread_name_prefix="poll") as pool:
         results = list(pool.map(one, feeds))
@@ -206,7 +215,7 @@ def failure_delay(interval: timedelta, failures: int, retry_after: float | None)
     """
     delay = doubling_delay(interval, failures, MAX_BACKOFF, jitter=random.random(), spread=0.1)
     if retry_after is not None:
-        delay = max(delay, min(timedelta(seconds=retry_after), MAX_BACKOFF))
+        delay = max(delay, timedelta(seconds=min(retry_after, MAX_BACKOFF.total_seconds())))
     return delay
 
 
@@ -227,6 +236,15 @@ class _StageClock:
 
 def _next_poll(feed: FeedSettings, now: datetime) -> datetime:
     return now + feed.interval
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """A failure reason fit for `watcher feeds`: the first line, whitespace folded, cut to ``limit``.
+
+    A database error's text goes on with the statement and its parameters (a whole feed).
+    """
+    lines = text.strip().splitlines()
+    return " ".join(lines[0].split())[:limit] if lines else ""
 
 
 def _record_failure(store: Store, feed: FeedSettings, state: FeedState, error: FeedError, now: datetime) -> None:

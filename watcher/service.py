@@ -8,6 +8,7 @@ poll that recorded hits, clean stop on SIGTERM/SIGINT and config reload on SIGHU
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import signal
@@ -126,6 +127,9 @@ class Daemon:
         #: Set after a poll records hits, so their alerts go out at once rather than next tick.
         self.deliver_now = threading.Event()
         self.in_flight = _InFlight()
+        #: Unexpected exceptions (bugs) caught per job kind, "poll" and "delivery": each is
+        #: logged with its traceback and the job carries on (STYLE rule 4).
+        self.unexpected: collections.Counter[str] = collections.Counter()
         # APScheduler is imported here: only the daemon needs it, and every short-lived
         # command would otherwise pay for its import.
         from apscheduler.executors.pool import ThreadPoolExecutor
@@ -218,6 +222,10 @@ class Daemon:
 
     def poll_if_due(self, name: str) -> None:
         """The job of one feed: poll it, unless it is backing off after failures."""
+        with self._carry_on("poll", f"feed {name}"):
+            self._poll_if_due(name)
+
+    def _poll_if_due(self, name: str) -> None:
         feed = next((f for f in self.watcher.config.feeds if f.name == name), None)
         if feed is None or self.stop.is_set():
             return
@@ -238,14 +246,27 @@ class Daemon:
             self.deliver_now.clear()
             if self.stop.is_set():
                 return
-            with self.in_flight.job():
-                try:
-                    report = self.watcher.deliver(stop=self.stop)
-                except WatcherError as e:  # e.g. the database is briefly unavailable
-                    log.error("delivery: %s", e)
-                    continue
-            if report.sent or report.failed or report.dead:
-                log.info("delivery: %s", report)
+            with self.in_flight.job(), self._carry_on("delivery", "delivery"):
+                report = self.watcher.deliver(stop=self.stop)
+                if report.sent or report.failed or report.dead:
+                    log.info("delivery: %s", report)
+
+    @contextmanager
+    def _carry_on(self, kind: str, what: str) -> Iterator[None]:
+        """Log and count any exception of a job, so that the job and its loop go on."""
+        try:
+            yield
+        except WatcherError as e:  # e.g. the database is briefly unavailable
+            log.error("%s: %s", what, e)
+        except Exception:
+            self.unexpected[kind] += 1
+            log.critical(
+                "%s: unexpected error (%d in %s jobs so far); carrying on",
+                what,
+                self.unexpected[kind],
+                kind,
+                exc_info=True,
+            )
 
     def _shutdown(self) -> int:
         self.scheduler.shutdown(wait=False)

@@ -1,0 +1,400 @@
+"""The faults chaos testing found (issue 10), each met the way a user meets it: `watcher run`
+and `watcher poll` as processes, on loopback feed, SMTP and webhook servers.
+
+What is proven:
+
+* a Retry-After too large for any clock (``99999999999999999999``), from a webhook or from a
+  feed, is obeyed as a bounded wait: the daemon keeps delivering on every channel, keeps
+  the feed's backoff, and `watcher poll` delivers and exits 0;
+* an unexpected exception in the delivery loop or in a poll job is logged, counted, and
+  the loop or job carries on;
+* NUL bytes and lone surrogates in entries never block a feed, on SQLite and PostgreSQL:
+  the feed is stored whole and `watcher match` prints its hits; and when the database does
+  refuse a feed's poll, `watcher feeds` shows that feed as failed, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.httpserver import LoopbackServer
+from watcher.config import load_config
+from watcher.mailsink import MailSink
+from watcher.service import Daemon as ServiceDaemon
+from watcher.service import make_watcher
+from watcher.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "watcher" / "demo_feeds"
+HUGE = "99999999999999999999"
+
+
+def watcher_cmd(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "watcher", "-c", str(config), *args]
+
+
+def run(config: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "400"}
+    result = subprocess.run(
+        watcher_cmd(config, *args), capture_output=True, text=True, cwd=ROOT, timeout=120, check=False, env=env
+    )
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def write_config(
+    path: Path,
+    database_url: str,
+    feeds: dict[str, str],
+    *,
+    interval: str = "15m",
+    smtp_port: int | None = None,
+    hooks: dict[str, str] | None = None,
+    desk: bool = True,
+) -> Path:
+    lines = "\n".join(f'  - {{name: "{name}", url: "{url}"}}' for name, url in feeds.items())
+    channels = []
+    if desk and smtp_port is not None:
+        channels.append("  - {name: desk, type: email, to: [analyst@example.org]}")
+    channels += [
+        f'  - {{name: "{name}", type: webhook, url: "{url}", secret: "chaos-secret"}}'
+        for name, url in (hooks or {}).items()
+    ]
+    smtp = f"smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, from: watcher@example.org}}"
+    path.write_text(
+        f"""
+database: {database_url}
+defaults: {{interval: {interval}, timeout: 10s, alert_on_first_poll: true}}
+feeds:
+{lines}
+speakers:
+  - name: Jen Zhu Scott
+{smtp if smtp_port is not None else ""}
+channels:
+{chr(10).join(channels) if channels else "  []"}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+class Wire:
+    """A feed where entries keep appearing: each request publishes a few more, and the feed
+    always carries every entry published so far."""
+
+    def __init__(self, name: str, per_request: int = 1) -> None:
+        self.name = name
+        self.per_request = per_request
+        self.published: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Any) -> None:
+        with self._lock:
+            start = len(self.published)
+            self.published += [f"{self.name}-{i}" for i in range(start, start + self.per_request)]
+            guids = list(self.published)
+        items = "".join(
+            f"<item><guid>{g}</guid><title>Jen Zhu Scott said item {g}</title>"
+            f"<link>http://wire.invalid/{g}</link></item>"
+            for g in guids
+        )
+        body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>{self.name}</title>{items}</channel></rss>'
+        reply(request, 200, body.encode(), {"Content-Type": "application/rss+xml"})
+
+
+def reply(request: Any, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+    request.send_response(status)
+    for name, value in (headers or {}).items():
+        request.send_header(name, value)
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)
+
+
+class Daemon:
+    """`watcher run` as a process, its log in a file."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.log_path = log
+        with log.open("a") as out:
+            self.process = subprocess.Popen(watcher_cmd(config, "run"), cwd=ROOT, stdout=out, stderr=out)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def sink() -> Iterator[MailSink]:
+    with MailSink() as s:
+        yield s
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer(root=DEMO) as s:
+        yield s
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+# -- 1: a Retry-After too large for any clock ----------------------------------------------
+
+
+def test_poll_survives_a_feed_asking_to_wait_forever(tmp_path: Path, server: LoopbackServer, sink: MailSink) -> None:
+    """A feed answering 503 with Retry-After: 99999999999999999999 fails alone: `watcher
+    poll` stores and alerts the other feed, exits 0, and the feed waits at most a day."""
+    server.respond("/forever.xml", b"busy", status=503, headers={"Retry-After": HUGE})
+    config = write_config(
+        tmp_path / "feeds.yaml",
+        f"sqlite:///{tmp_path}/watcher.db",
+        {"forever": server.url("/forever.xml"), "forum": server.url("/forum-wire.xml")},
+        smtp_port=sink.port,
+    )
+    started = datetime.now(UTC)
+    poll = run(config, "poll", "--json", ok=False)
+    assert poll.returncode == 0, poll.stderr
+    assert "Traceback" not in poll.stderr, poll.stderr
+    results = {r["feed"]: r for r in json_lines(poll.stdout) if "feed" in r}
+    assert results["forum"]["error"] is None and results["forum"]["hits"] >= 1
+    assert results["forever"]["error"].startswith("HTTP 503")
+    assert len(sink.messages) >= 1, "the good feed's alerts were not delivered"
+    feeds = {f["name"]: f for f in json_lines(run(config, "feeds", "--json").stdout)}
+    assert feeds["forever"]["status"] == "failed"
+    assert parse_time(feeds["forever"]["next_poll_at"]) <= started + timedelta(days=1, minutes=5)
+
+
+def test_daemon_keeps_a_feeds_backoff_when_it_asks_to_wait_forever(tmp_path: Path, server: LoopbackServer) -> None:
+    """In the daemon, the same feed is not polled again every interval: its failure is
+    recorded with a bounded wait, while the other feed goes on being polled."""
+    server.respond("/forever.xml", b"busy", status=503, headers={"Retry-After": HUGE})
+    config = write_config(
+        tmp_path / "feeds.yaml",
+        f"sqlite:///{tmp_path}/watcher.db",
+        {"forever": server.url("/forever.xml"), "forum": server.url("/forum-wire.xml")},
+        interval="1s",
+    )
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_until(lambda: len(server.requests_for("/forum-wire.xml")) >= 5, 60, "five polls of the good feed")
+    finally:
+        daemon.stop()
+    assert len(server.requests_for("/forever.xml")) == 1, "the feed asking to wait was polled again"
+    assert "Traceback" not in daemon.log, daemon.log
+
+
+def test_daemon_keeps_delivering_when_a_webhook_asks_to_wait_forever(
+    tmp_path: Path, server: LoopbackServer, sink: MailSink
+) -> None:
+    """A webhook answering 503 with Retry-After: 99999999999999999999: its alert waits (at
+    most a day), and every other alert, on every channel, still goes out."""
+    wire = Wire("wire")
+    server.route("/wire.xml", wire)
+    server.respond("/hook", b"busy", status=503, headers={"Retry-After": HUGE})
+    config = write_config(
+        tmp_path / "feeds.yaml",
+        f"sqlite:///{tmp_path}/watcher.db",
+        {"wire": server.url("/wire.xml")},
+        interval="1s",
+        smtp_port=sink.port,
+        hooks={"hook": server.url("/hook")},
+    )
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_until(lambda: len(server.requests_for("/hook")) >= 1, 60, "the webhook's first answer")
+        sent = len(sink.messages)
+        wait_until(lambda: len(sink.messages) >= sent + 3, 60, "emails of entries published after it")
+    finally:
+        daemon.stop()
+    assert "Traceback" not in daemon.log, daemon.log
+    rows = json_lines(run(config, "outbox", "--json", "--status", "failed").stdout)
+    hook_rows = [r for r in rows if r["channel"] == "hook"]
+    assert hook_rows, "the webhook's alerts should be waiting to be retried"
+    for row in hook_rows:
+        assert parse_time(row["next_attempt_at"]) <= datetime.now(UTC) + timedelta(days=1, minutes=5)
+
+
+# -- 2 and 3: NUL bytes and lone surrogates; a storage failure is a feed failure -----------
+
+
+def poisoned_feed() -> bytes:
+    """Four entries: a NUL by reference and raw, a lone surrogate, and a good one."""
+    items = [
+        ("nul-ref", "Jen Zhu Scott said the NUL &#0; is here"),
+        ("nul-raw", "Jen Zhu Scott said the raw NUL \x00 is here"),
+        ("surrogate", "Jen Zhu Scott said &#xD800; broke it"),
+        ("good", "Jen Zhu Scott said all is well"),
+    ]
+    body = "".join(
+        f"<item><guid>{guid}</guid><title>{title}</title><link>http://poison.invalid/{guid}</link></item>"
+        for guid, title in items
+    )
+    return f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>P</title>{body}</channel></rss>'.encode()
+
+
+def test_nul_bytes_and_lone_surrogates_never_block_a_feed(
+    tmp_path: Path, server: LoopbackServer, sink: MailSink, database_url: str
+) -> None:
+    """A NUL (by reference or raw) and a lone surrogate (&#xD800;) in entries of a feed: on
+    both backends every entry is stored with the bad character dropped or replaced, each
+    alerts, and `watcher match` prints the hits without a traceback."""
+    server.respond("/poison.xml", poisoned_feed(), headers={"Content-Type": "application/rss+xml"})
+    config = write_config(
+        tmp_path / "feeds.yaml", database_url, {"poison": server.url("/poison.xml")}, smtp_port=sink.port
+    )
+    poll = run(config, "poll", "--json")
+    [result] = [r for r in json_lines(poll.stdout) if "feed" in r]
+    assert result["error"] is None and result["new"] == 4 and result["hits"] == 4, result
+    feeds = {f["name"]: f for f in json_lines(run(config, "feeds", "--json").stdout)}
+    assert feeds["poison"]["status"] == "ok" and feeds["poison"]["entries_seen"] == 4
+    titles = sorted(h["title"] for h in json_lines(run(config, "hits", "--json").stdout))
+    assert titles == [
+        "Jen Zhu Scott said all is well",
+        "Jen Zhu Scott said the NUL is here",
+        "Jen Zhu Scott said the raw NUL is here",
+        "Jen Zhu Scott said \ufffd broke it",
+    ]
+    assert len(sink.messages) == 4
+    match = run(config, "match", server.url("/poison.xml"), ok=False)
+    assert match.returncode == 0 and "Traceback" not in match.stderr, match.stderr
+    assert match.stdout.count("Jen Zhu Scott (statement") == 4, match.stdout
+
+
+def refuse_title(database_url: str, word: str) -> None:
+    """Make the database itself refuse any entry whose title holds ``word`` (a trigger)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON entries "
+                    f"WHEN NEW.title LIKE '%{word}%' BEGIN SELECT RAISE(ABORT, 'entry refused'); END"
+                )
+            else:
+                conn.exec_driver_sql(
+                    "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                    f"IF NEW.title LIKE '%%{word}%%' THEN RAISE EXCEPTION 'entry refused'; END IF; "
+                    "RETURN NEW; END $$ LANGUAGE plpgsql"
+                )
+                conn.exec_driver_sql(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON entries FOR EACH ROW EXECUTE FUNCTION refuse()"
+                )
+    finally:
+        engine.dispose()
+
+
+def test_a_feed_the_database_refuses_shows_as_failed(tmp_path: Path, server: LoopbackServer, database_url: str) -> None:
+    """When the database refuses to store a feed's poll, `watcher feeds` shows the feed as
+    failed with a one-line reason, and the other feeds are stored."""
+    server.respond("/refused.xml", poisoned_feed().replace(b"all is well", b"forbidden words"))
+    config = write_config(
+        tmp_path / "feeds.yaml",
+        database_url,
+        {"refused": server.url("/refused.xml"), "forum": server.url("/forum-wire.xml")},
+    )
+    run(config, "db", "upgrade")
+    refuse_title(database_url, "forbidden")
+    poll = run(config, "poll", "--json")
+    results = {r["feed"]: r for r in json_lines(poll.stdout) if "feed" in r}
+    assert results["forum"]["error"] is None and results["forum"]["new"] == 4
+    assert results["refused"]["error"].startswith("not stored: ")
+    feeds = {f["name"]: f for f in json_lines(run(config, "feeds", "--json").stdout)}
+    assert feeds["forum"]["status"] == "ok"
+    refused = feeds["refused"]
+    assert refused["status"] == "failed" and refused["consecutive_failures"] == 1, refused
+    assert "entry refused" in refused["last_error"] and "\n" not in refused["last_error"], refused
+    assert len(refused["last_error"]) <= 200
+    table = run(config, "feeds").stdout
+    assert any("refused" in line and "failed" in line and "not stored" in line for line in table.splitlines()), table
+
+
+class BuggyStore(Store):
+    """A real Store that trips a bug (not a WatcherError) once in delivery and once in a poll job."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.tripped: set[str] = set()
+
+    def _trip(self, where: str) -> None:
+        if where not in self.tripped:
+            self.tripped.add(where)
+            raise RuntimeError(f"bug in {where}")
+
+    def claim_due(self, *args: Any, **kwargs: Any) -> Any:
+        self._trip("claim_due")
+        return super().claim_due(*args, **kwargs)
+
+    def feed_state(self, name: str) -> Any:
+        self._trip("feed_state")
+        return super().feed_state(name)
+
+
+def test_an_unexpected_error_never_ends_delivery_or_a_poll_job(
+    tmp_path: Path, server: LoopbackServer, sink: MailSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in the delivery loop and in a feed's poll job, once each: both are logged with
+    their traceback and counted, and the daemon goes on polling and delivering."""
+    wire = Wire("wire")
+    server.route("/wire.xml", wire)
+    config_path = write_config(
+        tmp_path / "feeds.yaml",
+        f"sqlite:///{tmp_path}/watcher.db",
+        {"wire": server.url("/wire.xml")},
+        interval="1s",
+        smtp_port=sink.port,
+    )
+    config = load_config(config_path)
+    store = BuggyStore(config.database_url)
+    daemon = ServiceDaemon(make_watcher(config, store=store), str(config_path))
+
+    def stop_when_delivered() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(sink.messages) < 3:
+            time.sleep(0.05)
+        daemon.stop.set()
+
+    threading.Thread(target=stop_when_delivered, daemon=True).start()
+    assert daemon.run() == 0
+    assert store.tripped == {"claim_due", "feed_state"}
+    assert len(sink.messages) >= 3, "delivery stopped after the bug"
+    assert daemon.unexpected == {"delivery": 1, "poll": 1}
+    assert "delivery: unexpected error (1 in delivery jobs so far); carrying on" in caplog.text
+    assert "feed wire: unexpected error (1 in poll jobs so far); carrying on" in caplog.text
+    assert "RuntimeError: bug in claim_due" in caplog.text
