@@ -298,3 +298,33 @@ def test_the_migrations_build_the_schema_the_code_declares(store: Store) -> None
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
+
+
+def test_processes_starting_together_on_a_new_database_all_add_its_feeds(database_url: str) -> None:
+    # Two first starts at once: each finds no row for a feed and inserts it; the second
+    # insert must not fail on the unique name (PostgreSQL reads before the other commits).
+    stores = [Store(database_url) for _ in range(4)]
+    stores[0].upgrade()
+    errors: list[BaseException] = []
+
+    def start(store: Store, barrier: threading.Barrier, configured: list[tuple[str, str]]) -> None:
+        barrier.wait()
+        try:
+            store.sync_feeds(configured, NOW)
+        except BaseException as e:
+            errors.append(e)
+
+    try:
+        for round in range(10):
+            configured = [(f"feed-{round}-{i}", f"https://news.example/{round}/{i}") for i in range(50)]
+            barrier = threading.Barrier(len(stores))
+            threads = [threading.Thread(target=start, args=(s, barrier, configured)) for s in stores]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert not errors, errors[0]
+        assert len(stores[0].feed_states()) == 10 * 50
+    finally:
+        for s in stores:
+            s.close()

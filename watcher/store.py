@@ -315,7 +315,8 @@ class Store:
             for name, url in configured:
                 row = rows.get(name)
                 if row is None:
-                    conn.execute(feeds.insert().values(name=name, url=url, next_poll_at=now))
+                    # Another process starting on the same new database may add it first.
+                    conn.execute(_insert_new(conn, feeds, "name").values(name=name, url=url, next_poll_at=now))
                 elif row.url != url:
                     conn.execute(
                         feeds.update()
@@ -599,6 +600,18 @@ class Store:
             )
             for r in (rows[i] for i in ids if i in rows)
         ]
+
+
+def _insert_new(conn: Connection, table: sa.Table, *unique: str) -> Any:
+    """An INSERT into ``table`` that skips rows whose ``unique`` columns are taken already.
+
+    For rows that several processes may add at once: PostgreSQL lets each one read that the
+    row is missing before the other commits, and a plain INSERT would then fail.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=list(unique))
 
 
 def _sqlite_begin(conn: Connection) -> None:
