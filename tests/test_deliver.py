@@ -264,8 +264,8 @@ def test_immediate_alerts_arrive_as_proper_emails(store: Store, sink: MailSink) 
         assert "<mark>Jen Zhu Scott</mark> said &lt;script&gt;x&lt;/script&gt;." in html
         assert "<script>" not in html and "&lt;b&gt;&amp;&lt;/b&gt;" in html
         assert 'href="https://news.example/a' in html and "&amp;b=2" in html
-    ids = {i.stored.id for i in store.list_outbox()}
-    assert {m.message["Message-ID"] for m in sink.messages} == {message_id(f"{i}.desk", SENDER) for i in ids}
+    ids = {i.alert_id for i in store.list_outbox()}
+    assert {m.message["Message-ID"] for m in sink.messages} == {message_id(i, SENDER) for i in ids}
     assert flush_outbox(store, channels, now=NOW, owner=OWNER).sent == 0
 
 
@@ -511,7 +511,7 @@ def test_webhook_posts_a_signed_payload(store: Store, receiver: Receiver, secret
     payloads = receiver.verified(secret)
     assert [p["type"] for p in payloads] == ["watcher.hit.v1"] * 2
     assert [r.headers["webhook-id"] for r in receiver.requests] == [p["id"] for p in payloads]
-    assert {p["id"] for p in payloads} == {f"{i.stored.id}.hook" for i in store.list_outbox()}
+    assert {p["id"] for p in payloads} == {i.alert_id for i in store.list_outbox()}
     assert payloads[0]["entry"]["link"].startswith("https://news.example/a")
     assert payloads[0]["evidence"][0]["spans"] == [[0, 13]]
 

@@ -53,7 +53,14 @@ def item(
         created=NOW - timedelta(minutes=5),
     )
     return OutboxItem(
-        id=100 + row, channel=channel, status="due", attempts=1, next_attempt_at=NOW, last_error=None, stored=stored
+        id=100 + row,
+        channel=channel,
+        alert_id=f"{row}.{channel}",
+        status="due",
+        attempts=1,
+        next_attempt_at=NOW,
+        last_error=None,
+        stored=stored,
     )
 
 

@@ -31,6 +31,7 @@ import pytest
 from tests.httpserver import LoopbackServer
 from watcher.config import load_config
 from watcher.mailsink import MailSink
+from watcher.render import message_id
 from watcher.service import Daemon as ServiceDaemon
 from watcher.service import make_watcher
 from watcher.store import Store
@@ -398,3 +399,75 @@ def test_an_unexpected_error_never_ends_delivery_or_a_poll_job(
     assert "delivery: unexpected error (1 in delivery jobs so far); carrying on" in caplog.text
     assert "feed wire: unexpected error (1 in poll jobs so far); carrying on" in caplog.text
     assert "RuntimeError: bug in claim_due" in caplog.text
+
+
+# -- 5: alert ids unique beyond one database -------------------------------------------------
+
+
+def test_alert_ids_never_repeat_after_a_database_reset_and_survive_retries(
+    tmp_path: Path, server: LoopbackServer, sink: MailSink
+) -> None:
+    """Alerts of a reset database never reuse an earlier alert's id (a receiver dropping
+    repeated ids would drop them all), and a retried alert keeps its id, on the webhook
+    (webhook-id, payload id) and in the email (X-Watcher-Alert-Id, Message-ID)."""
+    answers = [503]
+
+    def hook(request: Any) -> None:
+        reply(request, answers.pop(0) if answers else 200)
+
+    server.route("/hook", hook)
+    database = tmp_path / "watcher.db"
+    config = write_config(
+        tmp_path / "feeds.yaml",
+        f"sqlite:///{database}",
+        {"forum": server.url("/forum-wire.xml")},
+        smtp_port=sink.port,
+        hooks={"hook": server.url("/hook")},
+    )
+    run(config, "poll")
+    run(config, "outbox", "retry", "--all")
+    run(config, "poll")
+    first = server.requests_for("/hook")
+    first_ids = [r.headers["webhook-id"] for r in first]
+    assert len(first_ids) == len(set(first_ids)) + 1, "the retried alert should come again, once"
+    assert [json.loads(r.body)["id"] for r in first] == first_ids
+    mails = list(sink.messages)
+    for mail in mails:
+        assert mail.message["Message-ID"] == message_id(mail.message["X-Watcher-Alert-Id"], "watcher@example.org")
+
+    database.unlink()
+    server.clear_requests()
+    run(config, "poll")
+    again = {r.headers["webhook-id"] for r in server.requests_for("/hook")}
+    assert len(again) == len(set(first_ids)) >= 1
+    assert not again & set(first_ids), "a reset database reused alert ids"
+    emailed = {m.message["X-Watcher-Alert-Id"] for m in sink.messages}
+    assert len(emailed) == 2 * len(mails), "a reset database reused email alert ids"
+
+
+def test_a_huge_title_reaches_a_webhook_cut_to_size(tmp_path: Path, server: LoopbackServer) -> None:
+    """An entry with a 1 MB title and link: the webhook payload carries the title cut to
+    1,000 characters, evidence cut with its spans still inside it, and no link."""
+    title = "Jen Zhu Scott said " + "very " * 200_000
+    link = "http://huge.invalid/" + "x" * 100_000
+    feed = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>H</title>'
+        f"<item><guid>huge</guid><title>{title}</title><link>{link}</link></item></channel></rss>"
+    )
+    server.respond("/huge.xml", feed.encode())
+    server.respond("/hook", b"")
+    config = write_config(
+        tmp_path / "feeds.yaml",
+        f"sqlite:///{tmp_path}/watcher.db",
+        {"huge": server.url("/huge.xml")},
+        hooks={"hook": server.url("/hook")},
+    )
+    run(config, "poll")
+    [request] = server.requests_for("/hook")
+    assert len(request.body) < 10_000, len(request.body)
+    payload = json.loads(request.body)
+    assert len(payload["entry"]["title"]) <= 1000 and payload["entry"]["title"].startswith("Jen Zhu Scott said very")
+    assert payload["entry"]["title"].endswith("…") and payload["entry"]["link"] is None
+    for evidence in payload["evidence"]:
+        assert len(evidence["text"]) <= 1000
+        assert all(0 <= a < b < len(evidence["text"]) for a, b in evidence["spans"]), evidence["spans"]

@@ -7,6 +7,7 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,7 @@ def test_hits_keep_their_evidence(store: Store) -> None:
 def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(store: Store) -> None:
     save(store, [article("a")], {"a": [hit()]})
     [item] = store.claim_due(NOW, owner="host:1", lease=timedelta(minutes=5))
-    assert item.attempts == 1 and item.alert_id == f"{item.stored.id}.desk"
+    assert item.attempts == 1 and uuid.UUID(item.alert_id).version == 4
     assert store.claim_due(NOW, owner="host:2", lease=timedelta(minutes=5)) == []
     [again] = store.claim_due(NOW + timedelta(minutes=6), owner="host:2", lease=timedelta(minutes=5))
     assert again.id == item.id and again.attempts == 2 and again.alert_id == item.alert_id
@@ -328,3 +329,29 @@ def test_processes_starting_together_on_a_new_database_all_add_its_feeds(databas
     finally:
         for s in stores:
             s.close()
+
+
+def test_upgrading_gives_every_existing_alert_an_id_of_its_own(database_url: str) -> None:
+    from alembic import command
+
+    store = Store(database_url)
+    command.upgrade(store._alembic_config(), "0003")
+    with store.engine.begin() as conn:
+        at = "'2026-11-25 12:00:00'"
+        conn.exec_driver_sql("INSERT INTO feeds (id, name, url) VALUES (1, 'wire', 'https://news.example/rss')")
+        conn.exec_driver_sql(
+            "INSERT INTO entries (id, feed_id, key_hash, key, title, content_hash, first_seen_at, updated_at) "
+            f"VALUES (1, 1, 'k1', 'a', 'A', 'h', {at}, {at}), (2, 1, 'k2', 'b', 'B', 'h', {at}, {at})"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO hits (id, entry_id, watch, kind, statement, score, evidence, created_at) "
+            f"VALUES (1, 1, 'w', 'speaker', true, 100, '[]', {at}), (2, 2, 'w', 'speaker', true, 100, '[]', {at})"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO outbox (hit_id, channel, status, attempts, next_attempt_at, created_at) VALUES "
+            + ", ".join(f"({h}, '{c}', 'failed', 1, {at}, {at})" for h in (1, 2) for c in ("desk", "hook"))
+        )
+    store.upgrade()
+    ids = [i.alert_id for i in store.list_outbox()]
+    assert len(ids) == len(set(ids)) == 4 and all(uuid.UUID(i).version == 4 for i in ids)
+    store.close()

@@ -3,12 +3,13 @@
 Pure: no network, no database, no clock (``now`` is a parameter). The Jinja2 templates in
 ``watcher/templates/`` are read once, on first use.
 
-Titles, evidence, links and feed texts come from strangers, so three rules hold everywhere:
+Titles, evidence, links and feed texts come from strangers, so four rules hold everywhere:
 
 * no CR, LF or other control character reaches an email header (they are folded to spaces);
 * HTML is produced only by templates with autoescape on, never by string concatenation;
 * only ``http``/``https`` links become anchors or payload links (see :func:`safe_link`);
-  ``javascript:``, ``data:`` and the like are never clickable.
+  ``javascript:``, ``data:`` and the like are never clickable;
+* no title or evidence sentence is longer than TEXT_MAX characters, no link than LINK_MAX.
 
 The webhook payload schema is documented in :func:`webhook_payload` and ``docs/webhook.md``.
 Webhook channels have no digests (the config offers none), so there is no digest payload.
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 SUBJECT_MAX = 120
 #: Longest value of the X-Watcher-* headers (digests list several watches).
 HEADER_MAX = 200
+#: Longest title or evidence sentence an alert carries: a stranger's 1 MB headline is cut.
+TEXT_MAX = 1000
+#: Longest link an alert offers; a longer one is refused, not cut (a cut URL leads elsewhere).
+LINK_MAX = 2048
 #: Webhook payload types, versioned: a breaking change gets a new ``.vN``.
 HIT_TYPE = "watcher.hit.v1"
 TEST_TYPE = "watcher.test.v1"
@@ -97,7 +102,7 @@ def safe_link(url: str | None) -> str | None:
     if not url:
         return None
     url = url.strip()
-    if _CONTROL_CHAR.search(url) or " " in url:
+    if len(url) > LINK_MAX or _CONTROL_CHAR.search(url) or " " in url:
         return None
     try:
         parts = urlsplit(url)
@@ -106,6 +111,16 @@ def safe_link(url: str | None) -> str | None:
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
     return url
+
+
+def capped(evidence: Evidence) -> Evidence:
+    """``evidence`` with its text cut to TEXT_MAX characters, and its spans to the text kept."""
+    if len(evidence.text) <= TEXT_MAX:
+        return evidence
+    text = _cut(evidence.text, TEXT_MAX)
+    kept = len(text) - 1  # the "…" is not the article's
+    spans = tuple((a, min(b, kept)) for a, b in evidence.spans if a < kept)
+    return Evidence(evidence.field, text, spans)
 
 
 def segments(evidence: Evidence) -> tuple[Segment, ...]:
@@ -160,8 +175,8 @@ def _view(stored: StoredHit) -> _HitView:
         kind=stored.hit.kind,
         statement=stored.hit.statement,
         score=stored.hit.score,
-        title=one_line(stored.title) or "(no title)",
-        evidence=tuple((e.field, segments(e)) for e in stored.hit.evidence),
+        title=_cut(one_line(stored.title), TEXT_MAX) or "(no title)",
+        evidence=tuple((e.field, segments(capped(e))) for e in stored.hit.evidence),
         feed=one_line(stored.feed),
         published=_published(stored),
         link=safe_link(stored.link),
@@ -333,9 +348,9 @@ def _hit_fields(item: OutboxItem) -> dict[str, Any]:
         "kind": stored.hit.kind,
         "statement": stored.hit.statement,
         "score": stored.hit.score,
-        "evidence": [e.as_json() for e in stored.hit.evidence],
+        "evidence": [capped(e).as_json() for e in stored.hit.evidence],
         "entry": {
-            "title": stored.title,
+            "title": _cut(stored.title, TEXT_MAX),
             "link": safe_link(stored.link),
             "published": iso_time(stored.published),
             "feed": stored.feed,
@@ -349,7 +364,7 @@ def webhook_payload(item: OutboxItem, *, test: bool = False) -> dict[str, Any]:
 
         {
           "type": "watcher.hit.v1",
-          "id": "42.ops-webhook",          # alert id; equals the webhook-id header
+          "id": "5f0c2a9e-8d1b-...",        # alert id (a UUID); equals the webhook-id header
           "watch": "Jen Zhu Scott",         # speaker or theme name from the config
           "kind": "speaker" | "theme",
           "statement": true,                # the article attributes speech to the speaker
@@ -397,5 +412,12 @@ def sample_item(channel: str, now: datetime) -> OutboxItem:
         created=now,
     )
     return OutboxItem(
-        id=0, channel=channel, status="due", attempts=1, next_attempt_at=now, last_error=None, stored=stored
+        id=0,
+        channel=channel,
+        alert_id=f"{stored.id}.{channel}",
+        status="due",
+        attempts=1,
+        next_attempt_at=now,
+        last_error=None,
+        stored=stored,
     )

@@ -20,6 +20,7 @@ import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 _STORY_LOCK = 0x73746F72  # "stor"
 
 #: The newest script in migrations/versions (tests/test_store.py checks this against Alembic).
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -139,6 +140,9 @@ outbox = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("hit_id", sa.ForeignKey("hits.id", ondelete="CASCADE"), nullable=False),
     sa.Column("channel", sa.Text, nullable=False),
+    # What receivers drop duplicates by (webhook-id, Message-ID): a random UUID, so that no
+    # other alert ever had it, in this database or in any other (a reset one, a test one).
+    sa.Column("alert_id", sa.String(36), nullable=False, unique=True),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt_at", UTCDateTime, nullable=False),
@@ -578,6 +582,7 @@ class Store:
             .add_columns(
                 outbox.c.id.label("outbox_id"),
                 outbox.c.channel,
+                outbox.c.alert_id,
                 outbox.c.status.label("outbox_status"),
                 outbox.c.attempts,
                 outbox.c.next_attempt_at,
@@ -592,6 +597,7 @@ class Store:
             OutboxItem(
                 id=r.outbox_id,
                 channel=r.channel,
+                alert_id=r.alert_id,
                 status=r.outbox_status,
                 attempts=r.attempts,
                 next_attempt_at=r.next_attempt_at,
@@ -801,7 +807,14 @@ class PollWrite:
             self._conn.execute(
                 outbox.insert(),
                 [
-                    dict(hit_id=a.hit.id, channel=a.channel, status="due", next_attempt_at=a.due, created_at=self._now)
+                    dict(
+                        hit_id=a.hit.id,
+                        channel=a.channel,
+                        alert_id=str(uuid.uuid4()),
+                        status="due",
+                        next_attempt_at=a.due,
+                        created_at=self._now,
+                    )
                     for a in alerts
                 ],
             )

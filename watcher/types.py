@@ -156,16 +156,14 @@ class OutboxItem:
 
     id: int
     channel: str
+    #: Unique beyond this database and stable across retries: receivers drop duplicates by
+    #: it (Message-ID, webhook-id).
+    alert_id: str
     status: OutboxStatus
     attempts: int
     next_attempt_at: datetime
     last_error: str | None
     stored: StoredHit
-
-    @property
-    def alert_id(self) -> str:
-        """Stable across retries: receivers drop duplicates by it (Message-ID, webhook-id)."""
-        return f"{self.stored.id}.{self.channel}"
 
 
 @dataclass(frozen=True)
