@@ -49,7 +49,8 @@ HTML_TO_TEXT = [
         "Tom & Jerry <3 été",
     ),
     ("numeric NBSP folded", "Jen&#160;Zhu&nbsp;Scott", "Jen Zhu Scott"),
-    ("line breaks folded", "<p>one\n\n  two</p>\r\n<p>three</p>", "one two three"),
+    ("source line breaks folded, paragraphs kept", "<p>one\n\n  two</p>\r\n<p>three</p>", "one two\nthree"),
+    ("a <br> or a list item starts a line", "one<br>two<ul><li>three</li><li>four</li></ul>", "one\ntwo\nthree\nfour"),
     (
         "script body dropped",
         "before<script>var secret = 'x';</script>after",

@@ -66,27 +66,43 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
 
 def html_to_text(html: str) -> str:
     """Plain text of an HTML fragment: tags become word breaks, entities are decoded,
-    ``<script>``/``<style>`` bodies are dropped, and all whitespace (incl. NBSP) is folded."""
+    ``<script>``/``<style>`` bodies are dropped, and whitespace (incl. NBSP) is folded, except
+    that a block element (a paragraph, a list item, a ``<br>``) starts a new line: matching
+    reads paragraphs."""
     if "<" not in html and "&" not in html:
         return fold_whitespace(html)
-    tree = LexborHTMLParser(html)
+    tree = LexborHTMLParser(_BLOCK_TAG.sub(lambda m: _PARAGRAPH_MARK + m.group(), html))
     tree.strip_tags(_NON_TEXT_TAGS)
     root = tree.root
-    text = fold_whitespace(root.text(separator=" ") if root is not None else "")
+    text = root.text(separator=" ") if root is not None else ""
+    lines = (" ".join(line.split()) for line in _no_nul(text).split(_PARAGRAPH_MARK))
     # The separator also lands between an inline tag and punctuation next to it
     # ("<b>Jen Zhu Scott</b>, CEO" -> "Scott , CEO"); evidence should read as written.
-    return _SPACE_BEFORE_PUNCTUATION.sub("", text)
+    return "\n".join(_SPACE_BEFORE_PUNCTUATION.sub("", line) for line in lines if line)
 
 
 _SPACE_BEFORE_PUNCTUATION = re.compile(r" (?=[,.;:!?)\]”’])|(?<=[(\[“]) ")
+#: Tags that start or end a block of text (and ``<br>``), where a paragraph break goes.
+_BLOCK_TAG = re.compile(
+    r"</?(?:p|div|br|li|ul|ol|h[1-6]|blockquote|pre|table|tr|section|article|header|footer|aside|figure"
+    r"|figcaption|dd|dt|dl|hr|address|main|nav)\b[^>]*>",
+    re.IGNORECASE,
+)
+#: A private-use character: no feed text contains it, and it survives HTML parsing as text.
+_PARAGRAPH_MARK = "\ue000"
 
 
 def fold_whitespace(text: str) -> str:
-    """Collapse every run of whitespace (spaces, tabs, line breaks, NBSP) into one space.
+    """Collapse every run of whitespace into one space, except that a blank line (a paragraph
+    break in plain text) stays a line break.
 
     A NUL counts as whitespace: it is no text, and PostgreSQL refuses to store it.
     """
-    return " ".join(_no_nul(text).split())
+    paragraphs = (" ".join(p.split()) for p in _BLANK_LINE.split(_no_nul(text)))
+    return "\n".join(p for p in paragraphs if p)
+
+
+_BLANK_LINE = re.compile(r"\n\s*\n")
 
 
 def _no_nul(text: str) -> str:
@@ -218,7 +234,7 @@ def _raise_if_unusable(parsed: Any, body: bytes, url: str, *, harmless: bool, pr
 
 
 def _article(entry: Any) -> Article:
-    title = _detail_text(entry.get("title_detail"))
+    title = " ".join(_detail_text(entry.get("title_detail")).split())  # a headline is one line
     summary = _detail_text(entry.get("summary_detail"))
     content = " ".join(filter(None, (_detail_text(c) for c in entry.get("content") or ())))
     link = _no_nul(entry.get("link") or "").strip() or None
@@ -232,7 +248,9 @@ def _article(entry: Any) -> Article:
         content=content,
         # Plain dict lookups: FeedParserDict.get would remap and warn (feedparser issue 310).
         published=_utc(dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed")),
-        content_hash=_sha256(title, summary, content),
+        # Hashed with paragraph breaks folded, so entries stored before matching read paragraphs
+        # do not all look edited.
+        content_hash=_sha256(title, " ".join(summary.split()), " ".join(content.split())),
         story=story_key(title, (entry.get("source") or {}).get("title")),
     )
 
