@@ -1,4 +1,4 @@
-"""The matching contract (shared/corpus/dev/README.md, readings R1-R12), one table per clause.
+"""The matching contract, docs/matching.md, clause by clause in the order of its sections.
 
 Each row is a piece of article text and what a reader of the alert should get from it.
 """
@@ -6,6 +6,7 @@ Each row is a piece of article text and what a reader of the alert should get fr
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import pytest
 
@@ -276,6 +277,41 @@ STATEMENTS = [
         "next sentence, the name an object after a place",
         "In Geneva, delegates questioned Tobias Wrenfield. He said chips mattered.",
     ),
+    # Wire forms from real news (issue 15).
+    (
+        "she said after an opening phrase",
+        "Jen Zhu Scott joined a panel on chips. Speaking to reporters after the panel, she said rules were needed.",
+    ),
+    ("surname after the full name", "Jen Zhu Scott joined a panel in Geneva. Scott said rules were needed."),
+    ("honorific and surname", "Jen Zhu Scott joined a panel in Geneva. Ms Scott said rules were needed."),
+    ("abbreviated honorific", "Jen Zhu Scott joined a panel in Geneva. Ms. Scott said rules were needed."),
+    (
+        "surname at the start of a transcript answer",
+        "Jen Zhu Scott sat down with us. Q: Will the US ease its curbs? Scott: No. Beijing will build its own.",
+    ),
+    ("denied", "Jen Zhu Scott denied that the fund had sold its stake."),
+    ("quoted by a paper as saying", "Jen Zhu Scott was quoted by the Financial Times as saying rules were needed."),
+    ("quoted as saying", "Tobias Wrenfield is quoted as saying chips mattered."),
+    (
+        "she said after a sentence naming a company",
+        "Jen Zhu Scott praised Nordlys Compute for its new design. She said rules were needed.",
+    ),
+    ("her statement said", "Jen Zhu Scott's statement said the two countries should cooperate."),
+    ("her remarks and a quotation", "Jen Zhu Scott's call to “build together” drew applause."),
+    ("announced", "Tobias Wrenfield announced a new safety lab on Monday."),
+    ("has to say", "Here is what Jen Zhu Scott has to say about chips."),
+    ("according to people including", "Rules are needed, according to proponents including Jen Zhu Scott."),
+    ("over the weekend", "Tobias Wrenfield over the weekend called for joint testing."),
+    ("called on", "Jen Zhu Scott called on both governments to talk."),
+    (
+        "the likes of, with asides",
+        "The likes of Jen Zhu Scott, a fund founder, and Anna Berg, a regulator, called for unity.",
+    ),
+    (
+        "he made it clear, later in the sentence",
+        "The minister said she spoke to Tobias Wrenfield and he made it clear that chips mattered.",
+    ),
+    ("relative clause of naming", "The chip, which Tobias Wrenfield calls the first of its kind, ships soon."),
 ]
 
 
@@ -350,7 +386,18 @@ NOT_A_STATEMENT = [
         "Jen Zhu Scott attended. The hall was full. She said rules were needed.",
     ),
     ("headline colon without quotes", "Jen Zhu Scott: the investor who wants rules"),
-    ("surname-only speaker", "Jen Zhu Scott attended. Scott said nothing new."),
+    ("surname before the full name", "Scott said nothing new. Jen Zhu Scott attended."),
+    (
+        "surname that another person in the entry shares",
+        "Jen Zhu Scott attended with Jake Scott. Scott said nothing new.",
+    ),
+    ("the speaker's deputy speaks", "“Rules are needed,” said Jen Zhu Scott’s deputy, Anna Berg."),
+    ("according to her profile", "She studied law, according to Jen Zhu Scott's LinkedIn profile."),
+    ("her spokesperson speaks", "Jen Zhu Scott’s spokesperson said the fund had not sold."),
+    (
+        "another person named before an opening phrase's pronoun",
+        "Jen Zhu Scott met Ingrid Solberg in Oslo. Speaking to reporters later, she said talks went well.",
+    ),
     (
         "the sentence goes on after the aside",
         "Tobias Wrenfield, the lab's chief, has raised prices, said one customer.",
@@ -377,6 +424,35 @@ def test_mentions_without_attributed_speech_are_not_statements(case: str, text: 
     assert statements(text) == set(), case
 
 
+def test_a_headline_naming_the_speaker_carries_the_she_says_under_it() -> None:
+    art = article(
+        summary="The two countries must work together on AI, she says.", title="Jen Zhu Scott on the chip war"
+    )
+    assert {h.watch for h in MATCHER.match(art) if h.statement} == {"Jen Zhu Scott"}
+
+
+def test_a_headline_role_is_the_speaker_the_story_names_with_it() -> None:
+    art = article(
+        summary="As talks stall, Northvane CEO Tobias Wrenfield is choosing engagement.",
+        title="Northvane CEO calls for collaboration with China",
+    )
+    (hit,) = [h for h in MATCHER.match(art) if h.kind == "speaker"]
+    assert hit.statement
+    assert [e.field for e in hit.evidence] == ["title", "summary"]
+
+
+def test_a_headline_may_credit_its_words_after_a_colon() -> None:
+    art = article(summary="Chips matter.", title="Confident about chips: Northvane CEO Tobias Wrenfield")
+    assert [h.statement for h in MATCHER.match(art) if h.kind == "speaker"] == [True]
+    art = article(summary="Chips matter.", title="Tobias Wrenfield: the physicist who builds labs")
+    assert [h.statement for h in MATCHER.match(art) if h.kind == "speaker"] == [False]
+
+
+def test_a_surname_in_the_headline_before_the_full_name_is_no_statement() -> None:
+    art = article(summary="Tobias Wrenfield toured the plant.", title="Wrenfield says chips matter")
+    assert [h.statement for h in MATCHER.match(art) if h.kind == "speaker"] == [False]
+
+
 def test_no_mention_means_no_statement() -> None:
     # R4: the surname alone speaks, but it names no one tracked.
     assert hits_for("Wrenfield said chips mattered.") == {}
@@ -388,7 +464,7 @@ def test_quote_attribution_credits_the_right_speaker() -> None:
     assert statements(text) == {"Zoé Marchetti-Laurent"}
 
 
-# -- themes -----------------------------------------------------------------------------------
+# -- themes: words ---------------------------------------------------------------------------
 
 THEME_MATCHES = [
     (
@@ -397,17 +473,12 @@ THEME_MATCHES = [
         US_CHINA,
     ),
     (
-        "groups across fields via evidence",
-        "Washington and Beijing publish joint A.I. study.",
-        US_CHINA,
-    ),
-    (
         "dotted acronym + en dash",
         "Hospitals forge U.S.–Beijing AI partnerships.",
         US_CHINA,
     ),
     (
-        "acronym before a hyphen (R11)",
+        "acronym before a hyphen",
         "A US-Chinese AI partnership was signed.",
         US_CHINA,
     ),
@@ -416,7 +487,9 @@ THEME_MATCHES = [
     ("plural of phrase", "New export controls on chips.", EXPORT),
     ("acronym plural", "An export ban on gaming GPUs.", EXPORT),
     ("entity list", "GPU rental firms on the entity list.", EXPORT),
-    ("plural -s (R8)", "When a supply chain decouples, who pays?", DECOUPLING),
+    ("plural -s", "When a supply chain decouples, who pays?", DECOUPLING),
+    ("-ing inflection", "Analysts warn that decoupling is under way.", DECOUPLING),
+    ("-ed inflection", "The two chip supply chains decoupled.", DECOUPLING),
     ("plural of the last word", "Echoes of Cold War arms races.", DECOUPLING),
     (
         "typo in an 8+ letter word",
@@ -425,12 +498,12 @@ THEME_MATCHES = [
     ),
     ("typo plus plural", "Universities launch US-Chinese AI partnrships.", US_CHINA),
     (
-        "hyphenated compound contains AI (R12)",
+        "hyphenated compound contains AI",
         "AI-drafted filings raise misuse concerns.",
         SAFETY,
     ),
     (
-        "negation is still presence (R7)",
+        "negation is still presence",
         "AI labs have no safety protocol at all.",
         SAFETY,
     ),
@@ -445,27 +518,27 @@ def test_theme_matches(case: str, text: str, theme: Theme) -> None:
 
 THEME_MISSES = [
     (
-        "pronoun us is not US (R11)",
+        "pronoun us is not US",
         "Investors keep asking us about China and our AI cooperation.",
         US_CHINA,
     ),
     (
-        "ai inside said/Thai (R11)",
+        "ai inside said/Thai",
         "The Thai regulator said food safety standards apply.",
         SAFETY,
     ),
     (
-        "AIDS is not AI (R11)",
+        "AIDS is not AI",
         "AIDS clinics in China founded in the US expand their partnership.",
         US_CHINA,
     ),
     (
-        "USB is not US (R11)",
+        "USB is not US",
         "USB-C rule for Chinese phones, AI-powered models first, in partnership.",
         US_CHINA,
     ),
     (
-        "American is not America (R8)",
+        "American is not America (another word, not an inflection)",
         "American and Chinese AI researchers in scientific cooperation.",
         US_CHINA,
     ),
@@ -477,15 +550,20 @@ THEME_MISSES = [
     ("any_of missing", "US and China AI rivalry grows.", US_CHINA),
     ("typo in a short word", "Chip stocks slip on tighter exprot controls.", EXPORT),
     ("words out of order", "Controls on exports of high-end GPUs.", EXPORT),
-    ("closed compound (R12)", "Chipmakers fear an export ban.", EXPORT),
+    ("closed compound", "Chipmakers fear an export ban.", EXPORT),
     (
-        "compound is not the phrase (R12)",
+        "compound is not the phrase",
         "Faster than arms-control talks can keep up.",
         DECOUPLING,
     ),
     ("unlisted synonym", "Export curbs on chip tools widen.", EXPORT),
     (
-        "none_of vetoes (R10)",
+        "derived word is another word",
+        "Scientists keep cooperating on AI in the US and China.",
+        US_CHINA,
+    ),
+    (
+        "none_of vetoes",
         "Sponsored: is your AI ready for new safety standards?",
         SAFETY,
     ),
@@ -495,14 +573,9 @@ THEME_MISSES = [
         SAFETY,
     ),
     (
-        "R9: typo in none_of vetoes",
+        "typo in none_of vetoes",
         "This advertisment covers AI safety standards.",
         SAFETY,
-    ),
-    (
-        "other inflection is not plural (R8)",
-        "The tech warring factions met.",
-        DECOUPLING,
     ),
 ]
 
@@ -512,17 +585,141 @@ def test_theme_does_not_match(case: str, text: str, theme: Theme) -> None:
     assert theme.name not in themes(text), case
 
 
-def test_theme_groups_may_be_met_in_different_fields() -> None:
-    # R6: groups across title, summary and content; a phrase must stay inside one field.
-    art = article("A partnership was signed.", title="US and China", summary="AI research")
-    assert US_CHINA.name in {h.watch for h in MATCHER.match(art)}
-    split = article("control rules", title="Chip export")
-    assert EXPORT.name not in {h.watch for h in MATCHER.match(split)}
+def test_word_star_matches_every_word_it_starts() -> None:
+    matcher = Matcher([], [Theme("chips", all_of=(("chipmak*",), ("export ban",)))])
+    assert themes("Chipmakers fear an export ban.", matcher) == {"chips"}
+    assert themes("Chipmaking faces an export ban.", matcher) == {"chips"}
+    assert themes("Chips face an export ban.", matcher) == set()
 
 
-def test_veto_anywhere_in_the_entry() -> None:
-    art = article("AI labs publish safety protocols.", title="This recap is sponsored by Lumenta")
+def test_equals_sign_matches_the_word_exactly() -> None:
+    matcher = Matcher([], [Theme("cloud", all_of=(("=cloud",), ("Malaysia",)))])
+    assert themes("A new cloud region opens in Malaysia.", matcher) == {"cloud"}
+    assert themes("Mining deaths clouded Malaysia's battery plans.", matcher) == set()
+    assert themes(
+        "Mining deaths clouded Malaysia's battery plans.", Matcher([], [Theme("c", all_of=(("cloud",), ("Malaysia",)))])
+    ) == {"c"}
+
+
+# -- themes: proximity ------------------------------------------------------------------------
+
+FAR_APART = (
+    "US officials met on Monday. The weather was fine and the hall was full. "
+    "Chinese delegates arrived late. Later, AI researchers presented a partnership on climate data."
+)
+
+
+def test_groups_must_meet_in_one_sentence_by_default() -> None:
+    assert themes("The US and Chinese AI labs signed a partnership. The hall was full.") == {US_CHINA.name}
+    assert US_CHINA.name not in themes(FAR_APART)
+
+
+def test_the_headline_is_read_with_the_sentence_under_it() -> None:
+    art = article("Officials widened them to GPU chips.", title="Export controls widen", summary="Markets were calm.")
+    assert EXPORT.name not in {h.watch for h in MATCHER.match(art)}
+    art = article(title="Northvane chips hit by new rules", summary="The export controls cover every GPU line.")
+    assert EXPORT.name in {h.watch for h in MATCHER.match(art)}
+
+
+def test_a_picture_credit_under_the_headline_is_not_its_sentence() -> None:
+    art = article(
+        title="New export controls hit Northvane",
+        summary="Photo by Anna Berg / Example News\nThe rules cover GPU chips sold abroad.",
+    )
+    assert EXPORT.name in {h.watch for h in MATCHER.match(art)}
+
+
+def test_near_paragraph_words_and_article() -> None:
+    two_sentences = "The US and Chinese delegations met. They agreed an AI partnership."
+    two_paragraphs = "The US and Chinese delegations met.\nThey agreed an AI partnership."
+    by = {near: Matcher([], [replace(US_CHINA, near=near)]) for near in ("sentence", "paragraph", "article", 10)}
+    assert themes(two_sentences, by["sentence"]) == set()
+    assert themes(two_sentences, by["paragraph"]) == {US_CHINA.name}
+    assert themes(two_paragraphs, by["paragraph"]) == set()
+    assert themes(two_paragraphs, by["article"]) == {US_CHINA.name}
+    # From "US" to "partnership": 9 words, then 12.
+    assert themes(two_sentences, by[10]) == {US_CHINA.name}
+    assert (
+        themes("The US and Chinese delegations met for long hours before agreeing an AI partnership.", by[10]) == set()
+    )
+
+
+def test_paragraphs_come_from_html_blocks() -> None:
+    matcher = Matcher([], [replace(US_CHINA, near="paragraph")])
+    html = "<p>The US and Chinese delegations met.</p><p>They agreed an AI partnership.</p>"
+    assert themes(html_to_text(html), matcher) == set()
+    assert themes(html_to_text(html.replace("</p><p>", " ")), matcher) == {US_CHINA.name}
+
+
+# -- themes: vetoes ---------------------------------------------------------------------------
+
+
+def test_a_veto_removes_only_its_sentence_by_default() -> None:
+    text = "Pinterest, which sponsored the event, served lunch. AI labs compared safety protocols."
+    assert themes(text) == {SAFETY.name}
+    assert themes("Sponsored AI labs compared safety protocols.") == set()
+
+
+def test_a_veto_is_not_part_of_a_hyphenated_compound() -> None:
+    assert themes("State-sponsored hackers tested AI safety protocols.") == {SAFETY.name}
+
+
+def test_a_veto_in_the_headline_vetoes_the_whole_article() -> None:
+    art = article("AI labs publish safety protocols.", title="Sponsored: a word from Lumenta")
     assert MATCHER.match(art) == []
+
+
+def test_veto_scope_paragraph_and_article() -> None:
+    text = "Our partner is sponsored by Lumenta.\nAI labs compared safety protocols."
+    assert themes(text, Matcher([], [replace(SAFETY, none_of_scope="paragraph")])) == {SAFETY.name}
+    assert themes(text, Matcher([], [replace(SAFETY, none_of_scope="article")])) == set()
+    same_paragraph = text.replace("\n", " ")
+    assert themes(same_paragraph, Matcher([], [replace(SAFETY, none_of_scope="paragraph")])) == set()
+
+
+# -- themes: prominence and the relevance score -----------------------------------------------
+
+FILLER = " ".join(f"Sentence {n} is about something else." for n in range(12))
+
+
+def score_of(art: Article, theme: Theme) -> int | None:
+    hit = {h.watch: h for h in Matcher([], [theme]).match(art)}.get(theme.name)
+    return None if hit is None else hit.score
+
+
+def test_scores_by_where_the_theme_shows() -> None:
+    one = "New export controls cover GPU chips."
+    assert score_of(article(title=one), EXPORT) == 100
+    assert score_of(article(one), EXPORT) == 85
+    assert score_of(article(title="Export controls widen", summary="They now cover GPU chips."), EXPORT) == 75
+    # A passing line deep in the body: 40, below the default min_score of 50.
+    assert score_of(article(f"{FILLER} {one}"), EXPORT) is None
+    assert score_of(article(f"{FILLER} {one}"), replace(EXPORT, min_score=40)) == 40
+    # Shown twice further down: 40 + 15.
+    assert score_of(article(f"{FILLER} {one} {FILLER} {one}"), EXPORT) == 55
+    # Headline, lead and body: 100, capped.
+    assert score_of(article(f"{one} {FILLER} {one}", title=one), EXPORT) == 100
+
+
+def test_a_typo_lowers_the_score() -> None:
+    assert score_of(article(title="New export controls hit GPU partnrships"), replace(US_CHINA)) is None
+    theme = Theme("p", all_of=(("partnership",), ("GPU",)))
+    assert score_of(article(title="A GPU partnrship"), theme) == 91
+
+
+def test_where_and_at_least() -> None:
+    one = "New export controls cover GPU chips."
+    body_twice = article(f"{FILLER} {one} {FILLER} {one}")
+    assert score_of(body_twice, replace(EXPORT, where="lead")) is None
+    assert score_of(article(one), replace(EXPORT, where="lead")) == 85
+    assert score_of(article(one), replace(EXPORT, where="title")) is None
+    assert score_of(article(one), replace(EXPORT, at_least=2)) is None
+    assert score_of(body_twice, replace(EXPORT, at_least=2)) == 55
+
+
+def test_a_config_written_before_proximity_still_works() -> None:
+    old = Theme("Tech decoupling", all_of=(("decoupling", "tech war"),))
+    assert score_of(article(title="A tech war looms"), old) == 100
 
 
 # -- thresholds ---------------------------------------------------------------------------------
@@ -559,14 +756,14 @@ def test_threshold_between_scores_picks_by_similarity() -> None:
 def test_typo_memo_stays_bounded_and_typos_still_match_after_turnover(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import watcher.match
+    import watcher.phrases
 
-    monkeypatch.setattr(watcher.match, "_MAX_MEMO_WORDS", 50)
+    monkeypatch.setattr(watcher.phrases, "MAX_MEMO_WORDS", 50)
     matcher = Matcher([TOBY], [DECOUPLING])
     for n in range(40):
         never_seen = " ".join(f"w{n}x{k}" for k in range(20))
         assert matcher.match(article(never_seen)) == []
-        memo = matcher._memo, matcher._memo_old
+        memo = matcher._phrases._memo, matcher._phrases._memo_old
         # Each generation may overshoot the limit by one article's words (here at most 25).
         assert sum(map(len, memo)) <= 2 * (50 + 25)
         got = {h.watch for h in matcher.match(article(f"{never_seen} Tobias Wrenfeild on decoupllng."))}

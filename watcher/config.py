@@ -377,6 +377,27 @@ DatabaseUrl = Annotated[Text, AfterValidator(_check_database)]
 Watch = Annotated[Text, AfterValidator(_known_watch)]
 Security = Literal["none", "starttls", "ssl"]
 
+
+def _near(value: object) -> object:
+    if isinstance(value, str) and value.strip() in ("sentence", "paragraph", "article"):
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1000:
+        return value
+    raise _fail("{value} is not a proximity; use sentence, paragraph, article or a number of words like 20")
+
+
+#: How close a theme's groups must be: in one sentence, one paragraph, anywhere in the
+#: article, or (a number) within that many words.
+Near = Annotated[Literal["sentence", "paragraph", "article"] | int, BeforeValidator(_near)]
+#: Where a theme must show to count: in the headline, the headline or lead, or anywhere.
+Where = Annotated[Literal["title", "lead", "anywhere"], BeforeValidator(_one_of(("title", "lead", "anywhere")))]
+#: What a ``none_of`` phrase vetoes: its sentence, its paragraph, or the whole article.
+VetoScope = Annotated[
+    Literal["sentence", "paragraph", "article"], BeforeValidator(_one_of(("sentence", "paragraph", "article")))
+]
+Score = Annotated[int, BeforeValidator(_whole(0, 100, " (higher alerts less)"))]
+Count = Annotated[int, BeforeValidator(_whole(1, 100))]
+
 # ---------------------------------------------------------------------------------------------
 # The schema: what the rest of watcher sees
 
@@ -440,7 +461,9 @@ class Speaker:
 
 @dataclass(frozen=True, config=_SCHEMA)
 class Theme:
-    """A tracked theme: every ``all_of`` group, one ``any_of`` phrase (if any), no ``none_of``."""
+    """A tracked theme: every ``all_of`` group and one ``any_of`` phrase (if any) met close
+    together (``near``), prominently enough (``where``, ``at_least``, ``min_score``), where no
+    ``none_of`` phrase vetoes them. docs/matching.md, "Themes", is the whole rule."""
 
     name: Text
     all_of: Annotated[tuple[Group, ...], BeforeValidator(_items())] = ()
@@ -448,6 +471,13 @@ class Theme:
     none_of: Phrases = ()
     #: 0-100; higher is stricter. None means the matching contract's default tolerance.
     threshold: Threshold | None = None
+    near: Near = "sentence"
+    where: Where = "anywhere"
+    #: How many separate places must show the theme.
+    at_least: Count = 1
+    none_of_scope: VetoScope = "sentence"
+    #: 0-100: the relevance score a hit needs.
+    min_score: Score = 50
 
     @model_validator(mode="after")
     def _matches_something(self) -> Theme:
