@@ -1,9 +1,12 @@
-"""Data tests: the matcher meets the issue's floors (precision and recall >= 0.97 per category)
-on labelled corpora, scored by bench/match_quality.py.
+"""Data tests: the matcher meets its floors on labelled corpora, scored by bench/match_quality.py.
 
-``shared/corpus/dev`` is the corpus the issue gives; ``tests/data/heldout`` follows the same
-contract (R1-R12) with other speakers, themes and phrasings, written apart from the matcher,
-so that rules fitted to the dev sentences show up here.
+* ``shared/corpus/real-news``: real feed entries written by others, with the shipped themes of
+  ``feeds.yaml``: every topic precision >= 0.85 and recall >= 0.80, statements >= 0.95 and
+  >= 0.90, mentions >= 0.98 both (issue 15).
+* ``shared/corpus/dev`` (synthetic, given) and ``tests/data/heldout`` (synthetic, written apart
+  from the matcher, with other speakers, themes and phrasings): >= 0.97 in every category and
+  theme. The dev labels the current contract changes are in ``tests/data/dev-relabels.json``,
+  each with its reason.
 """
 
 from __future__ import annotations
@@ -17,13 +20,22 @@ from types import ModuleType
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-DEV = REPO.parent / "shared" / "corpus" / "dev"
+SHARED = REPO.parent / "shared" / "corpus"
+DEV, REAL_NEWS = SHARED / "dev", SHARED / "real-news"
 HELDOUT = REPO / "tests" / "data" / "heldout"
-FLOOR = 0.97
+DEV_RELABELS = REPO / "tests" / "data" / "dev-relabels.json"
+SHIPPED = REPO / "feeds.yaml"
+ISSUE_FLOORS = "speakers=0.98,statements=0.95/0.90,themes=0.85/0.80"
+
+
+def shared(path: Path) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not path.is_dir(), reason=f"no labelled corpus at {path}")
+
 
 CORPORA = [
-    pytest.param(DEV, id="dev", marks=pytest.mark.skipif(not DEV.is_dir(), reason=f"no labelled corpus at {DEV}")),
-    pytest.param(HELDOUT, id="heldout"),
+    pytest.param(DEV, None, DEV_RELABELS, "0.97", id="dev", marks=shared(DEV)),
+    pytest.param(HELDOUT, None, None, "0.97", id="heldout"),
+    pytest.param(REAL_NEWS, SHIPPED, None, ISSUE_FLOORS, id="real-news", marks=shared(REAL_NEWS)),
 ]
 
 
@@ -36,15 +48,13 @@ def load_bench() -> ModuleType:
     return module
 
 
-def labels(corpus: Path) -> dict[str, dict[str, list[str]]]:
-    return json.loads((corpus / "labels.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-
-
-@pytest.mark.parametrize("corpus", CORPORA)
-def test_precision_and_recall_meet_the_floor_in_every_category(corpus: Path) -> None:
+@pytest.mark.parametrize(("corpus", "themes", "relabel", "floor"), CORPORA)
+def test_precision_and_recall_meet_the_floors(
+    corpus: Path, themes: Path | None, relabel: Path | None, floor: str
+) -> None:
     bench = load_bench()
-    expected = {k: {c: set(v[c]) for c in bench.CATEGORIES} for k, v in labels(corpus).items()}
-    predicted = bench.predict(corpus)
+    expected = bench.load_labels(corpus, relabel)
+    predicted = bench.predict(corpus, themes)
     assert set(predicted) == set(expected), "every labelled entry is parsed, and nothing else"
     misses = {
         (entry_id, c): sorted(predicted[entry_id][c] ^ want)
@@ -52,23 +62,44 @@ def test_precision_and_recall_meet_the_floor_in_every_category(corpus: Path) -> 
         for c, want in cats.items()
         if predicted[entry_id][c] != want
     }
-    below = {
-        c: (round(s.precision, 3), round(s.recall, 3))
-        for c, s in bench.score(predicted, expected).items()
-        if min(s.precision, s.recall) < FLOOR
-    }
-    assert below == {}, misses
+    scores = bench.score(predicted, expected)
+    assert bench.below_floor(scores, bench.parse_floors(floor)) == [], misses
+
+
+def test_shipped_themes_are_the_real_news_topics() -> None:
+    # One theme per topic of the story, named as the labelled corpus names them.
+    names = [t.name for t in load_bench().load_watches(SHIPPED)[1]]
+    assert names == [
+        "US-China AI collaboration",
+        "Semiconductor export controls",
+        "AI safety standards",
+        "Cross-border data centres",
+        "Tech decoupling / AI arms race",
+    ]
 
 
 def test_heldout_labels_name_only_configured_watches() -> None:
     speakers, themes = load_bench().load_watches(HELDOUT / "config.yaml")
-    for entry_id, entry in labels(HELDOUT).items():
+    labels = json.loads((HELDOUT / "labels.json").read_text(encoding="utf-8"))
+    for entry_id, entry in labels.items():
         assert set(entry["statements"]) <= set(entry["speakers"]) <= {s.name for s in speakers}, entry_id
         assert set(entry["themes"]) <= {t.name for t in themes}, entry_id
 
 
-@pytest.mark.parametrize("corpus", CORPORA)
-def test_script_exit_code_reports_the_floor(corpus: Path) -> None:
+@shared(DEV)
+def test_dev_relabels_name_dev_entries_and_say_why() -> None:
+    labels = json.loads((DEV / "labels.json").read_text(encoding="utf-8"))
+    relabels = json.loads(DEV_RELABELS.read_text(encoding="utf-8"))
+    for entry_id, change in relabels.items():
+        if entry_id.startswith("_"):
+            continue
+        assert entry_id in labels
+        assert change["why"]
+        assert change != {c: labels[entry_id][c] for c in change if c != "why"} | {"why": change["why"]}
+
+
+def test_script_exit_code_reports_the_floor() -> None:
     bench = load_bench()
-    assert bench.main([str(corpus)]) == 0
-    assert bench.main([str(corpus), "--floor", "1.01"]) == 1
+    assert bench.main([str(HELDOUT)]) == 0
+    assert bench.main([str(HELDOUT), "--floor", "1.01"]) == 1
+    assert bench.main([str(HELDOUT), "--floor", "statements=1.01/0.5"]) == 1

@@ -3,7 +3,9 @@
     python tests/data/heldout/build_feeds.py tests/data/heldout
 
 The texts are written for this corpus (not taken from shared/corpus/dev); every entry has one
-reading under the contract of shared/corpus/dev/README.md (R1-R12). Edit the table, rerun.
+reading under the contract of docs/matching.md. Written when a theme's groups counted anywhere in
+an entry; four labels changed with the contract of issue 15, each marked "# issue 15:" with its
+reason. Edit the table, rerun.
 """
 
 import html
@@ -75,7 +77,7 @@ RSS = [
         "<p>&#8220;Nobody in this industry can buy GPUs on a normal timeline,&#8221; Robert Kincannon said at the Denver meeting.</p><p>&#8220;The backlog is eighteen months for the big parts. Smaller labs are simply priced out.</p><p>&#8220;That is not a market, that is a queue.&#8221;</p>",
         [R],
         [R],
-        [GPU],
+        [],  # issue 15: "GPUs" and "backlog" are in different sentences (and paragraphs)
     ),
     (
         "Dresden plant to double output",
@@ -476,7 +478,7 @@ ATOM = [
         None,
         [],
         [],
-        [],
+        [CR],  # issue 15: the veto removes its own sentence; the headline meets the theme
     ),
     (
         "Join our webinar on AI and copyright",
@@ -494,7 +496,7 @@ ATOM = [
         None,
         [],
         [],
-        [],
+        [GPU],  # issue 15: the veto removes its own sentence; the headline meets the theme
     ),
     (
         "Cloud queue tracker",
@@ -548,7 +550,7 @@ ATOM = [
         None,
         [],
         [],
-        [],
+        [CR],  # issue 15: "copyrighted" is an inflection of "copyright"
     ),
     (
         "Graphics processors scarce",
