@@ -79,3 +79,49 @@ def test_validate_shows_a_webhook_by_its_host_only(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "hook: webhook to https://hooks.example.org/…" in result.output
     assert "pathTok3n" not in result.output
+
+
+MATCH_CONFIG = """\
+speakers: [{name: Jen Zhu Scott}]
+themes:
+  - name: Semiconductor export controls
+    all_of: [[chip, GPU], [export control, curb]]
+"""
+MATCH_FEED = """\
+<rss version="2.0"><channel><title>t</title>
+<item><guid>a</guid><title>New export controls hit GPU makers</title><description>Markets fell.</description></item>
+<item><guid>b</guid><title>Markets fell</title><description>Officials met on Monday. The weather was fine.
+ GPU makers were calm. Export controls came up later.</description></item>
+</channel></rss>
+"""
+
+
+def test_match_explain_says_why_each_watch_hit_or_did_not(tmp_path: Path) -> None:
+    (tmp_path / "feeds.yaml").write_text(MATCH_CONFIG, encoding="utf-8")
+    (tmp_path / "feed.xml").write_text(MATCH_FEED, encoding="utf-8")
+    args = ["-c", str(tmp_path / "feeds.yaml"), "match", "--explain", str(tmp_path / "feed.xml")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    first, second = result.output.split("== ")[1:]
+    assert "Semiconductor export controls (theme): HIT, score 100" in first
+    assert "site: title, one sentence, score 100" in first
+    assert "Jen Zhu Scott (speaker): no hit" in first
+    assert "Semiconductor export controls (theme): no hit" in second
+    assert "“GPU” (summary, lead)" in second and "“Export controls” (summary, body)" in second
+    assert "no hit: the groups are never met in one sentence" in second
+
+
+def test_match_explain_json_and_watch_filter(tmp_path: Path) -> None:
+    (tmp_path / "feeds.yaml").write_text(MATCH_CONFIG, encoding="utf-8")
+    (tmp_path / "feed.xml").write_text(MATCH_FEED, encoding="utf-8")
+    base = ["-c", str(tmp_path / "feeds.yaml"), "match"]
+    result = CliRunner().invoke(
+        cli, [*base, "--explain", "--json", "--watch", "Semiconductor export controls", str(tmp_path / "feed.xml")]
+    )
+    assert result.exit_code == 0, result.output
+    verdicts = [json.loads(line) for line in result.output.splitlines()]
+    assert [(v["entry_id"], v["hit"]) for v in verdicts] == [("a", True), ("b", False)]
+    assert verdicts[0]["score"] == 100 and verdicts[1]["reasons"][-1].startswith("no hit")
+    unknown = CliRunner().invoke(cli, [*base, "--watch", "Chips", str(tmp_path / "feed.xml")])
+    assert unknown.exit_code == 2
+    assert "no speaker or theme named 'Chips'" in unknown.output

@@ -23,10 +23,12 @@ import click
 from watcher.config import Config, format_duration, load_config, parse_duration
 from watcher.errors import WatcherError, redact_url, url_origin
 from watcher.render import iso_time
-from watcher.types import FeedState, Hit, OutboxItem, OutboxStatus, StoredHit
+from watcher.types import Article, FeedState, Hit, OutboxItem, OutboxStatus, StoredHit
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from watcher.match import Explanation
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -174,24 +176,42 @@ def poll(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per hit per line.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per hit (or, with --explain, per verdict) per line."
+)
+@click.option(
+    "--explain", is_flag=True, help="For every article and watch, what was found where and why it hit or did not."
+)
+@click.option("--watch", "watches", multiple=True, help="Only this speaker or theme (repeatable).")
 @click.argument("sources", nargs=-1, required=True)
 @click.pass_context
 @_fails_cleanly
-def match(ctx: click.Context, as_json: bool, sources: tuple[str, ...]) -> None:
-    """Dry run: parse feed files or URLs and print the hits. Stores and sends nothing."""
+def match(ctx: click.Context, as_json: bool, explain: bool, watches: tuple[str, ...], sources: tuple[str, ...]) -> None:
+    """Dry run: parse feed files or URLs and print the hits. Stores and sends nothing.
+
+    With --explain, tune a theme on real articles: each verdict lists the groups met and
+    where (headline, lead, body), the vetoes, the places where all groups meet, and the score."""
     from watcher.fetch import Fetcher
     from watcher.match import Matcher
     from watcher.parse import parse_feed
 
     config = _config(ctx)
-    matcher = Matcher(config.speakers, config.themes)
+    known = {*config.watch_names}
+    unknown = [w for w in watches if w not in known]
+    if unknown:
+        raise click.UsageError(f"no speaker or theme named {', '.join(map(repr, unknown))}; see `watcher validate`")
+    speakers = [s for s in config.speakers if not watches or s.name in watches]
+    themes = [t for t in config.themes if not watches or t.name in watches]
+    matcher = Matcher(speakers, themes)
     fetcher = Fetcher()
     try:
         for source in sources:
             fetched = fetcher.fetch(source, timeout=config.defaults.timeout.total_seconds())
             parsed = parse_feed(fetched.body or b"", url=source, headers=fetched.headers)
             for article in parsed.articles:
+                if explain:
+                    _print_explanations(article, matcher.explain(article), as_json)
+                    continue
                 for hit in matcher.match(article):
                     if as_json:
                         click.echo(
@@ -203,6 +223,29 @@ def match(ctx: click.Context, as_json: bool, sources: tuple[str, ...]) -> None:
                         _print_hit(hit, article.title, article.link)
     finally:
         fetcher.close()
+
+
+def _print_explanations(article: Article, explanations: list[Explanation], as_json: bool) -> None:
+    if as_json:
+        for e in explanations:
+            verdict = {"watch": e.watch, "kind": e.kind, "hit": e.hit is not None, "reasons": list(e.reasons)}
+            if e.hit is not None:
+                verdict |= {"statement": e.hit.statement, "score": e.hit.score}
+            click.echo(
+                json.dumps({"entry_id": article.entry_id, "title": article.title, **verdict}, ensure_ascii=False)
+            )
+        return
+    click.echo(f"== {article.title}" + (f" <{article.link}>" if article.link else ""))
+    for e in explanations:
+        if e.hit is None:
+            outcome = "no hit"
+        elif e.kind == "speaker":
+            outcome = f"HIT, {'statement' if e.hit.statement else 'mention'}"
+        else:
+            outcome = f"HIT, score {e.hit.score}"
+        click.echo(f"  {e.watch} ({e.kind}): {outcome}")
+        for reason in e.reasons:
+            click.echo(f"      {reason}")
 
 
 @cli.command()
@@ -225,7 +268,10 @@ def validate(ctx: click.Context) -> None:
         groups = " AND ".join("(" + " | ".join(g) + ")" for g in t.all_of)
         extra = f" AND ANY OF ({' | '.join(t.any_of)})" if t.any_of else ""
         veto = f" BUT NOT ({' | '.join(t.none_of)})" if t.none_of else ""
-        click.echo(f"  {t.name}: {groups}{extra}{veto}")
+        near = f"within {t.near} words" if isinstance(t.near, int) else f"in one {t.near}"
+        where = "" if t.where == "anywhere" else f", in the {t.where}"
+        times = "" if t.at_least == 1 else f", {t.at_least} times"
+        click.echo(f"  {t.name}: {groups}{extra}{veto}, {near}{where}{times}, score {t.min_score}+")
     click.echo(f"channels ({len(config.channels)}):")
     for c in config.channels:
         target = ", ".join(c.to) if c.type == "email" else url_origin(c.url or "")
