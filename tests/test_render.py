@@ -40,8 +40,9 @@ def item(
     feed: str = "wire",
     channel: str = "desk",
     evidence: tuple[Evidence, ...] = (Evidence("summary", "Jen Zhu Scott said chips matter.", ((0, 13),)),),
+    score: int = 97,
 ) -> OutboxItem:
-    hit = Hit(watch=watch, kind=kind, statement=statement, score=97, evidence=evidence)  # type: ignore[arg-type]
+    hit = Hit(watch=watch, kind=kind, statement=statement, score=score, evidence=evidence)  # type: ignore[arg-type]
     stored = StoredHit(
         id=row,
         feed=feed,
@@ -270,11 +271,25 @@ def digest_items() -> list[OutboxItem]:
     ]
 
 
-def test_digest_groups_by_watch_newest_first() -> None:
+def test_digest_groups_by_watch_statements_first_then_newest() -> None:
     groups = group_by_watch(digest_items())
     assert [(watch, [i.stored.title for i in group]) for watch, group in groups] == [
-        ("Jen Zhu Scott", ["undated mention", "newest statement", "old statement"]),
+        ("Jen Zhu Scott", ["newest statement", "old statement", "undated mention"]),
         ("US-China AI collaboration", ["theme story"]),
+    ]
+
+
+def test_digest_lists_a_theme_most_relevant_first() -> None:
+    items = [
+        theme(1, title="passing line", score=55, published=NOW - timedelta(hours=1)),
+        theme(2, title="headline story", score=100, published=NOW - timedelta(hours=9)),
+        theme(3, title="lead story", score=85, published=NOW - timedelta(hours=5)),
+        item(4, watch="Semiconductor export controls", kind="theme", statement=False, title="chips", score=75),
+    ]
+    groups = group_by_watch(items)
+    assert [(watch, [i.stored.title for i in group]) for watch, group in groups] == [
+        ("US-China AI collaboration", ["headline story", "lead story", "passing line"]),
+        ("Semiconductor export controls", ["chips"]),
     ]
 
 
@@ -286,7 +301,7 @@ def test_digest_email_has_count_in_subject_and_every_alert_in_both_parts() -> No
     assert msg["X-Watcher-Watch"] == "Jen Zhu Scott, US-China AI collaboration"
     assert msg["X-Watcher-Feed"] == "wire"
     text, html = parts(msg)
-    order = ["undated mention", "newest statement", "old statement", "theme story"]
+    order = ["newest statement", "old statement", "undated mention", "theme story"]
     assert [text.index(t) for t in order] == sorted(text.index(t) for t in order)
     assert [html.index(t) for t in order] == sorted(html.index(t) for t in order)
     assert "== Jen Zhu Scott (3) ==" in text and "== US-China AI collaboration (1) ==" in text

@@ -184,19 +184,22 @@ def _view(stored: StoredHit) -> _HitView:
     )
 
 
-def _newest_first(items: Sequence[OutboxItem]) -> list[OutboxItem]:
-    # "Newest" is when the article was published; detection time stands in when the feed
-    # gave no date, and the row id breaks ties so the order is stable.
-    def key(item: OutboxItem) -> tuple[datetime, int]:
-        return (item.stored.published or item.stored.created, item.id)
+def _most_relevant_first(items: Sequence[OutboxItem]) -> list[OutboxItem]:
+    # Statements before mentions, then the higher score (a theme's relevance), then the newest:
+    # when the article was published, or when it was detected if the feed gave no date. The
+    # row id breaks ties so the order is stable.
+    def key(item: OutboxItem) -> tuple[bool, int, datetime, int]:
+        hit = item.stored.hit
+        return (hit.statement, hit.score, item.stored.published or item.stored.created, item.id)
 
     return sorted(items, key=key, reverse=True)
 
 
 def group_by_watch(items: Sequence[OutboxItem]) -> list[tuple[str, list[OutboxItem]]]:
-    """Digest order: one group per watch, newest item first in each, newest group first."""
+    """Digest order: one group per watch, the most relevant item first in each (statements,
+    then by score, then newest), the group with the most relevant item first."""
     groups: dict[str, list[OutboxItem]] = {}
-    for item in _newest_first(items):
+    for item in _most_relevant_first(items):
         groups.setdefault(item.stored.hit.watch, []).append(item)
     return list(groups.items())
 
@@ -316,7 +319,7 @@ def render_alert(
 
 
 def render_digest(items: Sequence[OutboxItem], *, sender: str, to: Sequence[str], now: datetime) -> EmailMessage:
-    """Several alerts of one channel as one email, grouped by watch, newest first.
+    """Several alerts of one channel as one email, grouped by watch, most relevant first.
 
     X-Watcher-Watch and X-Watcher-Feed list every watch and feed in the digest, comma
     separated, in digest order.
