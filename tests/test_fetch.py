@@ -749,14 +749,6 @@ def test_no_proxy_hosts_go_direct(server, monkeypatch):
     assert err.reason == "connection refused"  # the proxy, since .invalid never resolves
 
 
-def test_the_environment_is_read_when_the_fetcher_is_made(server, monkeypatch, tmp_path):
-    server.respond("/rss", FEED)
-    with Fetcher() as fetcher:
-        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
-        assert fetcher.fetch(server.url("/rss"), timeout=5).body == FEED
-
-
 def test_netrc_credentials_are_not_sent(server, monkeypatch, tmp_path):
     netrc = tmp_path / ".netrc"
     netrc.write_text("machine 127.0.0.1 login bob password s3cret\n")

@@ -32,6 +32,7 @@ HOMES = {
     "smtplib": {"deliver"},
     "standardwebhooks": {"deliver"},
     "aiosmtpd": {"mailsink"},
+    "pebble": {"workers"},
 }
 
 

@@ -18,34 +18,58 @@ from watcher.workers import InlineWorkers
 SAMPLES = Path(__file__).resolve().parent.parent / "watcher" / "demo_feeds"
 
 
+#: Years from the real clock, so that a daemon reading it instead of its own would be caught.
+NOW = datetime(2031, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    """The daemon's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.time = NOW
+
+    def __call__(self) -> datetime:
+        return self.time
+
+
 @pytest.fixture
-def watcher(tmp_path: Path) -> Iterator[Watcher]:
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def watcher(tmp_path: Path, clock: Clock) -> Iterator[Watcher]:
     with LoopbackServer(root=SAMPLES) as server:
         text = f"database: sqlite:///{tmp_path}/w.db\nfeeds:\n  - {{name: forum, url: '{server.url('/forum-wire.xml')}'}}\n"
         config = parse_config(text, str(tmp_path / "feeds.yaml"), {})
-        w = make_watcher(config, channels={}, workers=InlineWorkers((), ()))
+        w = make_watcher(config, channels={}, workers=InlineWorkers((), ()), now=clock)
         yield w
         w.close()
 
 
-def test_a_feed_is_polled_at_its_next_trigger_even_if_the_last_poll_ended_late(watcher: Watcher) -> None:
+def test_a_feed_is_polled_at_its_next_trigger_even_if_the_last_poll_ended_late(watcher: Watcher, clock: Clock) -> None:
     """A slow fetch pushes the stored next poll past the schedule's next trigger; the
     trigger must still poll (only failures hold a feed back)."""
     daemon = Daemon(watcher, watcher.config.path)
     daemon.poll_if_due("forum")
     first = watcher.store.feed_state("forum")
-    assert first.status == "ok" and first.next_poll_at is not None and first.next_poll_at > datetime.now(UTC)
+    assert (first.status, first.last_polled_at, first.next_poll_at) == ("ok", NOW, NOW + timedelta(minutes=15))
+    clock.time = NOW + timedelta(minutes=1)
     daemon.poll_if_due("forum")
-    assert watcher.store.feed_state("forum").last_polled_at > first.last_polled_at  # type: ignore[operator]
+    assert watcher.store.feed_state("forum").last_polled_at == NOW + timedelta(minutes=1)
 
 
-def test_a_failing_feed_waits_for_its_backoff(watcher: Watcher) -> None:
+def test_a_failing_feed_waits_for_its_backoff_by_the_daemons_clock(watcher: Watcher, clock: Clock) -> None:
     daemon = Daemon(watcher, watcher.config.path)
-    now = datetime.now(UTC)
-    watcher.store.record_failure("forum", "HTTP 503 Service Unavailable", now, now + timedelta(hours=1))
+    watcher.store.record_failure("forum", "HTTP 503 Service Unavailable", NOW, NOW + timedelta(hours=1))
+    clock.time = NOW + timedelta(minutes=59)
     daemon.poll_if_due("forum")
     state = watcher.store.feed_state("forum")
-    assert (state.status, state.last_polled_at) == ("failed", now)
+    assert (state.status, state.last_polled_at) == ("failed", NOW)
+    clock.time = NOW + timedelta(minutes=61)
+    daemon.poll_if_due("forum")
+    state = watcher.store.feed_state("forum")
+    assert (state.status, state.last_polled_at) == ("ok", NOW + timedelta(minutes=61))
 
 
 def test_a_poll_abandoned_at_stop_records_no_failure(tmp_path: Path) -> None:

@@ -2,16 +2,15 @@
 
 Rules (each one is a test in ``tests/test_fetch.py``):
 
-* One ``requests.Session`` per ``Fetcher``, with a descriptive User-Agent and
-  ``Accept-Encoding: gzip, deflate``. Conditional GET: the stored ETag / Last-Modified go out as
-  If-None-Match / If-Modified-Since; a 304 gives ``Fetched(body=None)``.
-* ``timeout`` is a TOTAL deadline for the whole fetch (connect, every redirect hop, headers and
-  body). A watchdog shuts the fetch's sockets down when it expires, because a per-socket
-  timeout bounds one ``recv()`` only and a server trickling a byte a second never trips it.
-  One watchdog thread serves every fetch of the process, and a deadline that has ended never
-  shuts a socket down: its connection may be pooled and serving another fetch.
-  Name resolution (``getaddrinfo``) cannot be interrupted and runs under the OS resolver's
-  own timeout.
+* One ``requests.Session``, shared by the poll's threads, with a descriptive User-Agent and
+  ``Accept-Encoding: gzip, deflate``. Conditional GET: the stored ETag / Last-Modified go out
+  as If-None-Match / If-Modified-Since; a 304 gives ``Fetched(body=None)``.
+* ``timeout`` is a TOTAL deadline for the whole fetch, every redirect hop included. The socket
+  timeout (what is left of it) bounds connecting and sending; the deadline itself bounds
+  reading: it is checked between the body's chunks, and one watchdog thread shuts the fetch's
+  socket down when it expires, since a server trickling a byte a second never trips a
+  per-``recv()`` timeout. A deadline that has ended shuts nothing: its connection may be
+  pooled and serving another fetch. Name resolution runs under the OS resolver's timeout.
 * The body cap counts DECOMPRESSED bytes, so a gzip bomb or an endless body stops at the cap.
 * Kept-alive connections are reused when the response ends cleanly: a whole body, a 304, or an
   unneeded error/redirect body of known length up to 64 KiB, read before the deadline. Any
@@ -20,49 +19,34 @@ Rules (each one is a test in ``tests/test_fetch.py``):
   loop is reported as one). ``moved_to`` is where the unbroken run of permanent redirects
   (301/308) from the requested URL ends: ``A -301-> B -302-> C`` moves the feed to B.
 * 410 → ``FetchError(gone=True)``; 429/503 → ``FetchError(retry_after=...)``; any other status
-  outside 2xx/304 → ``FetchError(status=...)`` with reason ``"HTTP 404 Not Found"``.
-* An empty 200 is a success with ``body=b""``: whether that is a feed is the parser's call
-  (it raises ``ParseError("empty body")``), and fetch stays about transport only.
+  outside 2xx/304 → ``FetchError(status=...)`` with reason ``"HTTP 404 Not Found"``. An empty
+  200 is ``body=b""``: whether that is a feed is the parser's call.
 * Network failures become ``FetchError`` with a one-line reason ("could not resolve host X",
-  "connection refused", "TLS error: certificate verify failed (...)", "timed out after 20s").
-  Library exceptions are translated in ``_HttpFetch._wrap_errors`` only. The cause chained
-  with ``from`` is the innermost OS/TLS error, whose text never holds the URL's path or query.
-* Every URL in an error or a log line goes through ``redact_url``.
-* The environment is read once, when the ``Fetcher`` is made, not on every request as requests
-  does by default: the proxies (``http_proxy``, ``https_proxy``, ``all_proxy``, ``no_proxy``
-  and, on macOS and Windows, the system settings; whether a host bypasses them is decided at
-  its first fetch) and the CA bundle (``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``).
-  ``~/.netrc`` is NOT consulted: the daemon's user's stored passwords must not go to whichever
-  host a feed names; credentials belong in the feed's URL (``https://user:pass@host/...``).
+  "connection refused", "TLS error: ...", "timed out after 20s"), translated in
+  ``_HttpFetch._wrap_errors`` only. The cause chained is the innermost OS/TLS error, whose
+  text never holds the URL's path or query; every URL shown goes through ``redact_url``.
+* Proxies (``http_proxy``, ``no_proxy``, ...) and the CA bundle (``REQUESTS_CA_BUNDLE``) come
+  from the environment by requests' own rules (``trust_env``), but ``~/.netrc`` is NOT read:
+  the daemon's user's passwords must not go to whichever host a feed names; credentials
+  belong in the feed's URL (``https://user:pass@host/...``).
 * A local path or ``file://`` URL is read from disk under the same cap; its ETag is derived
   from mtime and size, so an unchanged file gives a 304-like ``Fetched(body=None)``.
-
-Thread safety: one ``Fetcher`` may serve a small thread pool. Each fetch only reads the
-session's settings (headers, adapters) and passes its own per-request headers; the urllib3
-connection pool and the cookie jar lock internally; each fetch's deadline lives in a
-thread-local and the watchdog's heap under its condition; the per-host proxy-bypass memo is a
-dict whose single reads and writes are atomic (a race only computes an answer twice). Call ``close()`` once no fetch is running.
 """
 
 from __future__ import annotations
 
 import contextlib
 import email.utils
-import heapq
 import http
 import http.client
-import itertools
-import logging
 import os
 import socket
 import ssl
 import stat
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
@@ -72,13 +56,12 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.response import HTTPResponse
 
 from watcher import __version__
 from watcher.backoff import parse_retry_after
 from watcher.errors import FetchError, redact_url
 from watcher.types import Fetched
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_REDIRECTS = 5
@@ -106,32 +89,14 @@ class Fetcher:
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
         self._session = requests.Session()
-        # requests would re-read proxies, CA bundle and ~/.netrc from the environment on every
-        # request: a large share of a 304's cost. They are read once here instead.
-        self._session.trust_env = False
-        self._session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        self._proxies = _EnvironmentProxies()
         # No retries here: retrying is the pipeline's job (backoff per feed).
         adapter = _WatchedAdapter(max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         # Set explicitly: requests adds br/zstd when those packages happen to be installed.
-        self._session.headers.update(
-            {
-                "User-Agent": user_agent,
-                "Accept": ACCEPT,
-                "Accept-Encoding": "gzip, deflate",
-            }
-        )
+        self._session.headers.update({"User-Agent": user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"})
 
-    def fetch(
-        self,
-        url: str,
-        *,
-        etag: str | None = None,
-        last_modified: str | None = None,
-        timeout: float,
-    ) -> Fetched:
+    def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None, timeout: float) -> Fetched:
         """Fetch ``url`` (http, https, ``file://`` or a local path) within ``timeout`` seconds in total.
 
         ``etag`` and ``last_modified`` are the validators stored from the previous fetch. On a 304
@@ -149,22 +114,12 @@ class Fetcher:
         except ValueError:
             raise FetchError(redact_url(url), "invalid URL") from None
         if scheme in ("http", "https"):
-            fetch = _HttpFetch(
-                self._session,
-                self._proxies,
-                url,
-                timeout,
-                self.max_bytes,
-                self.max_redirects,
-            )
+            fetch = _HttpFetch(self._session, url, timeout, self.max_bytes, self.max_redirects)
             return fetch.run(etag=etag, last_modified=last_modified)
         # A one-letter scheme is a Windows drive ("C:\feeds\x.xml"), not a URL.
         if scheme in ("", "file") or len(scheme) == 1:
             return self._fetch_file(url, etag=etag)
-        raise FetchError(
-            redact_url(url),
-            f"unsupported URL scheme {scheme!r} (use http, https or a file path)",
-        )
+        raise FetchError(redact_url(url), f"unsupported URL scheme {scheme!r} (use http, https or a file path)")
 
     def close(self) -> None:
         """Close the pooled connections. Call once no fetch is in progress."""
@@ -173,18 +128,13 @@ class Fetcher:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def _fetch_file(self, url: str, *, etag: str | None) -> Fetched:
         shown = redact_url(url)
         path = _local_path(url)
-        with _file_errors(shown):
+        try:
             # O_NONBLOCK so a FIFO cannot block the open; regular files ignore it.
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
             try:
@@ -196,14 +146,7 @@ class Fetcher:
                 modified = email.utils.formatdate(st.st_mtime, usegmt=True)
                 headers = {"etag": tag, "last-modified": modified}
                 if etag == tag:
-                    return Fetched(
-                        url=url,
-                        status=304,
-                        body=None,
-                        headers=headers,
-                        etag=tag,
-                        last_modified=modified,
-                    )
+                    return Fetched(url=url, status=304, body=None, headers=headers, etag=tag, last_modified=modified)
                 if st.st_size > self.max_bytes:
                     raise _too_large(url, self.max_bytes, "file")
                 with os.fdopen(fd, "rb", closefd=False) as f:
@@ -211,33 +154,23 @@ class Fetcher:
                     body = f.read(self.max_bytes + 1)
             finally:
                 os.close(fd)
+        except FileNotFoundError as e:
+            raise FetchError(shown, "file not found") from e
+        except PermissionError as e:
+            raise FetchError(shown, "permission denied") from e
+        except OSError as e:
+            raise FetchError(shown, f"could not read file: {(e.strerror or type(e).__name__).lower()}") from e
         if len(body) > self.max_bytes:
             raise _too_large(url, self.max_bytes, "file")
         headers["content-length"] = str(len(body))
-        return Fetched(
-            url=url,
-            status=200,
-            body=body,
-            headers=headers,
-            etag=tag,
-            last_modified=modified,
-        )
+        return Fetched(url=url, status=200, body=body, headers=headers, etag=tag, last_modified=modified)
 
 
 class _HttpFetch:
     """One HTTP(S) fetch: its deadline, its redirect hops, and its error translation."""
 
-    def __init__(
-        self,
-        session: requests.Session,
-        proxies: _EnvironmentProxies,
-        url: str,
-        timeout: float,
-        max_bytes: int,
-        max_redirects: int,
-    ) -> None:
+    def __init__(self, session: requests.Session, url: str, timeout: float, max_bytes: int, max_redirects: int) -> None:
         self.session = session
-        self.proxies = proxies
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
         self.url = url
@@ -265,16 +198,13 @@ class _HttpFetch:
                         headers=headers,
                         stream=True,
                         allow_redirects=False,
-                        proxies=self.proxies.for_url(self.hop),
-                        # Per-socket timeouts too, so connect and each read stop by the deadline
-                        # even where the watchdog has no socket to shut down yet.
+                        auth=_url_credentials(self.hop),
+                        # Connecting and sending stop by the deadline through the socket timeout.
                         timeout=deadline.remaining(),
                     )
                     with response:
                         if response.status_code not in _REDIRECT_STATUSES:
-                            fetched = self._finish(response, deadline, etag, last_modified, moved_to)
-                            logger.debug("fetched %s: HTTP %s", self.shown, fetched.status)
-                            return fetched
+                            return self._finish(response, deadline, etag, last_modified, moved_to)
                         # A redirect's body is never needed: read only to reuse the connection.
                         self._drain(response, deadline)
                         target = self._redirect_target(response)
@@ -290,10 +220,7 @@ class _HttpFetch:
     def _redirect_target(self, response: requests.Response) -> str:
         location = response.headers.get("location")
         if not location:
-            raise FetchError(
-                self.shown,
-                f"HTTP {response.status_code} redirect without a Location header",
-            )
+            raise FetchError(self.shown, f"HTTP {response.status_code} redirect without a Location header")
         target = urljoin(self.hop, location.strip())
         # A server must not be able to point watcher at file:// or other local resources.
         if urlsplit(target).scheme.lower() not in ("http", "https"):
@@ -312,30 +239,15 @@ class _HttpFetch:
         headers = {name.lower(): value for name, value in response.headers.items()}
         if moved_to == self.url:
             moved_to = None
-        if status == 304:
+        if status != 304 and 200 <= status < 300:
+            body, etag, last_modified = self._read_body(response, deadline), None, None
+        else:
             self._drain(response, deadline)
-            return Fetched(
-                url=self.url,
-                status=status,
-                body=None,
-                headers=headers,
-                etag=headers.get("etag", etag),
-                last_modified=headers.get("last-modified", last_modified),
-                moved_to=moved_to,
-            )
-        if not 200 <= status < 300:
-            self._drain(response, deadline)
-            raise self._status_error(status, headers)
-        body = self._read_body(response, deadline)
-        return Fetched(
-            url=self.url,
-            status=status,
-            body=body,
-            headers=headers,
-            etag=headers.get("etag"),
-            last_modified=headers.get("last-modified"),
-            moved_to=moved_to,
-        )
+            if status != 304:
+                raise self._status_error(status, headers)
+            body = None  # a 304 keeps the validators given unless it sends new ones
+        etag, last_modified = headers.get("etag", etag), headers.get("last-modified", last_modified)
+        return Fetched(self.url, status, body, headers, etag, last_modified, moved_to)
 
     def _status_error(self, status: int, headers: dict[str, str]) -> FetchError:
         # The standard phrase, never the server's own: that is a stranger's text.
@@ -348,13 +260,7 @@ class _HttpFetch:
             retry_after = parse_retry_after(headers.get("retry-after"), now=datetime.now(UTC))
             if retry_after is not None:
                 reason += f" (retry after {retry_after:.0f}s)"
-        return FetchError(
-            self.shown,
-            reason,
-            status=status,
-            retry_after=retry_after,
-            gone=status == 410,
-        )
+        return FetchError(self.shown, reason, status=status, retry_after=retry_after, gone=status == 410)
 
     def _read_body(self, response: requests.Response, deadline: _Deadline) -> bytes:
         declared = response.headers.get("content-length", "")
@@ -380,14 +286,11 @@ class _HttpFetch:
     def _drain(self, response: requests.Response, deadline: _Deadline) -> None:
         """Read the rest of a body that is not needed, when that is cheap, to reuse the connection.
 
-        Closing a response with unread bytes makes urllib3 drop its connection (a 304 included:
-        its empty body counts as unread), so the next fetch of that host connects anew. Rules:
-        only a body whose remaining length is known (Content-Length, or none by protocol as
-        for a 304) and at most ``_DRAIN_BYTES`` (and the cap) is read, raw, not decompressed,
-        and only before the deadline, whose watchdog still bounds a trickling one. Reading
-        it to its end hands the connection back to the pool; any failure closes it instead.
-        Chunked, unsized, huge or late bodies are left unread, and closing the response then
-        drops the connection: a hostile body is never read for the sake of reuse.
+        Closing a response with unread bytes drops its connection (a 304's empty body counts as
+        unread). Only a body of known remaining length (Content-Length, or none as for a 304)
+        of at most ``_DRAIN_BYTES`` is read, raw, before the deadline (whose watchdog still
+        bounds it); any failure closes the connection. A hostile body (chunked, unsized, huge,
+        late) is never read for the sake of reuse.
         """
         remaining = getattr(response.raw, "length_remaining", None)
         if remaining is None or remaining > min(_DRAIN_BYTES, self.max_bytes) or deadline.expired:
@@ -429,10 +332,7 @@ class _HttpFetch:
         if found := find(socket.gaierror):
             return f"could not resolve host {urlsplit(self.hop).hostname}", found
         if isinstance(found := find(ssl.SSLCertVerificationError), ssl.SSLCertVerificationError):
-            return (
-                f"TLS error: certificate verify failed ({found.verify_message})",
-                found,
-            )
+            return (f"TLS error: certificate verify failed ({found.verify_message})", found)
         if isinstance(found := find(ssl.SSLError), ssl.SSLError):
             detail = (found.reason or "handshake failed").lower().replace("_", " ")
             return f"TLS error: {detail}", found
@@ -440,81 +340,36 @@ class _HttpFetch:
             return "connection refused", found
         # urllib3's NewConnectionError subclasses its ConnectTimeoutError; it is not a timeout.
         timeouts = [e for e in chain if not isinstance(e, urllib3.exceptions.NewConnectionError)]
-        if find(
-            TimeoutError,
-            urllib3.exceptions.TimeoutError,
-            requests.Timeout,
-            among=timeouts,
-        ):
+        if find(TimeoutError, urllib3.exceptions.TimeoutError, requests.Timeout, among=timeouts):
             return f"timed out after {self.timeout:g}s", find(TimeoutError)
         # ConnectionResetError includes http.client.RemoteDisconnected.
         if found := find(ConnectionResetError):
             return "connection closed by the server", found
-        if find(
-            urllib3.exceptions.DecodeError,
-            requests.exceptions.ContentDecodingError,
-            among=chain,
-        ):
-            return (
-                "could not decompress the response (bad gzip/deflate data)",
-                underlying,
-            )
-        if find(
-            requests.exceptions.InvalidURL,
-            urllib3.exceptions.LocationValueError,
-            among=chain,
-        ):
+        if find(urllib3.exceptions.DecodeError, requests.exceptions.ContentDecodingError, among=chain):
+            return ("could not decompress the response (bad gzip/deflate data)", underlying)
+        if find(requests.exceptions.InvalidURL, urllib3.exceptions.LocationValueError, among=chain):
             return "invalid URL", None
         if find(http.client.HTTPException, urllib3.exceptions.ProtocolError, among=chain):
-            return (
-                "the server sent a broken response or dropped the connection",
-                underlying,
-            )
+            return ("the server sent a broken response or dropped the connection", underlying)
         if isinstance(found := find(OSError), OSError) and found.strerror:
             return f"network error: {found.strerror.lower()}", found
         return f"network error ({type(error).__name__})", underlying
 
 
-class _EnvironmentProxies:
-    """The proxies the environment names, read once; requests' choice of proxy per URL.
+def _url_credentials(url: str) -> tuple[str, str] | Callable[[requests.PreparedRequest], requests.PreparedRequest]:
+    """The ``auth`` of a request to ``url``: the URL's credentials, else none at all (given
+    explicitly, so that requests never looks them up in ``~/.netrc``, as it does with none)."""
+    user, password = requests.utils.get_auth_from_url(url)
+    return (user, password) if user or password else _no_auth
 
-    Rules (those of requests with ``trust_env``): a URL goes through the proxy for its scheme,
-    or the ``all`` one, unless its host matches ``no_proxy`` (a host suffix, ``host:port``, an
-    IP or a CIDR range) or the system's bypass list. Whether a host and port bypass is decided
-    at its first fetch and remembered, as that check reads the environment again (and may
-    resolve the host on macOS).
-    """
 
-    def __init__(self) -> None:
-        # "no" is no_proxy, which getproxies() lists with the proxies.
-        self._proxies = {scheme: proxy for scheme, proxy in urllib.request.getproxies().items() if scheme != "no"}
-        #: By the URL's netloc (host and port, with any user info).
-        self._bypass: dict[str, bool] = {}
-
-    def for_url(self, url: str) -> dict[str, str]:
-        """The ``proxies`` argument for a request to ``url``: empty to go direct."""
-        if not self._proxies:
-            return {}
-        netloc = urlsplit(url).netloc.lower()
-        bypass = self._bypass.get(netloc)
-        if bypass is None:
-            try:
-                # no_proxy=None: requests then reads it without rewriting os.environ around
-                # the check, which is unsafe while other threads run.
-                bypass = requests.utils.should_bypass_proxies(url, no_proxy=None)
-            except ValueError:
-                # A port out of range: the request itself reports the URL as invalid.
-                bypass = True
-            self._bypass[netloc] = bypass
-        return {} if bypass else self._proxies
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
 
 
 def _exception_chain(error: BaseException) -> list[BaseException]:
-    """``error`` and everything it wraps, outermost first.
-
-    requests wraps urllib3 (in ``args``), urllib3 wraps socket/ssl errors (in ``reason``,
-    ``args`` or ``__cause__``), so all of these are followed.
-    """
+    """``error`` and everything it wraps, outermost first: requests wraps urllib3 (in ``args``),
+    urllib3 wraps socket/ssl errors (in ``reason``, ``args`` or ``__cause__``)."""
     chain: list[BaseException] = []
     todo = [error]
     while todo:
@@ -522,32 +377,22 @@ def _exception_chain(error: BaseException) -> list[BaseException]:
         if any(current is seen for seen in chain):
             continue
         chain.append(current)
-        linked = (
-            getattr(current, "reason", None),
-            current.__cause__,
-            current.__context__,
-            *current.args,
-        )
+        linked = (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args)
         todo.extend(e for e in linked if isinstance(e, BaseException))
     return chain
 
 
 class _Deadline:
-    """The total time one fetch may take; shuts the fetch's sockets down when it is up.
-
-    Entering makes it the current thread's deadline, which ``_WatchedHTTPConnection`` reads to
-    register every socket the fetch connects or reuses, and hands it to the shared
-    ``_WATCHDOG``. Rules: at expiry every registered socket is shut down, and so is any socket
-    registered later; once exited, it never shuts anything down, because the fetch's
-    connection may be back in the pool serving another fetch.
-    """
+    """The total time one fetch may take. Entered, it is the thread's deadline, to which
+    ``_WatchedConnection`` hands the socket of each request; at expiry ``_WATCHDOG`` shuts them
+    down, and any handed later; once exited, it shuts nothing (the connection may be pooled)."""
 
     def __init__(self, seconds: float) -> None:
         self.end = time.monotonic() + seconds
         self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
+        #: None once the fetch is over.
+        self._sockets: list[socket.socket] | None = []
         self._fired = False
-        self._done = False
 
     def __enter__(self) -> Self:
         _current.deadline = self
@@ -555,10 +400,9 @@ class _Deadline:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        with self._lock:
-            # The watchdog may still fire this deadline; it must then find nothing to shut.
-            self._done = True
-            self._sockets.clear()
+        _WATCHDOG.forget(self)
+        with self._lock:  # the watchdog may still fire it: it must then find nothing to shut
+            self._sockets = None
         _current.deadline = None
 
     @property
@@ -570,76 +414,56 @@ class _Deadline:
 
     def watch(self, sock: socket.socket) -> None:
         with self._lock:
-            if self._done:
-                return
             if self._fired:
                 _shutdown(sock)
-            else:
+            elif self._sockets is not None:
                 self._sockets.append(sock)
 
     def fire(self) -> None:
         """Shut the fetch's sockets down, unless the fetch is over. Called by the watchdog."""
         with self._lock:
-            if self._done:
-                return
-            self._fired = True
-            for sock in self._sockets:
-                _shutdown(sock)
+            if self._sockets is not None:
+                self._fired = True
+                for sock in self._sockets:
+                    _shutdown(sock)
 
 
 class _Watchdog:
-    """One daemon thread that fires every deadline of the process when its time is up.
-
-    Rules: deadlines wait in a heap ordered by end time; the thread sleeps on a condition until
-    the earliest end or until an earlier deadline arrives. A deadline whose fetch finished stays
-    in the heap until its end and is then fired as a no-op: removing it would cost a heap
-    search per fetch, and the heap never holds more than the fetches of one timeout's span.
-    The thread starts with the first deadline; a forked child starts its own, with an empty
-    heap.
-    """
+    """One daemon thread that fires the deadlines of the fetches in progress when they end. It
+    sleeps until the earliest end or a new deadline (as many as the poll's threads: a short scan)."""
 
     def __init__(self) -> None:
-        self._condition = threading.Condition(threading.Lock())
-        # The sequence number breaks ties between equal ends: deadlines do not compare.
-        self._heap: list[tuple[float, int, _Deadline]] = []
-        self._sequence = itertools.count()
+        self._condition = threading.Condition()
+        self._deadlines: set[_Deadline] = set()
         self._thread: threading.Thread | None = None
 
     def watch(self, deadline: _Deadline) -> None:
         with self._condition:
-            heapq.heappush(self._heap, (deadline.end, next(self._sequence), deadline))
+            self._deadlines.add(deadline)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="watcher-fetch-deadlines", daemon=True)
                 self._thread.start()
-            elif self._heap[0][2] is deadline:
-                # The thread sleeps until a later end: wake it to sleep until this one.
-                self._condition.notify()
+            self._condition.notify()
+
+    def forget(self, deadline: _Deadline) -> None:
+        with self._condition:
+            self._deadlines.discard(deadline)
 
     def _run(self) -> None:
         while True:
             with self._condition:
-                while not self._heap or self._heap[0][0] > time.monotonic():
-                    self._condition.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
                 now = time.monotonic()
-                due = []
-                while self._heap and self._heap[0][0] <= now:
-                    due.append(heapq.heappop(self._heap)[2])
+                due = {d for d in self._deadlines if d.end <= now}
+                if not due:
+                    self._condition.wait(min((d.end - now for d in self._deadlines), default=None))
+                    continue
+                self._deadlines -= due
             # Outside the condition: a fetch registering its deadline never waits on a shutdown.
             for deadline in due:
                 deadline.fire()
 
-    def _after_fork(self) -> None:
-        self._condition = threading.Condition(threading.Lock())
-        # The parent's deadlines are the parent's: fired here they would shut sockets the
-        # child shares with it, pooled ones included.
-        self._heap = []
-        self._thread = None
-
 
 _WATCHDOG = _Watchdog()
-os.register_at_fork(after_in_child=_WATCHDOG._after_fork)
-
-
 _current = threading.local()
 
 
@@ -650,33 +474,23 @@ def _shutdown(sock: socket.socket) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-def _watch_socket(sock: socket.socket | None) -> None:
-    deadline = getattr(_current, "deadline", None)
-    if deadline is not None and isinstance(sock, socket.socket):
-        deadline.watch(sock)
+class _WatchedConnection(HTTPConnection):
+    """A urllib3 connection that hands its socket to the current fetch's deadline before it
+    waits for an answer (a new connection's or a kept-alive one's)."""
+
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]
+        deadline = getattr(_current, "deadline", None)
+        if deadline is not None and isinstance(self.sock, socket.socket):
+            deadline.watch(self.sock)
+        return super().getresponse()
 
 
-class _WatchedHTTPConnection(HTTPConnection):
-    """A urllib3 connection whose socket the current fetch's deadline can shut down."""
-
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        # Watched before any TLS handshake, so a stalled handshake is covered too.
-        _watch_socket(sock)
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        # A kept-alive connection's socket was made during an earlier fetch.
-        _watch_socket(self.sock)
-        super().request(*args, **kwargs)
-
-
-class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
     pass
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
+    ConnectionCls = _WatchedConnection
 
 
 class _WatchedHTTPSPool(HTTPSConnectionPool):
@@ -708,25 +522,7 @@ def _local_path(url: str) -> str:
     return url2pathname(parts.path)
 
 
-@contextlib.contextmanager
-def _file_errors(shown: str) -> Iterator[None]:
-    """Translate OS errors from reading a feed file into ``FetchError``."""
-    try:
-        yield
-    except FileNotFoundError as e:
-        raise FetchError(shown, "file not found") from e
-    except PermissionError as e:
-        raise FetchError(shown, "permission denied") from e
-    except OSError as e:
-        raise FetchError(shown, f"could not read file: {(e.strerror or type(e).__name__).lower()}") from e
-
-
 def _too_large(url: str, max_bytes: int, what: str = "response") -> FetchError:
-    return FetchError(redact_url(url), f"{what} larger than {_format_size(max_bytes)}")
-
-
-def _format_size(n: int) -> str:
-    for unit, size in (("MiB", 1024 * 1024), ("KiB", 1024)):
-        if n >= size and n % size == 0:
-            return f"{n // size} {unit}"
-    return f"{n} bytes"
+    units = (("MiB", 1 << 20), ("KiB", 1 << 10))
+    size = next((f"{max_bytes // n} {unit}" for unit, n in units if max_bytes % n == 0), f"{max_bytes} bytes")
+    return FetchError(redact_url(url), f"{what} larger than {size}")

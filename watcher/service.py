@@ -24,11 +24,12 @@ from watcher import __version__
 from watcher.config import Config, FeedSettings, load_config
 from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels, utcnow
 from watcher.errors import WatcherError
+from watcher.fetch import Fetcher
 from watcher.pipeline import Fetcher as FetcherProtocol
 from watcher.pipeline import PollResult, poll_feed, poll_feeds
 from watcher.pipeline import Workers as WorkersProtocol
 from watcher.store import Store, process_owner
-from watcher.workers import default_fetcher, default_workers
+from watcher.workers import default_workers
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +95,13 @@ def make_watcher(
     now: Callable[[], datetime] = utcnow,
     upgrade: bool = True,
 ) -> Watcher:
-    """Build a Watcher for ``config``; any part given is used instead of the real one.
+    """Build a Watcher for ``config``; any part given is used instead of the real one (a
+    reloaded config keeps the running daemon's store, fetcher and workers this way).
 
     With ``upgrade`` the database is migrated to the latest schema first (``run`` and
     ``poll`` do this); without it an outdated schema raises SchemaOutdatedError.
     """
+    channels = channels if channels is not None else make_channels(config)
     store = store or Store(config.database_url)
     if upgrade:
         store.upgrade()
@@ -109,9 +112,9 @@ def make_watcher(
     return Watcher(
         config=config,
         store=store,
-        fetcher=fetcher or default_fetcher(),
+        fetcher=fetcher or Fetcher(),
         workers=workers or default_workers(config.speakers, config.themes),
-        channels=channels if channels is not None else make_channels(config),
+        channels=channels,
         now=now,
     )
 
@@ -148,6 +151,7 @@ class Daemon:
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, self._on_reload)
         self._schedule_feeds()
+        self.watcher.workers.start()
         sender = threading.Thread(target=self._deliver_loop, name="deliver", daemon=True)
         self.scheduler.start()
         sender.start()
@@ -172,32 +176,22 @@ class Daemon:
 
     def reload(self) -> None:
         """Re-read the config; on any error keep running with the last good one."""
-        old = self.watcher.config
+        old = self.watcher
         try:
             config = load_config(self.config_path, self.env)
-            channels = make_channels(config)
-            watches_changed = (config.speakers, config.themes) != (old.speakers, old.themes)
-            workers = default_workers(config.speakers, config.themes) if watches_changed else self.watcher.workers
-            self.watcher.store.sync_feeds([(f.name, f.url) for f in config.feeds], utcnow())
+            watcher = make_watcher(
+                config, store=old.store, fetcher=old.fetcher, workers=old.workers, now=old.now, upgrade=False
+            )
         except WatcherError as e:
             log.error("config reload failed, keeping the last good config:\n%s", e)
             return
-        if config.database_url != old.database_url:
+        if config.database_url != old.config.database_url:
             log.warning("the database setting changed; restart watcher to use it")
-        retired = self.watcher.workers
-        self.watcher.config, self.watcher.channels, self.watcher.workers = config, channels, workers
-        if retired is not workers:
-            # A poll already under way may still hand its feed to the old pool: close it
-            # once the jobs running now have finished.
-            threading.Thread(target=self._retire, args=(retired,), name="retire-workers", daemon=True).start()
+        # The same pool matches with the new watches from its next job on.
+        watcher.workers.watch(config.speakers, config.themes)
+        self.watcher = watcher
         self._schedule_feeds()
         log.info("config reloaded: %d feeds", len(config.feeds))
-
-    def _retire(self, workers: WorkersProtocol) -> None:
-        self.in_flight.wait_idle(STOP_GRACE.total_seconds() * 10)
-        close = getattr(workers, "close", None)
-        if close is not None:
-            close()
 
     def _schedule_feeds(self) -> None:
         from apscheduler.triggers.interval import IntervalTrigger
@@ -207,10 +201,11 @@ class Daemon:
             if job.id.startswith("feed:") and job.id not in wanted:
                 job.remove()
         states = {s.name: s for s in self.watcher.store.feed_states()}
+        now = self.watcher.now()
         for job_id, feed in wanted.items():
             seconds = feed.interval.total_seconds()
             state = states.get(feed.name)
-            first = max(utcnow(), state.next_poll_at) if state and state.next_poll_at else utcnow()
+            first = max(now, state.next_poll_at) if state and state.next_poll_at else now
             self.scheduler.add_job(
                 self.poll_if_due,
                 IntervalTrigger(seconds=seconds, jitter=min(seconds * 0.1, 60)),
@@ -230,7 +225,7 @@ class Daemon:
         if feed is None or self.stop.is_set():
             return
         state = self.watcher.store.feed_state(name)
-        if state.consecutive_failures and state.next_poll_at and state.next_poll_at > utcnow():
+        if state.consecutive_failures and state.next_poll_at and state.next_poll_at > self.watcher.now():
             return  # backing off after failures, or told to wait by Retry-After
         with self.in_flight.job():
             result = self.watcher.poll_one(feed)

@@ -45,6 +45,18 @@ class ParsedFeed:
 
 
 @dataclass(frozen=True)
+class Processed:
+    """One feed body, parsed and matched (in a worker process: see ``workers``)."""
+
+    #: Every entry, with only the fields that are stored (its text stays in the worker).
+    articles: tuple[Article, ...]
+    #: Hits per article key, for the articles that have any.
+    hits: dict[str, list[Hit]]
+    #: Why the feed is malformed when it still yielded entries (see ``ParsedFeed.problem``).
+    problem: str | None
+
+
+@dataclass(frozen=True)
 class Evidence:
     """The matched words in their sentence, exactly as they appear in the article text."""
 
