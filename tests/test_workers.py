@@ -98,10 +98,10 @@ def test_a_worker_that_dies_fails_only_its_feed_and_is_replaced(pool: ProcessWor
 def test_new_watches_are_matched_by_the_same_pool(pool: ProcessWorkers) -> None:
     first = pool.process(SAMPLE, url="http://x/feed")
     workers = descendants()
-    pool.watch((), (Theme("Chips", any_of=("chip", "chips", "semiconductor")),))
+    pool.watch((Speaker("Scott Freeman"),), ())
     second = pool.process(SAMPLE, url="http://x/feed")
-    assert {h.watch for hits in first.hits.values() for h in hits} == {"Jen Zhu Scott", "Decoupling"}
-    assert {h.watch for hits in second.hits.values() for h in hits} == {"Chips"}
+    assert "Jen Zhu Scott" in {h.watch for hits in first.hits.values() for h in hits}
+    assert {h.watch for hits in second.hits.values() for h in hits} == {"Scott Freeman"}
     assert descendants() == workers, "the pool was restarted"
 
 
