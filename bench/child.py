@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-STAGES = ("fetch", "parse", "dedup", "match", "store")
+STAGES = ("fetch", "parse", "dedup", "store")
 
 
 @dataclass
@@ -214,6 +214,17 @@ def run_poll(label: str, config: Path, *, python: str, repo: Path, workdir: Path
             stages[stage] += seconds
     run.stages = {s: stages.get(s, 0.0) for s in STAGES} | {s: v for s, v in stages.items() if s not in STAGES}
     return run
+
+
+def run_peer(
+    label: str, argv: list[str], *, repo: Path, workdir: Path, timeout: float = 1800
+) -> tuple[PollRun, dict[str, Any]]:
+    """A ``bench.peers`` mode as a child, measured like a poll; with the JSON it printed."""
+    run, stdout = run_measured(label, argv, repo=repo, workdir=workdir, timeout=timeout)
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if run.exit_code != 0 or not lines:
+        raise RuntimeError(f"{label} failed (exit {run.exit_code}):\n{run.stderr_tail}")
+    return run, json.loads(lines[-1])
 
 
 def startup_cost(*, python: str, repo: Path, workdir: Path) -> PollRun:

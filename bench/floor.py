@@ -66,6 +66,23 @@ def fetch_not_modified(urls: Sequence[str], etags: Sequence[str]) -> Measure:
     return _timed("fetch unchanged (requests, If-None-Match, all 304)", len(urls), work)
 
 
+def fetch_not_modified_threads(urls: Sequence[str], etags: Sequence[str], threads: int = 16) -> Measure:
+    """The same 304 pass from ``threads`` threads sharing one session (a fair floor for a
+    program that fetches concurrently)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work() -> None:
+        with requests.Session() as s, ThreadPoolExecutor(threads) as pool:
+            got = pool.map(
+                lambda pair: s.get(pair[0], headers={"If-None-Match": pair[1]}, timeout=60),
+                zip(urls, etags, strict=True),
+            )
+            if {r.status_code for r in got} != {304}:
+                raise RuntimeError("expected only 304s")
+
+    return _timed(f"fetch unchanged (requests, {threads} threads, all 304)", len(urls), work)
+
+
 def parse_all(bodies: Sequence[bytes], **options: Any) -> tuple[Measure, int]:
     """``feedparser.parse`` every body; return the measure and the entry count."""
     counted = [0]

@@ -43,12 +43,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` and `
 import feedparser
 
 from bench import floor
-from bench.child import STAGES, PollRun, run_poll, startup_cost
+from bench.child import STAGES, PollRun, run_peer, run_poll, startup_cost
 from bench.workload import REPO, Workload
 
 BUMP_FRACTION = 0.10
 #: The unchanged poll and its floor are short and repeatable: each is the best of this many runs.
 REPEATS = 3
+#: Milliseconds the server adds to every request for the far-server case.
+LATENCY_MS = 50
+#: Issue 11's targets: the largest ratio allowed for each.
+TARGETS = {
+    "first poll / (requests + feedparser)": 0.5,
+    "unchanged, CLI with start-up / 16-thread requests in a child": 1.5,
+    "unchanged, in the daemon / 16-thread requests in-process": 1.2,
+    f"unchanged at +{LATENCY_MS} ms, CLI / 16-thread requests in a child": 1.2,
+    f"unchanged at +{LATENCY_MS} ms, in the daemon / 16-thread requests in-process": 1.2,
+    "10% changed, CLI / reader": 0.6,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,12 +173,62 @@ def measure(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
             )
         return run
 
+    lists = work.dir / "urls.txt", work.dir / "etags.txt"
+    lists[0].write_text("\n".join(urls))
+    lists[1].write_text("\n".join(etags))
+    ratios: dict[str, dict[str, Any]] = {}
+    results["targets"] = ratios
+
+    def ratio(name: str, ours: list[float], theirs: list[float]) -> None:
+        """Best of ours over best of theirs, against the target; every sample kept."""
+        value = min(ours) / min(theirs)
+        ratios[name] = {
+            "ratio": value,
+            "target": TARGETS[name],
+            "met": value <= TARGETS[name],
+            "ours": ours,
+            "theirs": theirs,
+        }
+        print(f"TARGET {name}: {value:.2f} (target <= {TARGETS[name]}) ours {_s(ours)} theirs {_s(theirs)}", flush=True)
+
+    def peer(label: str, *argv: str) -> float:
+        run, out = run_peer(label, [work.python, "-m", "bench.peers", *argv], repo=REPO, workdir=work.dir)
+        print(f"{label}: {run.wall:.2f}s wall (measured part {out['seconds']:.2f}s)", flush=True)
+        return run.wall if argv[0] != "daemon" else float(out["seconds"])
+
+    def unchanged(config: Path, suffix: str = "") -> None:
+        cli = [
+            poll(f"unchanged poll (all 304){suffix}", config, nm_floor, "304 fetch", repeats=1).wall
+            for _ in range(REPEATS)
+        ]
+        floor_child = [
+            peer(f"floor: 16-thread requests 304s in a child{suffix}", "floor304", *map(str, lists))
+            for _ in range(REPEATS)
+        ]
+        daemon = peer(f"unchanged polls in one process{suffix}", "daemon", str(config), "--polls", str(REPEATS))
+        floor_here = [floor.fetch_not_modified_threads(urls, etags).wall for _ in range(REPEATS)]
+        late = f" at +{LATENCY_MS} ms" if suffix else ""
+        ratio(
+            f"unchanged{late}, CLI{'' if suffix else ' with start-up'} / 16-thread requests in a child",
+            cli,
+            floor_child,
+        )
+        ratio(f"unchanged{late}, in the daemon / 16-thread requests in-process", [daemon], floor_here)
+
     # -- fresh database: first, unchanged, new entries -------------------------------------
     config = work.write_config("fresh")
-    poll("first poll", config, first_floor, "fetch+feedparser")
-    poll("unchanged poll (all 304)", config, nm_floor, "304 fetch", repeats=REPEATS)
+    first = poll("first poll", config, first_floor, "fetch+feedparser")
+    ratio("first poll / (requests + feedparser)", [first.wall], [first_floor])
+    reader_db = str(work.dir / "reader.sqlite")
+    peer("reader: first update", "reader", reader_db, str(lists[0]))
+    unchanged(config)
+    work.server.set_latency(LATENCY_MS)
+    unchanged(config, f" (+{LATENCY_MS} ms per request)")
+    work.server.set_latency(0)
     bumped = work.site.bump(BUMP_FRACTION, random.Random(f"bump:{args.seed}"))
-    poll(f"new entries ({len(bumped)} feeds +1), 10k-class DB", config, bump_floor, "est. 10% full + 90% 304")
+    bump = poll(f"new entries ({len(bumped)} feeds +1), 10k-class DB", config, bump_floor, "est. 10% full + 90% 304")
+    theirs = peer("reader: update after the same change", "reader", reader_db, str(lists[0]))
+    ratio("10% changed, CLI / reader", [bump.wall], [theirs])
 
     # -- the same with a large archive already stored --------------------------------------
     if args.archive:
@@ -248,6 +309,12 @@ def print_table(results: dict[str, Any]) -> None:
             f"{r['ratio_no_startup']:.2f}x" if r["ratio_no_startup"] is not None else "",
         ]
         print("| " + " | ".join(cells) + " |")
+    print("\n### Targets (issue 11): best of ours / best of theirs, all samples in seconds\n")
+    print("| target | ratio | allowed | met | ours | theirs |\n|---|---:|---:|---|---|---|")
+    for name, t in results.get("targets", {}).items():
+        print(
+            f"| {name} | {t['ratio']:.2f} | {t['target']} | {'yes' if t['met'] else 'NO'} | {_s(t['ours'])} | {_s(t['theirs'])} |"
+        )
     polls = {r["label"]: r for r in results["polls"]}
     news = [r for label, r in polls.items() if label.startswith("new entries")]
     if len(news) == 2:
@@ -318,6 +385,10 @@ def _environment() -> dict[str, Any]:
         "git_head": head,
         "platform": platform.platform(),
     }
+
+
+def _s(values: list[float]) -> str:
+    return "/".join(f"{v:.2f}" for v in values)
 
 
 def _indent(text: str) -> str:

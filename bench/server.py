@@ -116,6 +116,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/_stats":
             self._send(200, json.dumps(self.server.stats).encode(), "application/json")
             return
+        if self.path.startswith("/_latency?ms="):
+            self.server.latency = int(self.path.rpartition("=")[2]) / 1000
+            self._send(200, b"ok\n", "text/plain")
+            return
+        if self.server.latency:
+            time.sleep(self.server.latency)  # a far server: each request waits, none holds another up
         match = _NAME.match(self.path.split("?", 1)[0])
         found = self.server.files.get(match[1]) if match else None
         if found is None:
@@ -173,6 +179,8 @@ class _Server(ThreadingHTTPServer):
         self.files = _Files(root)
         self.stats: dict[str, int] = {}
         self.stats_lock = threading.Lock()
+        #: Seconds added to every feed request (``GET /_latency?ms=50``).
+        self.latency = 0.0
 
 
 def serve(root: Path, port: int = 0, max_seconds: float = 3600.0) -> None:
@@ -226,6 +234,13 @@ class ServerProcess:
 
         with urllib.request.urlopen(f"{self.base_url}/_stats", timeout=5) as r:
             return json.loads(r.read())  # type: ignore[no-any-return]
+
+    def set_latency(self, ms: int) -> None:
+        """Add ``ms`` milliseconds to every feed request from now on (0: none)."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.base_url}/_latency?ms={ms}", timeout=5) as r:
+            r.read()
 
     def __enter__(self) -> ServerProcess:
         return self

@@ -65,11 +65,11 @@ def _config(ctx: click.Context) -> Config:
     return ctx.obj["config"]  # type: ignore[no-any-return]
 
 
-def _watcher(ctx: click.Context, *, upgrade: bool) -> Any:
+def _watcher(ctx: click.Context, *, upgrade: bool, polls: bool = False) -> Any:
     config = _config(ctx)
     from watcher.service import make_watcher
 
-    watcher = make_watcher(config, upgrade=upgrade)
+    watcher = make_watcher(config, upgrade=upgrade, polls=polls)
     ctx.call_on_close(watcher.close)
     # What exists now (modules, config, engine) lives until exit. Frozen, the cycle collector
     # never scans it again: not in a daemon's every full collection, nor in the final one
@@ -133,7 +133,7 @@ def run(ctx: click.Context) -> None:
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    watcher = _watcher(ctx, upgrade=True)
+    watcher = _watcher(ctx, upgrade=True, polls=True)
     sys.exit(Daemon(watcher, ctx.obj["config_path"]).run())
 
 
@@ -148,7 +148,7 @@ def poll(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
     unknown = sorted(set(names) - {f.name for f in config.feeds})
     if unknown:
         raise WatcherError(f"no feed named {', '.join(map(repr, unknown))}", "see `watcher validate`")
-    watcher = _watcher(ctx, upgrade=True)
+    watcher = _watcher(ctx, upgrade=True, polls=True)
     results = watcher.poll(list(names) or None)
     report = watcher.deliver()
     if as_json:

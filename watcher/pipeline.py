@@ -26,6 +26,9 @@ from watcher.types import FeedState, Fetched, Processed
 
 log = logging.getLogger(__name__)
 
+#: Fetches in flight at once: fetching is mostly waiting, so a thousand feeds 50 ms away take
+#: about 3 s, and the bodies of feeds that changed reach the worker processes early.
+POLL_THREADS = 16
 #: A feed that keeps failing is retried at most this far apart.
 MAX_BACKOFF = timedelta(days=1)
 
@@ -157,13 +160,9 @@ def poll_feeds(
     workers: Workers,
     channels: Sequence[ChannelSettings],
     now: Callable[[], datetime],
-    threads: int = 16,
+    threads: int = POLL_THREADS,
 ) -> list[PollResult]:
-    """Poll several feeds concurrently; one slow feed holds only its own thread.
-
-    Fetching is mostly waiting: 16 threads keep 16 requests in flight, so a thousand feeds
-    50 ms away take about 3 s, and feeds that changed reach the worker processes early.
-    """
+    """Poll several feeds concurrently; one slow feed holds only its own thread."""
     if not feeds:
         return []
     states = {s.name: s for s in store.feed_states([f.name for f in feeds])}

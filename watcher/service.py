@@ -25,8 +25,8 @@ from watcher.config import Config, FeedSettings, load_config
 from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels, utcnow
 from watcher.errors import WatcherError
 from watcher.fetch import Fetcher
+from watcher.pipeline import POLL_THREADS, PollResult, poll_feed, poll_feeds
 from watcher.pipeline import Fetcher as FetcherProtocol
-from watcher.pipeline import PollResult, poll_feed, poll_feeds
 from watcher.pipeline import Workers as WorkersProtocol
 from watcher.store import Store, process_owner
 from watcher.workers import default_workers
@@ -94,14 +94,19 @@ def make_watcher(
     channels: dict[str, Channel] | None = None,
     now: Callable[[], datetime] = utcnow,
     upgrade: bool = True,
+    polls: bool = False,
 ) -> Watcher:
     """Build a Watcher for ``config``; any part given is used instead of the real one (a
     reloaded config keeps the running daemon's store, fetcher and workers this way).
 
     With ``upgrade`` the database is migrated to the latest schema first (``run`` and
-    ``poll`` do this); without it an outdated schema raises SchemaOutdatedError.
+    ``poll`` do this); without it an outdated schema raises SchemaOutdatedError. With
+    ``polls`` the workers get ready now, in the background, while the database opens.
     """
     channels = channels if channels is not None else make_channels(config)
+    workers = workers or default_workers(config.speakers, config.themes)
+    if polls:
+        workers.start()
     store = store or Store(config.database_url)
     if upgrade:
         store.upgrade()
@@ -113,7 +118,7 @@ def make_watcher(
         config=config,
         store=store,
         fetcher=fetcher or Fetcher(),
-        workers=workers or default_workers(config.speakers, config.themes),
+        workers=workers,
         channels=channels,
         now=now,
     )
@@ -139,7 +144,7 @@ class Daemon:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=8)},
+            executors={"default": ThreadPoolExecutor(max_workers=POLL_THREADS)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
@@ -151,7 +156,6 @@ class Daemon:
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, self._on_reload)
         self._schedule_feeds()
-        self.watcher.workers.start()
         sender = threading.Thread(target=self._deliver_loop, name="deliver", daemon=True)
         self.scheduler.start()
         sender.start()
