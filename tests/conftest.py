@@ -1,17 +1,27 @@
 """Shared fixtures and helpers: real databases (SQLite files, and PostgreSQL where the machine
-runs one), and polls stored as the pipeline stores them."""
+runs one), polls stored as the pipeline stores them, watcher run as a command, config files,
+and waiting for what a test expects to happen."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from watcher.store import PollRecord, Store
 from watcher.types import Alert, Article, Hit
+
+ROOT = Path(__file__).resolve().parent.parent
 
 #: PostgreSQL the tests use when it is reachable: local, trust auth, database "test".
 POSTGRES_URL = os.environ.get("WATCHER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -82,3 +92,88 @@ def store_poll(
     with store.saving_poll(feed, record, now) as tx:
         tx.enqueue([Alert(new, channel, due or now) for new in tx.new_hits for channel in channels])
     return len(tx.new_hits)
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """Wait until ``condition()`` is true: a row, a file, a request, a process gone. The
+    deadline is generous, since a loaded machine is slow; a fast one never waits it out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def watcher_cmd(config: Path, *args: str) -> list[str]:
+    """The command line of ``watcher -c CONFIG ARGS...`` from this checkout."""
+    return [sys.executable, "-m", "watcher", "-c", str(config), *args]
+
+
+def run_watcher(
+    config: Path, *args: str, ok: bool = True, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a watcher command to its end (tables printed at full width); with ``ok`` it must
+    succeed."""
+    result = subprocess.run(
+        watcher_cmd(config, *args),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+        env={**os.environ, "COLUMNS": "400", **(env or {})},
+    )
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON objects of a ``--json`` output, one per line."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def write_config(
+    path: Path,
+    database_url: str,
+    feeds: Mapping[str, str],
+    *,
+    interval: str = "15m",
+    watches: str = "speakers:\n  - name: Jen Zhu Scott",
+    smtp_port: int | None = None,
+    hooks: Mapping[str, str] | None = None,
+    desk: bool = True,
+    extra: str = "",
+) -> Path:
+    """A config file: ``feeds`` (name: URL) alerting from their first poll, ``watches``, and
+    with ``smtp_port`` an email channel "desk" (unless not ``desk``) and ``hooks`` (name: URL)."""
+    lines = "\n".join(f'  - {{name: "{name}", url: "{url}"}}' for name, url in feeds.items())
+    channels = ["  - {name: desk, type: email, to: [analyst@example.org]}"] if desk and smtp_port else []
+    channels += [
+        f'  - {{name: "{n}", type: webhook, url: "{u}", secret: "test-secret"}}' for n, u in (hooks or {}).items()
+    ]
+    smtp = (
+        f"smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, from: watcher@example.org}}" if smtp_port else ""
+    )
+    path.write_text(
+        f"""
+database: {database_url}
+defaults: {{interval: {interval}, timeout: 10s, alert_on_first_poll: true}}
+feeds:
+{lines}
+{watches}
+{smtp}
+channels:
+{chr(10).join(channels) if channels else "  []"}
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def body_of(message: EmailMessage, kind: str = "plain") -> str:
+    """The text of an email's plain or HTML part."""
+    part = message.get_body((kind,))
+    assert part is not None, f"no {kind} part"
+    return str(part.get_content())

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
@@ -25,10 +25,11 @@ import responses
 import standardwebhooks
 import trustme
 
-from tests.conftest import store_poll
+from tests.conftest import body_of, store_poll
 from watcher.config import ChannelSettings, Config, Defaults, SmtpSettings
 from watcher.deliver import (
     MAX_ATTEMPTS,
+    Channel,
     EmailChannel,
     WebhookChannel,
     flush_outbox,
@@ -258,8 +259,8 @@ def test_immediate_alerts_arrive_as_proper_emails(store: Store, sink: MailSink) 
         assert msg["X-Watcher-Watch"] == "Jen Zhu Scott" and msg["X-Watcher-Feed"] == "wire"
         assert msg["List-ID"] == "watcher desk <desk.watcher.watcher.example>"
         assert msg["Date"] == "Wed, 25 Nov 2026 12:00:00 +0000"
-        text = msg.get_body(("plain",)).get_content()
-        html = msg.get_body(("html",)).get_content()
+        text = body_of(msg, "plain")
+        html = body_of(msg, "html")
         assert "*Jen Zhu Scott* said <script>x</script>." in text
         assert "<mark>Jen Zhu Scott</mark> said &lt;script&gt;x&lt;/script&gt;." in html
         assert "<script>" not in html and "&lt;b&gt;&amp;&lt;/b&gt;" in html
@@ -284,7 +285,7 @@ def test_digest_rows_go_out_together_as_one_email_when_the_period_ends(store: St
     assert (
         mail.message["Subject"].lstrip() == "[watcher] 3 new alerts: Jen Zhu Scott (2), US-China AI collaboration (1)"
     )
-    text = mail.message.get_body(("plain",)).get_content()
+    text = body_of(mail.message, "plain")
     assert text.index("== Jen Zhu Scott (2) ==") < text.index("Story a0") < text.index("Story a1")
     assert text.index("Story a1") < text.index("== US-China AI collaboration (1) ==") < text.index("Story t0")
     assert flush_outbox(store, channels, now=end + timedelta(hours=1), owner=OWNER).sent == 0
@@ -477,7 +478,7 @@ def test_stop_releases_claimed_rows_untouched(store: Store) -> None:
             stop.set()  # a signal arrives while the first alert is being sent
             return "250 ok"
 
-    report = flush_outbox(store, {"desk": Stopping()}, now=NOW, owner=OWNER, stop=stop)
+    report = flush_outbox(store, {"desk": cast(Channel, Stopping())}, now=NOW, owner=OWNER, stop=stop)
     assert (report.sent, report.released) == (1, 2)
     rows = store.list_outbox("due")
     assert len(rows) == 2 and all(r.attempts == 0 for r in rows)
@@ -493,7 +494,7 @@ def test_an_unexpected_error_keeps_the_alert_and_spares_other_channels(store: St
         def send(self, items: list[OutboxItem], now: datetime, *, test: bool = False) -> str:
             raise KeyError("oops")
 
-    channels = {"buggy": Buggy(), "desk": EmailChannel(email_settings(), smtp_settings(sink))}
+    channels = {"buggy": cast(Channel, Buggy()), "desk": EmailChannel(email_settings(), smtp_settings(sink))}
     report = flush_outbox(store, channels, now=NOW, owner=OWNER)
     assert (report.sent, report.failed) == (1, 1)
     [row] = store.list_outbox("failed")
@@ -633,9 +634,10 @@ def test_webhook_request_is_bounded_and_tls_verified() -> None:
     responses.add(responses.POST, HOOK, status=200)
     send_test(WebhookChannel(webhook_settings(HOOK)), NOW)
     [call] = responses.calls
-    assert call.request.req_kwargs["timeout"] == (5.0, 15.0)
-    assert call.request.req_kwargs["verify"] not in (False, None)  # a CA bundle from the environment is fine
-    assert json.loads(call.request.body)["type"] == "watcher.test.v1"
+    sent = vars(call.request)["req_kwargs"]  # responses keeps the arguments of the call here
+    assert sent["timeout"] == (5.0, 15.0)
+    assert sent["verify"] not in (False, None)  # a CA bundle from the environment is fine
+    assert json.loads(cast(bytes, call.request.body))["type"] == "watcher.test.v1"
 
 
 # -- wiring ----------------------------------------------------------------------------

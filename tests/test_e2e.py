@@ -3,20 +3,17 @@ server (aiosmtpd), a SQLite file and `watcher` run as a separate process."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT, body_of, json_lines, run_watcher, wait_for, watcher_cmd, write_config
 from tests.httpserver import LoopbackServer
 from watcher.mailsink import MailSink
 
-ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "watcher" / "demo_feeds"
 
 WATCHES = """
@@ -31,37 +28,12 @@ themes:
 """
 
 
-def write_config(tmp_path: Path, server: LoopbackServer, sink: MailSink, *, interval: str = "15m") -> Path:
-    config = tmp_path / "feeds.yaml"
-    config.write_text(
-        f"""
-database: sqlite:///{tmp_path}/watcher.db
-defaults: {{interval: {interval}, timeout: 10s, alert_on_first_poll: true}}
-feeds:
-  - {{name: forum, url: "{server.url("/forum-wire.xml")}"}}
-  - {{name: notes, url: "{server.url("/policy-notes.xml")}"}}
-{WATCHES}
-smtp: {{host: 127.0.0.1, port: {sink.port}, security: none, from: watcher@example.org}}
-channels:
-  - {{name: desk, type: email, to: [analyst@example.org]}}
-""",
-        encoding="utf-8",
+def e2e_config(tmp_path: Path, server: LoopbackServer, sink: MailSink, *, interval: str = "15m") -> Path:
+    feeds = {"forum": server.url("/forum-wire.xml"), "notes": server.url("/policy-notes.xml")}
+    database = f"sqlite:///{tmp_path}/watcher.db"
+    return write_config(
+        tmp_path / "feeds.yaml", database, feeds, interval=interval, watches=WATCHES, smtp_port=sink.port
     )
-    return config
-
-
-def watcher_cmd(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "watcher", "-c", str(config), *args]
-
-
-def run_watcher(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(watcher_cmd(config, *args), capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def json_lines(text: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 @pytest.fixture
@@ -79,7 +51,7 @@ def sink(tmp_path: Path) -> Iterator[MailSink]:
 def test_two_polls_store_hits_send_one_email_each_and_use_conditional_get(
     tmp_path: Path, server: LoopbackServer, sink: MailSink
 ) -> None:
-    config = write_config(tmp_path, server, sink)
+    config = e2e_config(tmp_path, server, sink)
 
     run_watcher(config, "poll")
     hits = json_lines(run_watcher(config, "hits", "--json").stdout)
@@ -96,10 +68,10 @@ def test_two_polls_store_hits_send_one_email_each_and_use_conditional_get(
     assert len(sink.messages) == len(hits)
     for message in (m.message for m in sink.messages):
         assert message["X-Watcher-Watch"] in {h["watch"] for h in hits}
-        text = message.get_body(("plain",)).get_content()
+        text = body_of(message, "plain")
         assert any(str(h["link"]) in text for h in hits)
     said = [m.message for m in sink.messages if m.message["Subject"].startswith("[watcher] Jen Zhu Scott said:")]
-    assert said and "US plus China" in said[0].get_body(("plain",)).get_content()
+    assert said and "US plus China" in body_of(said[0], "plain")
 
     server.clear_requests()
     run_watcher(config, "poll")
@@ -116,7 +88,7 @@ def test_two_polls_store_hits_send_one_email_each_and_use_conditional_get(
 def test_first_poll_stores_backlog_silently_unless_asked(
     tmp_path: Path, server: LoopbackServer, sink: MailSink
 ) -> None:
-    config = write_config(tmp_path, server, sink)
+    config = e2e_config(tmp_path, server, sink)
     config.write_text(config.read_text().replace("alert_on_first_poll: true", "alert_on_first_poll: false"))
     run_watcher(config, "poll")
     assert json_lines(run_watcher(config, "hits", "--json").stdout), "backlog hits are still stored"
@@ -126,18 +98,15 @@ def test_first_poll_stores_backlog_silently_unless_asked(
 def test_the_daemon_polls_alerts_and_stops_cleanly_on_sigterm(
     tmp_path: Path, server: LoopbackServer, sink: MailSink
 ) -> None:
-    config = write_config(tmp_path, server, sink, interval="2s")
+    config = e2e_config(tmp_path, server, sink, interval="2s")
     daemon = subprocess.Popen(
         watcher_cmd(config, "run"), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 60
-        while len(sink.messages) < 4 and time.monotonic() < deadline and daemon.poll() is None:
-            time.sleep(0.2)
+        wait_for(lambda: len(sink.messages) >= 4 or daemon.poll() is not None, "the daemon's alerts")
         assert len(sink.messages) >= 4, "the daemon did not alert"
         polls_before = len(server.requests)
-        time.sleep(4.5)
-        assert len(server.requests) > polls_before, "the daemon did not poll again on its interval"
+        wait_for(lambda: len(server.requests) > polls_before, "another poll on the feeds' 2 s interval")
         daemon.send_signal(signal.SIGTERM)
         _, stderr = daemon.communicate(timeout=10)
     finally:
@@ -157,7 +126,7 @@ def test_the_daemon_polls_alerts_and_stops_cleanly_on_sigterm(
 def test_a_gone_feed_is_disabled_until_the_operator_retries_it(
     tmp_path: Path, server: LoopbackServer, sink: MailSink
 ) -> None:
-    config = write_config(tmp_path, server, sink)
+    config = e2e_config(tmp_path, server, sink)
     server.respond("/forum-wire.xml", status=410)
     run_watcher(config, "poll")
     listing = run_watcher(config, "feeds").stdout
@@ -191,7 +160,7 @@ def test_a_story_carried_by_two_feeds_alerts_once(tmp_path: Path, server: Loopba
     # The shipped feeds.yaml searches Google News and Bing News for the same name: a story in
     # both, and in the publisher's own feed, must not reach the analyst three times.
     server.respond("/google.xml", GOOGLE_NEWS_ITEM.encode(), headers={"Content-Type": "application/rss+xml"})
-    config = write_config(tmp_path, server, sink)
+    config = e2e_config(tmp_path, server, sink)
     config.write_text(
         config.read_text().replace("feeds:\n", f'feeds:\n  - {{name: google, url: "{server.url("/google.xml")}"}}\n', 1)
     )

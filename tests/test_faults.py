@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import ROOT, wait_for, watcher_cmd, write_config
 from tests.httpserver import LoopbackServer
 from watcher.config import load_config
 from watcher.errors import StorageError
@@ -41,39 +42,7 @@ from watcher.service import Daemon, make_watcher
 from watcher.store import PollRecord, PollWrite, Store
 from watcher.workers import InlineWorkers
 
-ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "watcher" / "demo_feeds"
-
-
-def watcher_cmd(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "watcher", "-c", str(config), *args]
-
-
-def write_config(
-    path: Path, database_url: str, feeds: dict[str, str], *, interval: str = "15m", extra: str = ""
-) -> Path:
-    lines = "\n".join(f'  - {{name: "{name}", url: "{url}"}}' for name, url in feeds.items())
-    path.write_text(
-        f"""
-database: {database_url}
-defaults: {{interval: {interval}, timeout: 10s, alert_on_first_poll: true}}
-feeds:
-{lines}
-speakers:
-  - name: Jen Zhu Scott
-{extra}
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -174,10 +143,10 @@ def test_daemon_keeps_running_when_one_poll_transaction_fails(
     daemon = Daemon(make_watcher(load_config(config_path), store=store, channels={}), str(config_path))
 
     def stop_when_done() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (store.failed and store.saved["forum"] >= 1):
-            time.sleep(0.05)
-        daemon.stop.set()
+        try:
+            wait_for(lambda: store.failed and store.saved["forum"] >= 1, "the failed feed stored on a later poll", 30)
+        finally:
+            daemon.stop.set()
 
     threading.Thread(target=stop_when_done, daemon=True).start()
     assert daemon.run() == 0
@@ -301,20 +270,20 @@ def test_sighup_keeps_the_last_good_config_and_picks_up_a_good_one(tmp_path: Pat
     with log_path.open("w") as log:
         daemon = subprocess.Popen(watcher_cmd(config, "run"), cwd=ROOT, stdout=log, stderr=log)
     try:
-        wait_until(lambda: len(demo_server.requests_for("/forum-wire.xml")) >= 2, 30, "the first polls")
+        wait_for(lambda: len(demo_server.requests_for("/forum-wire.xml")) >= 2, "the first polls", 30)
 
         config.write_text(config.read_text() + "\nfeeds: [oops\n", encoding="utf-8")
         daemon.send_signal(signal.SIGHUP)
-        wait_until(lambda: "config reload failed" in log_path.read_text(), 10, "the reload error")
+        wait_for(lambda: "config reload failed" in log_path.read_text(), "the reload error", 10)
         polled = len(demo_server.requests_for("/forum-wire.xml"))
-        wait_until(
-            lambda: len(demo_server.requests_for("/forum-wire.xml")) >= polled + 2, 10, "polls after the failed reload"
+        wait_for(
+            lambda: len(demo_server.requests_for("/forum-wire.xml")) >= polled + 2, "polls after the failed reload", 10
         )
         assert daemon.poll() is None
 
         write_config(config, database, {**feeds, "notes": demo_server.url("/policy-notes.xml")}, interval="1s")
         daemon.send_signal(signal.SIGHUP)
-        wait_until(lambda: len(demo_server.requests_for("/policy-notes.xml")) >= 1, 15, "the new feed's poll")
+        wait_for(lambda: len(demo_server.requests_for("/policy-notes.xml")) >= 1, "the new feed's poll", 15)
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=20) == 0
     finally:
@@ -398,12 +367,8 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_only_in_the_windo
             database,
             {w.name: server.url(f"/{w.name}.xml") for w in wires},
             interval="1s",
-            extra=f"""
-smtp: {{host: 127.0.0.1, port: {sink.port}, security: none, from: watcher@example.org}}
-channels:
-  - {{name: desk, type: email, to: [analyst@example.org]}}
-  - {{name: hook, type: webhook, url: "{server.url("/hook")}", secret: "crash-test-secret"}}
-""",
+            smtp_port=sink.port,
+            hooks={"hook": server.url("/hook")},
         )
         kills = 5
         log_path = tmp_path / "daemon.log"
@@ -415,8 +380,8 @@ channels:
                 if run == 0:
                     # Issue 4's window, hit on purpose: the server has the message and the
                     # sender is killed before it hears 250, so the row is claimed, not sent.
-                    sink.on_message = lambda d=daemon: d.send_signal(signal.SIGKILL)
-                    wait_until(lambda d=daemon: d.poll() is not None, 30, "a kill mid-delivery")
+                    sink.on_message = functools.partial(daemon.send_signal, signal.SIGKILL)
+                    wait_for(functools.partial(daemon.poll), "a kill mid-delivery", 30)
                     sink.on_message = None
                 else:
                     time.sleep(rng.uniform(1.5, 4.0))

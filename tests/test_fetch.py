@@ -8,11 +8,12 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -63,7 +64,7 @@ def fetch_error(fetcher: Fetcher, url: str, timeout: float = 20, **kwargs: str) 
 # -- request level (responses) ----------------------------------------------------------
 
 
-def test_ok_gives_body_validators_and_lowercase_headers(fetcher, mocked):
+def test_ok_gives_body_validators_and_lowercase_headers(fetcher: Fetcher, mocked: responses.RequestsMock) -> None:
     mocked.get(
         "https://example.org/rss",
         body=FEED,
@@ -76,12 +77,12 @@ def test_ok_gives_body_validators_and_lowercase_headers(fetcher, mocked):
     assert got.headers["content-type"] == "application/rss+xml"
     assert got.url == "https://example.org/rss" and got.moved_to is None
     sent = mocked.calls[0].request.headers
-    assert sent["User-Agent"].startswith("watcher/") and "feed monitor" in sent["User-Agent"]
+    assert str(sent["User-Agent"]).startswith("watcher/") and "feed monitor" in str(sent["User-Agent"])
     assert sent["Accept-Encoding"] == "gzip, deflate"
     assert "If-None-Match" not in sent and "If-Modified-Since" not in sent
 
 
-def test_conditional_get_sends_validators_and_304_keeps_them(fetcher, mocked):
+def test_conditional_get_sends_validators_and_304_keeps_them(fetcher: Fetcher, mocked: responses.RequestsMock) -> None:
     mocked.get("https://example.org/rss", status=304)
     got = fetcher.fetch(
         "https://example.org/rss",
@@ -97,13 +98,13 @@ def test_conditional_get_sends_validators_and_304_keeps_them(fetcher, mocked):
     assert (got.etag, got.last_modified) == ('"v1"', "Mon, 01 Jan 2024 00:00:00 GMT")
 
 
-def test_304_with_new_etag_replaces_the_stored_one(fetcher, mocked):
+def test_304_with_new_etag_replaces_the_stored_one(fetcher: Fetcher, mocked: responses.RequestsMock) -> None:
     mocked.get("https://example.org/rss", status=304, headers={"ETag": '"v2"'})
     got = fetcher.fetch("https://example.org/rss", etag='"v1"', timeout=20)
     assert got.not_modified and got.etag == '"v2"'
 
 
-def test_empty_200_is_an_empty_body_for_the_parser_to_judge(fetcher, mocked):
+def test_empty_200_is_an_empty_body_for_the_parser_to_judge(fetcher: Fetcher, mocked: responses.RequestsMock) -> None:
     mocked.get("https://example.org/rss", body=b"")
     got = fetcher.fetch("https://example.org/rss", timeout=20)
     assert got.body == b"" and not got.not_modified
@@ -119,7 +120,9 @@ def test_empty_200_is_an_empty_body_for_the_parser_to_judge(fetcher, mocked):
         (599, "HTTP 599"),
     ],
 )
-def test_error_status_gives_status_and_reason(fetcher, mocked, status, reason):
+def test_error_status_gives_status_and_reason(
+    fetcher: Fetcher, mocked: responses.RequestsMock, status: int, reason: str
+) -> None:
     mocked.get("https://example.org/rss", status=status, body=b"<html>nope</html>")
     err = fetch_error(fetcher, "https://example.org/rss")
     assert (err.reason, err.status, err.gone, err.retry_after) == (
@@ -131,21 +134,21 @@ def test_error_status_gives_status_and_reason(fetcher, mocked, status, reason):
     assert str(err) == f"https://example.org/rss: {reason}"
 
 
-def test_410_marks_the_feed_gone(fetcher, mocked):
+def test_410_marks_the_feed_gone(fetcher: Fetcher, mocked: responses.RequestsMock) -> None:
     mocked.get("https://example.org/rss", status=410)
     err = fetch_error(fetcher, "https://example.org/rss")
     assert err.gone and err.status == 410 and err.reason == "HTTP 410 Gone"
 
 
 @pytest.mark.parametrize("status", [429, 503])
-def test_retry_after_seconds(fetcher, mocked, status):
+def test_retry_after_seconds(fetcher: Fetcher, mocked: responses.RequestsMock, status: int) -> None:
     mocked.get("https://example.org/rss", status=status, headers={"Retry-After": "120"})
     err = fetch_error(fetcher, "https://example.org/rss")
     assert err.status == status and err.retry_after == 120
     assert err.reason.endswith("(retry after 120s)")
 
 
-def test_retry_after_http_date(fetcher, mocked):
+def test_retry_after_http_date(fetcher: Fetcher, mocked: responses.RequestsMock) -> None:
     when = datetime.now(UTC) + timedelta(seconds=300)
     mocked.get(
         "https://example.org/rss",
@@ -157,7 +160,9 @@ def test_retry_after_http_date(fetcher, mocked):
 
 
 @pytest.mark.parametrize("header", [None, "soon", "-5", ""])
-def test_missing_or_unreadable_retry_after_is_none(fetcher, mocked, header):
+def test_missing_or_unreadable_retry_after_is_none(
+    fetcher: Fetcher, mocked: responses.RequestsMock, header: str | None
+) -> None:
     headers = {"Retry-After": header} if header is not None else {}
     mocked.get("https://example.org/rss", status=503, headers=headers)
     err = fetch_error(fetcher, "https://example.org/rss")
@@ -176,11 +181,11 @@ def test_missing_or_unreadable_retry_after_is_none(fetcher, mocked, header):
         (None, None),
     ],
 )
-def test_parse_retry_after(value, seconds):
+def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
     assert parse_retry_after(value, now=datetime(2024, 5, 1, 12, 0, tzinfo=UTC)) == seconds
 
 
-def test_non_retry_statuses_ignore_retry_after(fetcher, mocked):
+def test_non_retry_statuses_ignore_retry_after(fetcher: Fetcher, mocked: responses.RequestsMock) -> None:
     mocked.get("https://example.org/rss", status=500, headers={"Retry-After": "60"})
     assert fetch_error(fetcher, "https://example.org/rss").retry_after is None
 
@@ -190,7 +195,9 @@ def _redirect(mocked: responses.RequestsMock, source: str, status: int, target: 
 
 
 @pytest.mark.parametrize("status", [301, 308])
-def test_permanent_redirect_chain_sets_moved_to_final_url(fetcher, mocked, status):
+def test_permanent_redirect_chain_sets_moved_to_final_url(
+    fetcher: Fetcher, mocked: responses.RequestsMock, status: int
+) -> None:
     _redirect(mocked, "http://example.org/rss", status, "https://example.org/rss")
     _redirect(mocked, "https://example.org/rss", status, "/feed.xml")  # relative Location
     mocked.get("https://example.org/feed.xml", body=FEED)
@@ -200,14 +207,18 @@ def test_permanent_redirect_chain_sets_moved_to_final_url(fetcher, mocked, statu
 
 
 @pytest.mark.parametrize("status", [302, 303, 307])
-def test_temporary_redirect_does_not_move_the_feed(fetcher, mocked, status):
+def test_temporary_redirect_does_not_move_the_feed(
+    fetcher: Fetcher, mocked: responses.RequestsMock, status: int
+) -> None:
     _redirect(mocked, "https://example.org/rss", status, "https://cdn.example.org/rss")
     mocked.get("https://cdn.example.org/rss", body=FEED)
     got = fetcher.fetch("https://example.org/rss", timeout=20)
     assert got.body == FEED and got.moved_to is None
 
 
-def test_permanent_then_temporary_moves_only_as_far_as_the_permanent_hop(fetcher, mocked):
+def test_permanent_then_temporary_moves_only_as_far_as_the_permanent_hop(
+    fetcher: Fetcher, mocked: responses.RequestsMock
+) -> None:
     _redirect(mocked, "https://old.example.org/rss", 301, "https://new.example.org/rss")
     _redirect(
         mocked,
@@ -220,14 +231,14 @@ def test_permanent_then_temporary_moves_only_as_far_as_the_permanent_hop(fetcher
     assert got.moved_to == "https://new.example.org/rss"
 
 
-def test_temporary_then_permanent_does_not_move_the_feed(fetcher, mocked):
+def test_temporary_then_permanent_does_not_move_the_feed(fetcher: Fetcher, mocked: responses.RequestsMock) -> None:
     _redirect(mocked, "https://example.org/rss", 302, "https://a.example.org/rss")
     _redirect(mocked, "https://a.example.org/rss", 301, "https://b.example.org/rss")
     mocked.get("https://b.example.org/rss", body=FEED)
     assert fetcher.fetch("https://example.org/rss", timeout=20).moved_to is None
 
 
-def test_301_then_304_still_reports_the_move(fetcher, mocked):
+def test_301_then_304_still_reports_the_move(fetcher: Fetcher, mocked: responses.RequestsMock) -> None:
     _redirect(mocked, "https://old.example.org/rss", 301, "https://new.example.org/rss")
     mocked.get("https://new.example.org/rss", status=304)
     got = fetcher.fetch("https://old.example.org/rss", etag='"v1"', timeout=20)
@@ -236,14 +247,14 @@ def test_301_then_304_still_reports_the_move(fetcher, mocked):
     assert mocked.calls[1].request.headers["If-None-Match"] == '"v1"'
 
 
-def test_redirect_loop_is_named(fetcher, mocked):
+def test_redirect_loop_is_named(fetcher: Fetcher, mocked: responses.RequestsMock) -> None:
     _redirect(mocked, "https://example.org/a", 302, "https://example.org/b")
     _redirect(mocked, "https://example.org/b", 302, "https://example.org/a")
     err = fetch_error(fetcher, "https://example.org/a")
     assert err.reason == "redirect loop at https://example.org/a" and err.status is None
 
 
-def test_too_many_redirects(mocked):
+def test_too_many_redirects(mocked: responses.RequestsMock) -> None:
     for i in range(3):
         _redirect(mocked, f"https://example.org/{i}", 302, f"https://example.org/{i + 1}")
     mocked.get("https://example.org/3", body=FEED)
@@ -253,32 +264,32 @@ def test_too_many_redirects(mocked):
     assert len(mocked.calls) == 3  # the original request and two hops, no more
 
 
-def test_redirect_to_a_local_file_is_refused(fetcher, mocked):
+def test_redirect_to_a_local_file_is_refused(fetcher: Fetcher, mocked: responses.RequestsMock) -> None:
     _redirect(mocked, "https://example.org/rss", 302, "file:///etc/passwd")
     err = fetch_error(fetcher, "https://example.org/rss")
     assert err.reason == "redirect to an unsupported URL: file:///etc/passwd"
 
 
-def test_redirect_without_location(fetcher, mocked):
+def test_redirect_without_location(fetcher: Fetcher, mocked: responses.RequestsMock) -> None:
     mocked.get("https://example.org/rss", status=301)
     assert fetch_error(fetcher, "https://example.org/rss").reason == "HTTP 301 redirect without a Location header"
 
 
 @pytest.mark.parametrize("exc", [requests.ConnectTimeout("boom"), requests.ReadTimeout("boom")])
-def test_timeout_exceptions_map_to_timed_out(fetcher, mocked, exc):
+def test_timeout_exceptions_map_to_timed_out(fetcher: Fetcher, mocked: responses.RequestsMock, exc: Exception) -> None:
     mocked.get("https://example.org/rss", body=exc)
     err = fetch_error(fetcher, "https://example.org/rss", timeout=20)
     assert err.reason == "timed out after 20s" and err.status is None
 
 
-def test_declared_length_over_the_cap_is_refused_unread(mocked):
+def test_declared_length_over_the_cap_is_refused_unread(mocked: responses.RequestsMock) -> None:
     mocked.get("https://example.org/rss", body=b"x" * 2048)
     with Fetcher(max_bytes=1024) as fetcher:
         err = fetch_error(fetcher, "https://example.org/rss")
     assert err.reason == "response larger than 1 KiB"
 
 
-def test_secrets_never_reach_the_error(fetcher, mocked):
+def test_secrets_never_reach_the_error(fetcher: Fetcher, mocked: responses.RequestsMock) -> None:
     url = "https://bob:s3cret@example.org/rss?token=s3cret&page=2"
     mocked.get("https://example.org/rss", status=404)
     err = fetch_error(fetcher, url)
@@ -286,7 +297,7 @@ def test_secrets_never_reach_the_error(fetcher, mocked):
     assert err.url == "https://bob:***@example.org/rss?token=***&page=2"
 
 
-def test_unsupported_scheme(fetcher):
+def test_unsupported_scheme(fetcher: Fetcher) -> None:
     err = fetch_error(fetcher, "ftp://example.org/rss")
     assert err.reason == "unsupported URL scheme 'ftp' (use http, https or a file path)"
 
@@ -300,13 +311,13 @@ def server() -> Iterator[LoopbackServer]:
         yield s
 
 
-def test_gzip_body_is_decompressed(fetcher, server):
+def test_gzip_body_is_decompressed(fetcher: Fetcher, server: LoopbackServer) -> None:
     server.respond("/rss", gzip.compress(FEED), headers={"Content-Encoding": "gzip"})
     assert fetcher.fetch(server.url("/rss"), timeout=5).body == FEED
     assert server.requests[0].headers["accept-encoding"] == "gzip, deflate"
 
 
-def test_gzip_bomb_is_capped_on_decompressed_size(fetcher, server):
+def test_gzip_bomb_is_capped_on_decompressed_size(fetcher: Fetcher, server: LoopbackServer) -> None:
     bomb = gzip.compress(b"\0" * (64 * MiB), compresslevel=9)
     assert len(bomb) < MiB  # small on the wire: only the decompressed size can catch it
     server.respond("/rss", bomb, headers={"Content-Encoding": "gzip"})
@@ -314,7 +325,7 @@ def test_gzip_bomb_is_capped_on_decompressed_size(fetcher, server):
     assert err.reason == "response larger than 10 MiB"
 
 
-def test_endless_body_is_capped(server):
+def test_endless_body_is_capped(server: LoopbackServer) -> None:
     server.route("/rss", endless())
     started = time.monotonic()
     with Fetcher(max_bytes=MiB) as fetcher:
@@ -323,7 +334,7 @@ def test_endless_body_is_capped(server):
     assert time.monotonic() - started < 5
 
 
-def test_huge_declared_body_is_refused(fetcher, server):
+def test_huge_declared_body_is_refused(fetcher: Fetcher, server: LoopbackServer) -> None:
     server.respond("/rss", b"x" * (10 * MiB + 1))
     assert fetch_error(fetcher, server.url("/rss"), timeout=10).reason == "response larger than 10 MiB"
 
@@ -336,15 +347,15 @@ def _assert_deadline(fetcher: Fetcher, url: str, deadline: float) -> None:
     assert elapsed < 3 * deadline, elapsed
 
 
-def test_trickled_body_fails_at_the_total_deadline(fetcher, server):
+def test_trickled_body_fails_at_the_total_deadline(fetcher: Fetcher, server: LoopbackServer) -> None:
     # Every byte arrives within a second, so a per-read timeout of 2 s alone would never fire.
     server.route("/rss", trickle(FEED, interval=1.0))
     _assert_deadline(fetcher, server.url("/rss"), 2)
 
 
-def test_trickled_body_without_length_is_not_taken_as_complete(fetcher, server):
+def test_trickled_body_without_length_is_not_taken_as_complete(fetcher: Fetcher, server: LoopbackServer) -> None:
     # Without Content-Length, a socket shut at the deadline looks like a normal end of body.
-    def handler(request):
+    def handler(request: Any) -> None:
         request.send_response(200)
         request.send_header("Connection", "close")
         request.end_headers()
@@ -359,8 +370,8 @@ def test_trickled_body_without_length_is_not_taken_as_complete(fetcher, server):
     _assert_deadline(fetcher, server.url("/rss"), 1.5)
 
 
-def test_trickled_headers_fail_at_the_total_deadline(fetcher, server):
-    def handler(request):
+def test_trickled_headers_fail_at_the_total_deadline(fetcher: Fetcher, server: LoopbackServer) -> None:
+    def handler(request: Any) -> None:
         request.wfile.write(b"HTTP/1.1 200 OK\r\n")
         for byte in b"X-Slow: " + b"a" * 200:
             if request.server.owner.stopping.wait(0.5):
@@ -372,14 +383,14 @@ def test_trickled_headers_fail_at_the_total_deadline(fetcher, server):
     _assert_deadline(fetcher, server.url("/rss"), 1.5)
 
 
-def test_deadline_also_covers_a_reused_keep_alive_connection(fetcher, server):
+def test_deadline_also_covers_a_reused_keep_alive_connection(fetcher: Fetcher, server: LoopbackServer) -> None:
     server.respond("/fast", FEED)
     server.route("/slow", trickle(FEED, interval=0.5))
     assert fetcher.fetch(server.url("/fast"), timeout=5).body == FEED
     _assert_deadline(fetcher, server.url("/slow"), 1.5)
 
 
-def test_one_slow_feed_does_not_delay_the_others(fetcher, server):
+def test_one_slow_feed_does_not_delay_the_others(fetcher: Fetcher, server: LoopbackServer) -> None:
     server.respond("/fast", FEED)
     server.route("/slow", trickle(FEED, interval=1.0))
     started = time.monotonic()
@@ -393,7 +404,7 @@ def test_one_slow_feed_does_not_delay_the_others(fetcher, server):
     assert fast_done < 1.5, fast_done
 
 
-def test_refused_connection():
+def test_refused_connection() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -402,7 +413,7 @@ def test_refused_connection():
     assert err.reason == "connection refused" and err.status is None
 
 
-def test_dns_failure():
+def test_dns_failure() -> None:
     with Fetcher() as fetcher:
         err = fetch_error(fetcher, "http://feed.example.invalid/rss", timeout=10)
     assert err.reason == "could not resolve host feed.example.invalid"
@@ -418,7 +429,7 @@ def tls_server() -> Iterator[tuple[LoopbackServer, trustme.CA]]:
         yield s, ca
 
 
-def test_untrusted_certificate_is_a_tls_error(tls_server):
+def test_untrusted_certificate_is_a_tls_error(tls_server: tuple[LoopbackServer, trustme.CA]) -> None:
     server, _ = tls_server
     with Fetcher() as fetcher:
         err = fetch_error(fetcher, server.url("/rss"), timeout=5)
@@ -426,7 +437,9 @@ def test_untrusted_certificate_is_a_tls_error(tls_server):
     assert server.url().startswith("https://")
 
 
-def test_trusted_certificate_works(tls_server, monkeypatch):
+def test_trusted_certificate_works(
+    tls_server: tuple[LoopbackServer, trustme.CA], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The same server is fine once its CA is trusted: the failure above is verification.
     server, ca = tls_server
     with ca.cert_pem.tempfile() as ca_file:
@@ -435,7 +448,7 @@ def test_trusted_certificate_works(tls_server, monkeypatch):
             assert fetcher.fetch(server.url("/rss"), timeout=5).body == FEED
 
 
-def test_conditional_get_round_trip_with_etag(fetcher, tmp_path):
+def test_conditional_get_round_trip_with_etag(fetcher: Fetcher, tmp_path: Path) -> None:
     (tmp_path / "feed.xml").write_bytes(FEED)
     with LoopbackServer(root=tmp_path) as server:
         first = fetcher.fetch(server.url("/feed.xml"), timeout=5)
@@ -452,7 +465,7 @@ def test_conditional_get_round_trip_with_etag(fetcher, tmp_path):
     assert sent["if-modified-since"] == first.last_modified
 
 
-def test_conditional_get_round_trip_with_last_modified_only(fetcher, tmp_path):
+def test_conditional_get_round_trip_with_last_modified_only(fetcher: Fetcher, tmp_path: Path) -> None:
     (tmp_path / "feed.xml").write_bytes(FEED)
     with LoopbackServer(root=tmp_path, etag=False) as server:
         first = fetcher.fetch(server.url("/feed.xml"), timeout=5)
@@ -460,19 +473,19 @@ def test_conditional_get_round_trip_with_last_modified_only(fetcher, tmp_path):
     assert first.etag is None and second.not_modified
 
 
-def test_changed_content_is_fetched_again(fetcher, server):
+def test_changed_content_is_fetched_again(fetcher: Fetcher, server: LoopbackServer) -> None:
     server.respond("/rss", FEED)
     first = fetcher.fetch(server.url("/rss"), timeout=5)
     server.respond("/rss", FEED.replace(b"<title>t</title>", b"<title>u</title>"))
     second = fetcher.fetch(server.url("/rss"), etag=first.etag, timeout=5)
-    assert not second.not_modified and b"<title>u</title>" in second.body and second.etag != first.etag
+    assert second.body is not None and b"<title>u</title>" in second.body and second.etag != first.etag
 
 
 # -- file feeds ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("as_url", [False, True])
-def test_file_feed_and_unchanged_file_is_not_modified(fetcher, tmp_path, as_url):
+def test_file_feed_and_unchanged_file_is_not_modified(fetcher: Fetcher, tmp_path: Path, as_url: bool) -> None:
     path = tmp_path / "my feed.xml"
     path.write_bytes(FEED)
     url = path.as_uri() if as_url else str(path)
@@ -482,14 +495,14 @@ def test_file_feed_and_unchanged_file_is_not_modified(fetcher, tmp_path, as_url)
     assert again.not_modified and again.etag == first.etag
 
 
-def test_changed_file_is_read_again(fetcher, tmp_path):
+def test_changed_file_is_read_again(fetcher: Fetcher, tmp_path: Path) -> None:
     path = tmp_path / "feed.xml"
     path.write_bytes(FEED)
     first = fetcher.fetch(str(path), timeout=5)
     path.write_bytes(FEED + b"\n<!-- more -->")
     os.utime(path, ns=(first_mtime := path.stat().st_mtime_ns, first_mtime + 1_000_000_000))
     second = fetcher.fetch(str(path), etag=first.etag, timeout=5)
-    assert second.body.endswith(b"<!-- more -->") and second.etag != first.etag
+    assert second.body is not None and second.body.endswith(b"<!-- more -->") and second.etag != first.etag
 
 
 @pytest.mark.parametrize(
@@ -500,26 +513,26 @@ def test_changed_file_is_read_again(fetcher, tmp_path):
         (lambda d: Path("/dev/zero"), "not a regular file"),
     ],
 )
-def test_file_errors(fetcher, tmp_path, make, reason):
+def test_file_errors(fetcher: Fetcher, tmp_path: Path, make: Callable[[Path], Path], reason: str) -> None:
     assert fetch_error(fetcher, str(make(tmp_path))).reason == reason
 
 
-def test_file_over_the_cap(tmp_path):
+def test_file_over_the_cap(tmp_path: Path) -> None:
     path = tmp_path / "big.xml"
     path.write_bytes(b"x" * 2048)
     with Fetcher(max_bytes=1024) as fetcher:
         assert fetch_error(fetcher, str(path)).reason == "file larger than 1 KiB"
 
 
-def test_file_url_with_a_remote_host_is_refused(fetcher):
+def test_file_url_with_a_remote_host_is_refused(fetcher: Fetcher) -> None:
     err = fetch_error(fetcher, "file://fileserver/share/feed.xml")
     assert err.reason == "file URLs must name a local file (file:///path)"
 
 
-def test_body_stalled_after_a_full_chunk_is_not_taken_as_complete(fetcher, server):
+def test_body_stalled_after_a_full_chunk_is_not_taken_as_complete(fetcher: Fetcher, server: LoopbackServer) -> None:
     # The stall falls between reads, so the socket shut at the deadline ends the body with
     # no further chunk: only the clock check after the read loop catches it.
-    def handler(request):
+    def handler(request: Any) -> None:
         request.send_response(200)
         request.send_header("Connection", "close")
         request.end_headers()
@@ -532,7 +545,9 @@ def test_body_stalled_after_a_full_chunk_is_not_taken_as_complete(fetcher, serve
     _assert_deadline(fetcher, server.url("/rss"), 1.5)
 
 
-def test_trickle_over_tls_fails_at_the_total_deadline(tls_server, monkeypatch):
+def test_trickle_over_tls_fails_at_the_total_deadline(
+    tls_server: tuple[LoopbackServer, trustme.CA], monkeypatch: pytest.MonkeyPatch
+) -> None:
     server, ca = tls_server
     server.route("/slow", trickle(FEED, interval=0.5))
     with ca.cert_pem.tempfile() as ca_file:
@@ -541,8 +556,8 @@ def test_trickle_over_tls_fails_at_the_total_deadline(tls_server, monkeypatch):
             _assert_deadline(fetcher, server.url("/slow"), 1.5)
 
 
-def test_body_cut_short_is_a_broken_response(fetcher, server):
-    def handler(request):
+def test_body_cut_short_is_a_broken_response(fetcher: Fetcher, server: LoopbackServer) -> None:
+    def handler(request: Any) -> None:
         request.send_response(200)
         request.send_header("Content-Length", "1000")
         request.end_headers()
@@ -554,8 +569,8 @@ def test_body_cut_short_is_a_broken_response(fetcher, server):
     assert err.reason == "the server sent a broken response or dropped the connection"
 
 
-def test_connection_closed_without_an_answer(fetcher, server):
-    def handler(request):
+def test_connection_closed_without_an_answer(fetcher: Fetcher, server: LoopbackServer) -> None:
+    def handler(request: Any) -> None:
         request.close_connection = True
 
     server.route("/rss", handler)
@@ -563,13 +578,13 @@ def test_connection_closed_without_an_answer(fetcher, server):
     assert err.reason == "connection closed by the server"
 
 
-def test_corrupt_gzip(fetcher, server):
+def test_corrupt_gzip(fetcher: Fetcher, server: LoopbackServer) -> None:
     server.respond("/rss", b"not gzip at all", headers={"Content-Encoding": "gzip"})
     err = fetch_error(fetcher, server.url("/rss"), timeout=5)
     assert err.reason == "could not decompress the response (bad gzip/deflate data)"
 
 
-def test_url_without_host_is_invalid(fetcher):
+def test_url_without_host_is_invalid(fetcher: Fetcher) -> None:
     err = fetch_error(fetcher, "http:///rss?token=s3cret")
     assert err.reason == "invalid URL" and "s3cret" not in str(err)
 
@@ -585,7 +600,7 @@ def _counting(status: int, body: bytes = b"", headers: dict[str, str] | None = N
     """
     ports: list[int] = []
 
-    def handler(request):
+    def handler(request: Any) -> None:
         ports.append(request.client_address[1])
         if status == 200 and request.headers.get("If-None-Match") == '"v1"':
             request.send_response(304)
@@ -604,7 +619,7 @@ def _counting(status: int, body: bytes = b"", headers: dict[str, str] | None = N
     return handler, ports
 
 
-def test_304s_reuse_one_connection(fetcher, server):
+def test_304s_reuse_one_connection(fetcher: Fetcher, server: LoopbackServer) -> None:
     handler, ports = _counting(200, FEED, {"ETag": '"v1"'})
     server.route("/rss", handler)
     for _ in range(20):
@@ -612,7 +627,7 @@ def test_304s_reuse_one_connection(fetcher, server):
     assert len(ports) == 20 and len(set(ports)) == 1
 
 
-def test_full_bodies_reuse_one_connection(fetcher, server):
+def test_full_bodies_reuse_one_connection(fetcher: Fetcher, server: LoopbackServer) -> None:
     handler, ports = _counting(200, FEED)
     server.route("/rss", handler)
     for _ in range(5):
@@ -620,7 +635,7 @@ def test_full_bodies_reuse_one_connection(fetcher, server):
     assert len(ports) == 5 and len(set(ports)) == 1
 
 
-def test_small_error_and_redirect_bodies_reuse_the_connection(fetcher, server):
+def test_small_error_and_redirect_bodies_reuse_the_connection(fetcher: Fetcher, server: LoopbackServer) -> None:
     missing, missing_ports = _counting(404, b"<html>not here</html>" * 100)
     moved, moved_ports = _counting(302, b"<html>see /rss</html>", {"Location": "/rss"})
     feed, feed_ports = _counting(200, FEED)
@@ -633,9 +648,9 @@ def test_small_error_and_redirect_bodies_reuse_the_connection(fetcher, server):
     assert len(set(missing_ports + moved_ports + feed_ports)) == 1
 
 
-def test_an_unsized_error_body_is_never_read_for_reuse(fetcher, server):
+def test_an_unsized_error_body_is_never_read_for_reuse(fetcher: Fetcher, server: LoopbackServer) -> None:
     # Draining this endless body to keep its connection would run into the deadline.
-    def handler(request):
+    def handler(request: Any) -> None:
         request.send_response(404)
         request.send_header("Connection", "close")
         request.end_headers()
@@ -649,9 +664,9 @@ def test_an_unsized_error_body_is_never_read_for_reuse(fetcher, server):
     assert time.monotonic() - started < 10
 
 
-def test_a_large_error_body_is_never_read_for_reuse(fetcher, server):
+def test_a_large_error_body_is_never_read_for_reuse(fetcher: Fetcher, server: LoopbackServer) -> None:
     # Declared far above the drain limit, and never sent: reading it would wait out the deadline.
-    def handler(request):
+    def handler(request: Any) -> None:
         request.send_response(500)
         request.send_header("Content-Length", str(100 * MiB))
         request.end_headers()
@@ -665,12 +680,12 @@ def test_a_large_error_body_is_never_read_for_reuse(fetcher, server):
     assert time.monotonic() - started < 10
 
 
-def test_a_trickled_small_error_body_is_left_at_the_deadline(fetcher, server):
+def test_a_trickled_small_error_body_is_left_at_the_deadline(fetcher: Fetcher, server: LoopbackServer) -> None:
     # The drain runs under the fetch's deadline: the status is still reported, on time.
     handler, _ = _counting(200, FEED)
     server.route("/ok", handler)
 
-    def slow_404(request):
+    def slow_404(request: Any) -> None:
         request.send_response(404)
         request.send_header("Content-Length", "100")
         request.end_headers()
@@ -691,7 +706,7 @@ def test_a_trickled_small_error_body_is_left_at_the_deadline(fetcher, server):
 # -- deadlines -------------------------------------------------------------------------
 
 
-def test_an_ended_deadline_never_shuts_the_pooled_connection(fetcher, server):
+def test_an_ended_deadline_never_shuts_the_pooled_connection(fetcher: Fetcher, server: LoopbackServer) -> None:
     handler, ports = _counting(200, FEED)
     server.route("/rss", handler)
     assert fetcher.fetch(server.url("/rss"), timeout=0.2).body == FEED
@@ -701,7 +716,9 @@ def test_an_ended_deadline_never_shuts_the_pooled_connection(fetcher, server):
     assert len(ports) == 2 and len(set(ports)) == 1
 
 
-def test_fetches_start_no_thread_per_deadline(fetcher, server, monkeypatch):
+def test_fetches_start_no_thread_per_deadline(
+    fetcher: Fetcher, server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server.respond("/rss", FEED)
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="fetching") as pool:
         # Every worker thread exists before counting starts.
@@ -726,7 +743,7 @@ def test_fetches_start_no_thread_per_deadline(fetcher, server, monkeypatch):
 # -- environment -----------------------------------------------------------------------
 
 
-def test_http_proxy_from_the_environment_is_used(server, monkeypatch):
+def test_http_proxy_from_the_environment_is_used(server: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
     # The loopback server plays the proxy: it gets the absolute URL in the request line.
     server.respond("/rss", FEED)
     monkeypatch.setenv("HTTP_PROXY", server.base_url)
@@ -736,7 +753,7 @@ def test_http_proxy_from_the_environment_is_used(server, monkeypatch):
     assert server.requests[0].path == "http://feed.example.invalid/rss"
 
 
-def test_no_proxy_hosts_go_direct(server, monkeypatch):
+def test_no_proxy_hosts_go_direct(server: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
     server.respond("/rss", FEED)
     with socket.socket() as s:  # a proxy that refuses every connection
         s.bind(("127.0.0.1", 0))
@@ -749,7 +766,9 @@ def test_no_proxy_hosts_go_direct(server, monkeypatch):
     assert err.reason == "connection refused"  # the proxy, since .invalid never resolves
 
 
-def test_netrc_credentials_are_not_sent(server, monkeypatch, tmp_path):
+def test_netrc_credentials_are_not_sent(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     netrc = tmp_path / ".netrc"
     netrc.write_text("machine 127.0.0.1 login bob password s3cret\n")
     netrc.chmod(0o600)
@@ -760,7 +779,7 @@ def test_netrc_credentials_are_not_sent(server, monkeypatch, tmp_path):
     assert "authorization" not in server.requests[0].headers
 
 
-def test_credentials_in_the_url_are_sent(fetcher, server):
+def test_credentials_in_the_url_are_sent(fetcher: Fetcher, server: LoopbackServer) -> None:
     server.respond("/rss", FEED)
     url = server.url("/rss").replace("://", "://bob:s3cret@")
     assert fetcher.fetch(url, timeout=5).body == FEED

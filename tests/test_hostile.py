@@ -13,14 +13,11 @@ in 2999, 1900 or not at all are stored and alerted; strangers' CR/LF, markup and
 from __future__ import annotations
 
 import gzip
-import os
 import random
 import re
 import socket
 import sqlite3
 import ssl
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +26,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.conftest import ROOT, body_of, run_watcher
 from tests.httpserver import LoopbackServer, endless, trickle
 from watcher.config import load_config
 from watcher.mailsink import MailSink, ReceivedMail
@@ -36,7 +34,6 @@ from watcher.service import Daemon, make_watcher
 from watcher.store import Store
 from watcher.types import FeedState
 
-ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = ROOT / "tests" / "data" / "hostile"
 DEMO = ROOT / "watcher" / "demo_feeds"
 SECRET = "MARKER-SECRET-7f3a9c"
@@ -95,6 +92,12 @@ def routed(path: str, handler: Callable[..., None]) -> Callable[[Env], str]:
         return env.http.url(path)
 
     return setup
+
+
+def redirect_loop(env: Env) -> str:
+    env.http.respond("/loop-a", status=302, headers={"Location": "/loop-b"})
+    env.http.respond("/loop-b", status=302, headers={"Location": "/loop-a"})
+    return env.http.url("/loop-a")
 
 
 def xxe(env: Env) -> str:
@@ -167,11 +170,7 @@ CASES = [
     ),
     Case(
         "redirect loop",
-        lambda env: (
-            env.http.respond("/loop-a", status=302, headers={"Location": "/loop-b"}),
-            env.http.respond("/loop-b", status=302, headers={"Location": "/loop-a"}),
-            env.http.url("/loop-a"),
-        )[-1],
+        lambda env: redirect_loop(env),
         "failed",
         r"^redirect loop at http://127\.0\.0\.1:\d+/loop-a$",
     ),
@@ -258,21 +257,6 @@ def free_port_refusing() -> int:
         return int(s.getsockname()[1])  # closed on exit: connecting is refused
 
 
-def watcher(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "400"}  # rich wraps table cells at the terminal width
-    result = subprocess.run(
-        [sys.executable, "-m", "watcher", "-c", str(config), *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
-    return result
-
-
 @pytest.fixture(scope="module")
 def polled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Polled]:
     tmp = tmp_path_factory.mktemp("hostile")
@@ -314,7 +298,7 @@ channels:
 """,
             encoding="utf-8",
         )
-        poll = watcher(config, "poll")
+        poll = run_watcher(config, "poll")
         store = Store(database_url)
         try:
             states = {s.name: s for s in store.feed_states()}
@@ -323,7 +307,7 @@ channels:
         print("\nhostile feeds after one poll (status: last error):")
         for case in CASES:
             print(f"  {case.name}: {states[case.name].status}: {states[case.name].last_error}")
-        yield Polled(config, database_url, http, sink, states, watcher(config, "feeds").stdout, poll.stderr)
+        yield Polled(config, database_url, http, sink, states, run_watcher(config, "feeds").stdout, poll.stderr)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -441,11 +425,11 @@ def test_strangers_text_cannot_inject_headers_markup_or_links(polled: Polled) ->
         assert mail.message["Bcc"] is None and mail.message["X-Injected"] is None
         assert mail.rcpt_tos == ("analyst@example.org",)
         assert "\n" not in str(mail.message["Subject"]) and "\r" not in str(mail.message["Subject"])
-        html = mail.message.get_body(("html",)).get_content()
+        html = body_of(mail.message, "html")
         assert "<script" not in html.lower() and "<img" not in html.lower()
         assert not re.search(r"""href\s*=\s*["']?\s*(javascript|data):""", html, flags=re.IGNORECASE), html
     first = next(m for m in mails if "hello" in str(m.message["Subject"]))
-    html = first.message.get_body(("html",)).get_content()
+    html = body_of(first.message, "html")
     assert "&lt;script&gt;" in html, "the title's markup is shown as text, escaped"
 
 

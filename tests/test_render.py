@@ -6,6 +6,7 @@ import email
 import email.policy
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,7 @@ def item(
     )
 
 
-def theme(row: int = 1, **kw: object) -> OutboxItem:
+def theme(row: int = 1, **kw: Any) -> OutboxItem:
     return item(
         row,
         watch="US-China AI collaboration",
@@ -73,7 +74,7 @@ def theme(row: int = 1, **kw: object) -> OutboxItem:
         statement=False,
         title=kw.pop("title", "US and China agree on AI talks"),
         **kw,
-    )  # type: ignore[arg-type]
+    )
 
 
 def reparse(msg: EmailMessage) -> EmailMessage:

@@ -16,18 +16,16 @@ What is proven:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import ROOT, json_lines, run_watcher, wait_for, watcher_cmd, write_config
 from tests.httpserver import LoopbackServer
 from watcher.config import load_config
 from watcher.mailsink import MailSink
@@ -36,71 +34,8 @@ from watcher.service import Daemon as ServiceDaemon
 from watcher.service import make_watcher
 from watcher.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "watcher" / "demo_feeds"
 HUGE = "99999999999999999999"
-
-
-def watcher_cmd(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "watcher", "-c", str(config), *args]
-
-
-def run(config: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "400"}
-    result = subprocess.run(
-        watcher_cmd(config, *args), capture_output=True, text=True, cwd=ROOT, timeout=120, check=False, env=env
-    )
-    if ok:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def write_config(
-    path: Path,
-    database_url: str,
-    feeds: dict[str, str],
-    *,
-    interval: str = "15m",
-    smtp_port: int | None = None,
-    hooks: dict[str, str] | None = None,
-    desk: bool = True,
-) -> Path:
-    lines = "\n".join(f'  - {{name: "{name}", url: "{url}"}}' for name, url in feeds.items())
-    channels = []
-    if desk and smtp_port is not None:
-        channels.append("  - {name: desk, type: email, to: [analyst@example.org]}")
-    channels += [
-        f'  - {{name: "{name}", type: webhook, url: "{url}", secret: "chaos-secret"}}'
-        for name, url in (hooks or {}).items()
-    ]
-    smtp = f"smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, from: watcher@example.org}}"
-    path.write_text(
-        f"""
-database: {database_url}
-defaults: {{interval: {interval}, timeout: 10s, alert_on_first_poll: true}}
-feeds:
-{lines}
-speakers:
-  - name: Jen Zhu Scott
-{smtp if smtp_port is not None else ""}
-channels:
-{chr(10).join(channels) if channels else "  []"}
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 class Wire:
@@ -188,14 +123,14 @@ def test_poll_survives_a_feed_asking_to_wait_forever(tmp_path: Path, server: Loo
         smtp_port=sink.port,
     )
     started = datetime.now(UTC)
-    poll = run(config, "poll", "--json", ok=False)
+    poll = run_watcher(config, "poll", "--json", ok=False)
     assert poll.returncode == 0, poll.stderr
     assert "Traceback" not in poll.stderr, poll.stderr
     results = {r["feed"]: r for r in json_lines(poll.stdout) if "feed" in r}
     assert results["forum"]["error"] is None and results["forum"]["hits"] >= 1
     assert results["forever"]["error"].startswith("HTTP 503")
     assert len(sink.messages) >= 1, "the good feed's alerts were not delivered"
-    feeds = {f["name"]: f for f in json_lines(run(config, "feeds", "--json").stdout)}
+    feeds = {f["name"]: f for f in json_lines(run_watcher(config, "feeds", "--json").stdout)}
     assert feeds["forever"]["status"] == "failed"
     assert parse_time(feeds["forever"]["next_poll_at"]) <= started + timedelta(days=1, minutes=5)
 
@@ -212,7 +147,7 @@ def test_daemon_keeps_a_feeds_backoff_when_it_asks_to_wait_forever(tmp_path: Pat
     )
     daemon = Daemon(config, tmp_path / "daemon.log")
     try:
-        wait_until(lambda: len(server.requests_for("/forum-wire.xml")) >= 5, 60, "five polls of the good feed")
+        wait_for(lambda: len(server.requests_for("/forum-wire.xml")) >= 5, "five polls of the good feed", 60)
     finally:
         daemon.stop()
     assert len(server.requests_for("/forever.xml")) == 1, "the feed asking to wait was polled again"
@@ -237,13 +172,13 @@ def test_daemon_keeps_delivering_when_a_webhook_asks_to_wait_forever(
     )
     daemon = Daemon(config, tmp_path / "daemon.log")
     try:
-        wait_until(lambda: len(server.requests_for("/hook")) >= 1, 60, "the webhook's first answer")
+        wait_for(lambda: len(server.requests_for("/hook")) >= 1, "the webhook's first answer", 60)
         sent = len(sink.messages)
-        wait_until(lambda: len(sink.messages) >= sent + 3, 60, "emails of entries published after it")
+        wait_for(lambda: len(sink.messages) >= sent + 3, "emails of entries published after it", 60)
     finally:
         daemon.stop()
     assert "Traceback" not in daemon.log, daemon.log
-    rows = json_lines(run(config, "outbox", "--json", "--status", "failed").stdout)
+    rows = json_lines(run_watcher(config, "outbox", "--json", "--status", "failed").stdout)
     hook_rows = [r for r in rows if r["channel"] == "hook"]
     assert hook_rows, "the webhook's alerts should be waiting to be retried"
     for row in hook_rows:
@@ -278,12 +213,12 @@ def test_nul_bytes_and_lone_surrogates_never_block_a_feed(
     config = write_config(
         tmp_path / "feeds.yaml", database_url, {"poison": server.url("/poison.xml")}, smtp_port=sink.port
     )
-    poll = run(config, "poll", "--json")
+    poll = run_watcher(config, "poll", "--json")
     [result] = [r for r in json_lines(poll.stdout) if "feed" in r]
     assert result["error"] is None and result["new"] == 4 and result["hits"] == 4, result
-    feeds = {f["name"]: f for f in json_lines(run(config, "feeds", "--json").stdout)}
+    feeds = {f["name"]: f for f in json_lines(run_watcher(config, "feeds", "--json").stdout)}
     assert feeds["poison"]["status"] == "ok" and feeds["poison"]["entries_seen"] == 4
-    titles = sorted(h["title"] for h in json_lines(run(config, "hits", "--json").stdout))
+    titles = sorted(h["title"] for h in json_lines(run_watcher(config, "hits", "--json").stdout))
     assert titles == [
         "Jen Zhu Scott said all is well",
         "Jen Zhu Scott said the NUL is here",
@@ -291,7 +226,7 @@ def test_nul_bytes_and_lone_surrogates_never_block_a_feed(
         "Jen Zhu Scott said \ufffd broke it",
     ]
     assert len(sink.messages) == 4
-    match = run(config, "match", server.url("/poison.xml"), ok=False)
+    match = run_watcher(config, "match", server.url("/poison.xml"), ok=False)
     assert match.returncode == 0 and "Traceback" not in match.stderr, match.stderr
     assert match.stdout.count("Jen Zhu Scott (statement") == 4, match.stdout
 
@@ -330,19 +265,19 @@ def test_a_feed_the_database_refuses_shows_as_failed(tmp_path: Path, server: Loo
         database_url,
         {"refused": server.url("/refused.xml"), "forum": server.url("/forum-wire.xml")},
     )
-    run(config, "db", "upgrade")
+    run_watcher(config, "db", "upgrade")
     refuse_title(database_url, "forbidden")
-    poll = run(config, "poll", "--json")
+    poll = run_watcher(config, "poll", "--json")
     results = {r["feed"]: r for r in json_lines(poll.stdout) if "feed" in r}
     assert results["forum"]["error"] is None and results["forum"]["new"] == 4
     assert results["refused"]["error"].startswith("not stored: ")
-    feeds = {f["name"]: f for f in json_lines(run(config, "feeds", "--json").stdout)}
+    feeds = {f["name"]: f for f in json_lines(run_watcher(config, "feeds", "--json").stdout)}
     assert feeds["forum"]["status"] == "ok"
     refused = feeds["refused"]
     assert refused["status"] == "failed" and refused["consecutive_failures"] == 1, refused
     assert "entry refused" in refused["last_error"] and "\n" not in refused["last_error"], refused
     assert len(refused["last_error"]) <= 200
-    table = run(config, "feeds").stdout
+    table = run_watcher(config, "feeds").stdout
     assert any("refused" in line and "failed" in line and "not stored" in line for line in table.splitlines()), table
 
 
@@ -386,10 +321,10 @@ def test_an_unexpected_error_never_ends_delivery_or_a_poll_job(
     daemon = ServiceDaemon(make_watcher(config, store=store), str(config_path))
 
     def stop_when_delivered() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(sink.messages) < 3:
-            time.sleep(0.05)
-        daemon.stop.set()
+        try:
+            wait_for(lambda: len(sink.messages) >= 3, "three emails", 60)
+        finally:
+            daemon.stop.set()
 
     threading.Thread(target=stop_when_delivered, daemon=True).start()
     assert daemon.run() == 0
@@ -424,9 +359,9 @@ def test_alert_ids_never_repeat_after_a_database_reset_and_survive_retries(
         smtp_port=sink.port,
         hooks={"hook": server.url("/hook")},
     )
-    run(config, "poll")
-    run(config, "outbox", "retry", "--all")
-    run(config, "poll")
+    run_watcher(config, "poll")
+    run_watcher(config, "outbox", "retry", "--all")
+    run_watcher(config, "poll")
     first = server.requests_for("/hook")
     first_ids = [r.headers["webhook-id"] for r in first]
     assert len(first_ids) == len(set(first_ids)) + 1, "the retried alert should come again, once"
@@ -437,7 +372,7 @@ def test_alert_ids_never_repeat_after_a_database_reset_and_survive_retries(
 
     database.unlink()
     server.clear_requests()
-    run(config, "poll")
+    run_watcher(config, "poll")
     again = {r.headers["webhook-id"] for r in server.requests_for("/hook")}
     assert len(again) == len(set(first_ids)) >= 1
     assert not again & set(first_ids), "a reset database reused alert ids"
@@ -462,7 +397,7 @@ def test_a_huge_title_reaches_a_webhook_cut_to_size(tmp_path: Path, server: Loop
         {"huge": server.url("/huge.xml")},
         hooks={"hook": server.url("/hook")},
     )
-    run(config, "poll")
+    run_watcher(config, "poll")
     [request] = server.requests_for("/hook")
     assert len(request.body) < 10_000, len(request.body)
     payload = json.loads(request.body)

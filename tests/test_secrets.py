@@ -17,7 +17,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.conftest import wait_for
 from tests.httpserver import LoopbackServer
 from watcher.mailsink import MailSink
 
@@ -110,8 +110,10 @@ def run(setup: Setup, *args: str) -> str:
     return f"$ watcher {' '.join(args)} (exit {result.returncode})\n{result.stdout}{result.stderr}"
 
 
-def run_daemon(setup: Setup, seconds: float) -> str:
-    """``watcher -v run`` for a few seconds, then SIGTERM; everything it printed."""
+def run_daemon(setup: Setup) -> str:
+    """``watcher -v run`` until it has polled the failing feeds again, then SIGTERM; everything
+    it printed."""
+    polled = len(setup.http.requests_for("/private.xml"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "watcher", "-v", "-c", str(setup.config), "run"],
         cwd=ROOT,
@@ -121,7 +123,7 @@ def run_daemon(setup: Setup, seconds: float) -> str:
         text=True,
     )
     try:
-        time.sleep(seconds)
+        wait_for(lambda: len(setup.http.requests_for("/private.xml")) > polled, "the daemon's polls")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     finally:
@@ -151,7 +153,7 @@ def test_failure_paths_print_no_secret(setup: Setup) -> None:
         run(setup, "outbox", "--json"),
         run(setup, "send-test", "desk"),
         run(setup, "send-test", "hook"),
-        run_daemon(setup, 4),
+        run_daemon(setup),
         run(setup, "outbox", "--status", "failed"),
     ]
     everything = "\n".join(outputs)

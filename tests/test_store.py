@@ -8,6 +8,7 @@ import textwrap
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import store_poll
+from tests.conftest import store_poll, wait_for
 from watcher.errors import SchemaOutdatedError
 from watcher.store import Store, Unchanged, process_owner
 from watcher.types import Article, Evidence, Hit
@@ -52,7 +53,7 @@ def save(store: Store, articles: list[Article], hits: dict[str, list[Hit]], now:
 
 
 @pytest.fixture
-def store(database_url: str) -> Store:
+def store(database_url: str) -> Iterator[Store]:
     s = Store(database_url)
     s.upgrade()
     s.sync_feeds([("wire", "https://news.example/rss")], NOW)
@@ -130,6 +131,7 @@ def test_two_senders_never_claim_the_same_alert(database_url: str) -> None:
         t.join()
     everything = claimed[0] + claimed[1]
     assert len(everything) == len(set(everything)) == 100, "an alert was claimed twice (or never)"
+    assert claimed[0] and claimed[1], "one sender claimed everything: the two never raced"
     for s in senders:
         s.close()
 
@@ -199,10 +201,7 @@ def test_processes_starting_together_on_a_new_database_all_migrate_it(database_u
         """
     )
     starters = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    deadline = time.monotonic() + 60
-    while len(list(tmp_path.glob("ready-*"))) < len(starters):
-        assert time.monotonic() < deadline, "the migrating processes did not start"
-        time.sleep(0.01)
+    wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == len(starters), "the migrating processes to start")
     go.touch()
     errors = [p.communicate(timeout=120)[1] for p in starters]
     assert [p.returncode for p in starters] == [0] * len(starters), "\n".join(errors)

@@ -4,18 +4,19 @@ watcher."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.conftest import wait_for
 from tests.httpserver import LoopbackServer
 from watcher.config import Speaker, Theme
 from watcher.errors import ParseError
@@ -31,13 +32,6 @@ def big_feed(items: int) -> bytes:
     item = "<item><guid>g{}</guid><title>Story {}</title><description>{}</description></item>"
     body = "".join(item.format(i, i, "words and more words " * 40) for i in range(items))
     return f'<?xml version="1.0"?><rss version="2.0"><channel><title>big</title>{body}</channel></rss>'.encode()
-
-
-def wait_for(condition: Callable[[], object], what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting: {what}"
-        time.sleep(0.02)
 
 
 def gone(pid: int) -> bool:
@@ -136,4 +130,4 @@ def test_no_process_outlives_watcher_run_killed_with_sigkill(tmp_path: Path) -> 
             assert run.stderr is not None
             stderr = run.stderr.read()
     for pid in children:
-        wait_for(lambda pid=pid: gone(pid), f"process {pid} outlived watcher run\n{stderr}")
+        wait_for(functools.partial(gone, pid), f"process {pid} outlived watcher run\n{stderr}")
