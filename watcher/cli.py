@@ -1,7 +1,9 @@
 """The ``watcher`` command line: thin click commands over ``service`` and the DAO.
 
-Only this module prints or exits. Every ``WatcherError`` becomes ``error: <message>`` and
-exit status 1; ``-v`` shows debug logs and lets tracebacks through.
+Only this module prints, and it gives every command its exit status: each ``WatcherError``
+becomes ``error: <message>`` and exit status 1; ``-v`` shows debug logs and lets tracebacks
+through. (One other exit: a stopping daemon whose jobs outlast their grace ends the process
+in ``service``.)
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@
     │   └── SchemaOutdatedError  database revision is not head → "run `watcher db upgrade`"
     └── DeliveryError            channel, transient: bool (drives retry versus dead letter)
 
-Library exceptions are translated into these at the adapter boundary (fetch, store,
-deliver) with ``raise ... from e``; nothing else in watcher catches a library exception.
+Library exceptions are translated into these, with ``raise ... from e``, in the module that
+uses the library: the adapters (fetch, store, deliver), config (YAML and pydantic), parse
+(feedparser) and workers (the pool's time limit and dead workers).
 """
 
 from __future__ import annotations
