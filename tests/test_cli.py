@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import store_poll
+from tests.conftest import ROOT, json_lines, store_poll
+from tests.httpserver import LoopbackServer
 from watcher.cli import cli
 from watcher.store import Store
 from watcher.types import Article, Evidence, Hit
@@ -61,10 +66,8 @@ def test_feeds_json_has_each_feeds_state(config: Path) -> None:
     result = CliRunner().invoke(cli, ["-c", str(config), "feeds", "--json"], obj={})
     assert result.exit_code == 0, result.output
     [feed] = [json.loads(line) for line in result.output.splitlines()]
-    assert feed["name"] == "wire" and feed["status"] == "ok" and feed["entries_seen"] == 1
-    assert feed["last_success_at"] == NOW.isoformat().replace("+00:00", "Z") and feed["last_error"].startswith(
-        "XML error"
-    )
+    assert feed["feed"] == "wire" and feed["status"] == "ok" and feed["entries_seen"] == 1
+    assert feed["last_success_at"] == "2026-11-25T12:00:00Z" and feed["last_error"].startswith("XML error")
 
 
 def test_validate_shows_a_webhook_by_its_host_only(tmp_path: Path) -> None:
@@ -125,3 +128,217 @@ def test_match_explain_json_and_watch_filter(tmp_path: Path) -> None:
     unknown = CliRunner().invoke(cli, [*base, "--watch", "Chips", str(tmp_path / "feed.xml")])
     assert unknown.exit_code == 2
     assert "no speaker or theme named 'Chips'" in unknown.output
+
+
+# -- through the installed command, as a user meets it (issue 12) -------------------------
+
+SAMPLES = ROOT / "watcher" / "demo_feeds"
+
+
+def watcher_run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "watcher", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer(root=SAMPLES) as s:
+        yield s
+
+
+def feeds_config(tmp_path: Path, feeds: dict[str, str], extra: str = "") -> Path:
+    path = tmp_path / "feeds.yaml"
+    listed = "".join(f"  - {{name: {name}, url: '{url}'}}\n" for name, url in feeds.items())
+    path.write_text(
+        f"database: sqlite:///{tmp_path}/w.db\n"
+        "defaults: {interval: 15m, timeout: 10s}\n"
+        f"feeds:\n{listed}"
+        "speakers: [{name: Jen Zhu Scott, aliases: [Jen Zhu-Scott]}]\n" + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+PATHS = {"forum": "/forum-wire.xml", "notes": "/policy-notes.xml"}
+
+
+@pytest.mark.parametrize(
+    ("broken", "status"),
+    [((), 0), (("notes",), 3), (("forum", "notes"), 1)],
+    ids=["all ok", "some failed", "nothing worked"],
+)
+def test_poll_exit_status_tells_all_ok_from_some_failed_from_nothing_worked(
+    tmp_path: Path, server: LoopbackServer, broken: tuple[str, ...], status: int
+) -> None:
+    for name in broken:
+        server.respond(PATHS[name], b"<html>oops</html>", status=500)
+    config = feeds_config(tmp_path, {name: server.url(path) for name, path in PATHS.items()})
+
+    text = watcher_run("-c", str(config), "poll", cwd=tmp_path)
+    assert text.returncode == status, text.stderr
+    if broken:
+        assert f"{len(broken)} of 2 feeds not polled" in text.stderr
+
+    again = watcher_run("-c", str(config), "poll", "--json", "--force", cwd=tmp_path)
+    assert again.returncode == status, again.stderr
+    *feeds, delivery = json_lines(again.stdout)  # stdout stays JSON lines whatever the outcome
+    assert {r["feed"]: r["status"] for r in feeds} == {
+        name: "failed" if name in broken else "not modified" for name in PATHS
+    }
+    assert set(delivery) == {"delivery"}
+
+
+def test_poll_honours_retry_after_and_backoff_until_forced(tmp_path: Path, server: LoopbackServer) -> None:
+    """Cron runs `watcher poll` every few minutes: a server asking for an hour's rest gets it."""
+    server.respond("/busy.xml", b"busy", status=503, headers={"Retry-After": "3600"})
+    config = feeds_config(tmp_path, {"busy": server.url("/busy.xml"), "forum": server.url("/forum-wire.xml")})
+    for _ in range(3):
+        result = watcher_run("-c", str(config), "poll", cwd=tmp_path)
+        assert result.returncode == 3, result.stderr
+    assert len(server.requests_for("/busy.xml")) == 1
+    assert len(server.requests_for("/forum-wire.xml")) == 3
+    assert "backing off until" in result.stdout and "poll --force" in result.stdout
+
+    forced = watcher_run("-c", str(config), "poll", "--force", "--feed", "busy", cwd=tmp_path)
+    assert forced.returncode == 1, forced.stderr
+    assert len(server.requests_for("/busy.xml")) == 2
+
+
+def on_terminal(*args: str, cwd: Path, columns: int = 80) -> str:
+    """Run watcher with its output on a terminal ``columns`` wide; return what it showed."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watcher", *args],
+        stdout=child_fd,
+        stderr=subprocess.DEVNULL,
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(ROOT), "TERM": "xterm"},
+    )
+    os.close(child_fd)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the terminal closes when the process ends
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main_fd)
+    assert process.wait(timeout=60) == 0
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode()).replace("\r\n", "\n")
+
+
+def test_feeds_fits_80_columns_and_says_everything(tmp_path: Path, server: LoopbackServer) -> None:
+    server.respond("/busy.xml", b"busy", status=503, headers={"Retry-After": "3600"})
+    long_name = "Ars Technica - Tech Policy and Everything Else"
+    config = feeds_config(tmp_path, {long_name: server.url("/busy.xml"), "forum": server.url("/forum-wire.xml")})
+    watcher_run("-c", str(config), "poll", cwd=tmp_path)
+
+    shown = on_terminal("-c", str(config), "feeds", cwd=tmp_path)
+    lines = shown.splitlines()
+    assert all(len(line) <= 80 for line in lines), shown
+    assert "…" not in shown, "something was cut"
+    flat = " ".join(shown.split())
+    assert "HTTP 503 Service Unavailable (retry after 3600s) (1 failure in a row)" in flat
+    assert "in 1h" in flat or "in 59m" in flat  # when it is polled next, readable
+
+    story = watcher_run("-c", str(config), "feeds", long_name, cwd=tmp_path).stdout
+    assert f"url:          {server.url('/busy.xml')}" in story
+    assert "last error:   HTTP 503 Service Unavailable (retry after 3600s)" in story
+    assert "backing off after 1 failure in a row" in story and "last success: never" in story
+    forum = watcher_run("-c", str(config), "feeds", "forum", cwd=tmp_path).stdout
+    assert 'validators:   ETag "' in forum and "Last-Modified" in forum
+    assert "its interval, 15m, after the last poll" in forum
+
+
+def test_read_only_commands_need_only_the_database(config: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()  # no feeds.yaml here
+    env = {"WATCHER_DATABASE_URL": f"sqlite:///{tmp_path}/w.db", "WATCHER_CONFIG": ""}
+    for command in (["hits", "--since", "3650d"], ["outbox"], ["feeds"], ["feeds", "wire"]):
+        result = watcher_run(*command, cwd=elsewhere, env=env)
+        assert result.returncode == 0, (command, result.stderr)
+        assert "wire" in result.stdout or "Jen Zhu Scott" in result.stdout
+
+
+def test_hits_show_when_published_and_when_found(config: Path, tmp_path: Path) -> None:
+    Store(f"sqlite:///{tmp_path}/w.db").close()
+    shown = watcher_run("-c", str(config), "hits", "--since", "3650d", cwd=tmp_path).stdout
+    assert "published 2026-11-25 12:00 UTC, found 2026-11-25 12:00 UTC" in shown
+    [hit] = json_lines(watcher_run("-c", str(config), "hits", "--since", "3650d", "--json", cwd=tmp_path).stdout)
+    assert hit["published"] == hit["detected_at"] == "2026-11-25T12:00:00Z"
+
+
+def test_outbox_retry_refuses_unknown_and_sent_rows_and_shows_when_sent(config: Path, tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path}/w.db")
+    [row] = store.list_outbox()
+    store.mark_dead([row.id], "550 no such user")
+    unknown = watcher_run("-c", str(config), "outbox", "retry", "99", cwd=tmp_path)
+    assert unknown.returncode == 1 and "no outbox row 99" in unknown.stderr
+    assert store.list_outbox()[0].status == "dead", "nothing changes when one id is wrong"
+
+    one = watcher_run("-c", str(config), "outbox", "retry", str(row.id), cwd=tmp_path)
+    assert one.returncode == 0 and "1 row due again" in one.stdout
+
+    store.mark_sent([row.id], NOW)
+    store.close()
+    sent = watcher_run("-c", str(config), "outbox", "retry", str(row.id), cwd=tmp_path)
+    assert sent.returncode == 1 and f"row {row.id} was sent 2026-11-25 12:00 UTC" in sent.stderr
+    assert "sent 2026-11-25 12:00 UTC" in watcher_run("-c", str(config), "outbox", cwd=tmp_path).stdout
+    [listed] = json_lines(watcher_run("-c", str(config), "outbox", "--json", cwd=tmp_path).stdout)
+    assert listed["status"] == "sent" and listed["sent_at"] == "2026-11-25T12:00:00Z"
+
+
+@pytest.mark.parametrize("command", [["poll"], ["hits"], ["feeds"], ["outbox"], ["outbox", "retry", "--all"]])
+def test_verbose_works_after_the_command_too(config: Path, tmp_path: Path, command: list[str]) -> None:
+    result = watcher_run("-c", str(config), *command, "-v", cwd=tmp_path)
+    assert "No such option" not in result.stderr
+    assert result.returncode in (0, 1, 3), result.stderr
+
+
+def test_json_outputs_spell_feeds_and_times_one_way(tmp_path: Path, server: LoopbackServer) -> None:
+    config = feeds_config(
+        tmp_path,
+        {"forum": server.url("/forum-wire.xml")},
+        "smtp: {host: 127.0.0.1, port: 1, from: w@example.org}\n"
+        "channels: [{name: desk, type: email, to: [a@example.org]}]\n"
+        "defaults: {alert_on_first_poll: true}\n",
+    )
+    config.write_text(config.read_text().replace("defaults: {interval: 15m, timeout: 10s}\n", ""))
+    outputs = {
+        command: json_lines(watcher_run("-c", str(config), command, "--json", cwd=tmp_path).stdout)
+        for command in ("poll", "feeds", "hits", "outbox")
+    }
+    assert all(outputs.values()), outputs
+    for command in ("feeds", "hits", "outbox"):
+        assert all(row["feed"] == "forum" and "name" not in row for row in outputs[command]), command
+    assert outputs["poll"][0]["feed"] == "forum"
+    times = [
+        value
+        for rows in outputs.values()
+        for row in rows
+        for key, value in row.items()
+        if key.endswith("_at") or key in ("published", "waiting_until")
+    ]
+    assert times and all(t is None or (t.endswith("Z") and "+00:00" not in t) for t in times), times
+
+
+def test_help_is_not_cut_at_80_columns(tmp_path: Path) -> None:
+    commands = on_terminal("--help", cwd=tmp_path).split("Commands:")[1]
+    assert "..." not in commands and "…" not in commands, commands

@@ -4,9 +4,10 @@ the parser and through the whole service.
 What is proven:
 
 * every corpus file either parses or is refused with ``ParseError`` (never another exception);
-* one ``watcher poll`` over all of them, served from a loopback HTTP server, exits cleanly,
-  within a time limit and a memory bound, and leaves every feed ``ok``, ``empty`` or
-  ``failed`` with a one-line reason that names a content problem (the transport was fine).
+* one ``watcher poll`` over all of them, served from a loopback HTTP server, exits cleanly
+  (status 3: some feeds failed), within a time limit and a memory bound, and leaves every
+  feed ``ok``, ``empty`` or ``failed`` with a one-line reason that names a content problem
+  (the transport was fine).
 
 The counts (ok / empty / failed by reason) are printed (``pytest -s``) and written to
 ``corpus-counts.txt`` in the test's tmp dir.
@@ -165,7 +166,8 @@ def test_one_poll_over_the_whole_corpus(tmp_path: Path) -> None:
     peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
     log = stderr.read_text(errors="replace")
     assert seconds < POLL_TIME_LIMIT, f"watcher poll hung (killed after {POLL_TIME_LIMIT}s)"
-    assert proc.returncode == 0, log[-3000:]
+    # 3: some feeds failed (the corpus holds files that are no feed at all), the rest were polled.
+    assert proc.returncode == 3, log[-3000:]
     assert "Traceback" not in log, log[log.index("Traceback") :][:3000]
 
     store = Store(f"sqlite:///{tmp_path}/watcher.db")

@@ -61,9 +61,8 @@ def test_two_polls_store_hits_send_one_email_each_and_use_conditional_get(
     assert not any("bakery" in str(h["title"]) for h in hits)
     statement = next(h for h in hits if h["watch"] == "Jen Zhu Scott" and h["link"].endswith("/1"))
     assert statement["statement"] is True and "Jen Zhu Scott" in statement["evidence"]
-    assert {"entry_id", "link", "title", "watch", "kind", "statement", "score", "evidence", "feed", "created"} <= set(
-        statement
-    )
+    keys = {"entry_id", "link", "title", "watch", "kind", "statement", "score", "evidence", "feed"}
+    assert keys | {"published", "detected_at"} <= set(statement)
 
     assert len(sink.messages) == len(hits)
     for message in (m.message for m in sink.messages):
@@ -114,6 +113,7 @@ def test_the_daemon_polls_alerts_and_stops_cleanly_on_sigterm(
             daemon.kill()
             daemon.wait()
     assert daemon.returncode == 0, stderr
+    assert "running: 2 feeds, 1 channel\n" in stderr
     assert "stopping" in stderr
 
     hits = json_lines(run_watcher(config, "hits", "--json").stdout)
@@ -128,18 +128,18 @@ def test_a_gone_feed_is_disabled_until_the_operator_retries_it(
 ) -> None:
     config = e2e_config(tmp_path, server, sink)
     server.respond("/forum-wire.xml", status=410)
-    run_watcher(config, "poll")
+    assert run_watcher(config, "poll", ok=False).returncode == 3  # some feeds failed
     listing = run_watcher(config, "feeds").stdout
     assert "disabled" in listing and "HTTP 410 Gone" in listing
 
     server.clear_requests()
-    run_watcher(config, "poll")
+    assert run_watcher(config, "poll", ok=False).returncode == 3  # some feeds failed
     assert server.requests_for("/forum-wire.xml") == [], "a disabled feed was fetched again"
 
     server.respond("/forum-wire.xml", (SAMPLES / "forum-wire.xml").read_bytes())
     assert "forum: will be polled" in run_watcher(config, "feeds", "--retry", "forum").stdout
     run_watcher(config, "poll")
-    assert "disabled" not in run_watcher(config, "feeds").stdout
+    assert json_lines(run_watcher(config, "feeds", "forum", "--json").stdout)[0]["status"] == "ok"
     assert any("forum-wire" in str(h["link"]) for h in json_lines(run_watcher(config, "hits", "--json").stdout))
 
 

@@ -1,29 +1,38 @@
 """The ``watcher`` command line: thin click commands over ``service`` and the DAO.
 
 Only this module prints, and it gives every command its exit status: each ``WatcherError``
-becomes ``error: <message>`` and exit status 1; ``-v`` shows debug logs and lets tracebacks
-through. (One other exit: a stopping daemon whose jobs outlast their grace ends the process
-in ``service``.)
+becomes ``error: <message>`` and exit status 1; ``-v``, before or after the command's name,
+shows debug logs and lets tracebacks through. (One other exit: a stopping daemon whose
+jobs outlast their grace ends the process in ``service``.)
+
+One spelling everywhere: in ``--json`` output a feed's name is ``feed`` and every time is
+ISO 8601 UTC ending in ``Z`` (``render.iso_time``); durations read as in the config
+(``15m``, ``1h``; ``config.format_duration``). Commands printed for the user to run next are
+spelled the way this process was started (``.venv/bin/watcher`` when that is how), so they
+work as printed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import gc
 import json
 import logging
+import os
+import shlex
+import shutil
 import signal
 import sys
-from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from watcher.config import Config, format_duration, load_config, parse_duration
-from watcher.errors import WatcherError, redact_url, url_origin
+from watcher.errors import WatcherError, plural, redact_url, url_origin
 from watcher.render import iso_time
 from watcher.types import Article, FeedState, Hit, OutboxItem, OutboxStatus, StoredHit
 
@@ -31,8 +40,13 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from watcher.match import Explanation
+    from watcher.pipeline import PollResult
+    from watcher.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: `watcher poll`: some feeds failed (or are backing off after failures); the others were polled.
+EXIT_SOME_FEEDS_FAILED = 3
 
 
 @functools.cache
@@ -41,30 +55,84 @@ def _console() -> Console:
     # (`poll --json`, `validate`), and start-up is most of a short command's time.
     from rich.console import Console
 
-    # Piped output (grep, logs, tests) gets whole rows instead of columns wrapped at 80.
-    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 400)
+    # Piped output (grep, logs, tests) gets whole rows instead of columns wrapped at 80,
+    # unless COLUMNS says how wide to be.
+    wide = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
+    return Console(soft_wrap=True, width=None if wide else 400)
+
+
+def _program(ctx: click.Context, *, config: bool = True) -> str:
+    """How to run watcher again from here, the way this process was run: ``watcher`` when
+    that is the program on PATH, else its path (``.venv/bin/watcher``) or ``python -m
+    watcher``; with ``-c PATH`` when the config was given that way (and ``config``)."""
+    argv0 = sys.argv[0]
+    if Path(argv0).name == "__main__.py":
+        program = f"{_shown_path(sys.executable)} -m watcher"
+    else:
+        found = shutil.which("watcher")
+        same = found is not None and os.path.exists(argv0) and os.path.samefile(found, argv0)
+        program = "watcher" if same else _shown_path(argv0)
+    root = ctx.find_root()
+    if config and root.get_parameter_source("config_path") == ParameterSource.COMMANDLINE:
+        program += f" -c {shlex.quote(root.obj['config_path'])}"
+    return program
+
+
+def _shown_path(path: str) -> str:
+    """``path`` relative to the working folder when it is below it, else absolute; never a
+    bare name, which a shell would look up on PATH."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    shown = absolute if relative.startswith("..") else relative
+    return shlex.quote(shown if os.sep in shown else f".{os.sep}{shown}")
+
+
+def _runnable(ctx: click.Context, text: str) -> str:
+    """``text`` with every `watcher ...` command it suggests spelled as :func:`_program`."""
+    return text.replace("`watcher ", f"`{_program(ctx)} ")
 
 
 def _fails_cleanly(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
         try:
             return command(*args, **kwargs)
         except WatcherError as e:
-            if click.get_current_context().find_root().obj.get("verbose"):
+            if ctx.find_root().obj.get("verbose"):
                 raise
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_runnable(ctx, str(e))}", err=True)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
 
 def _config(ctx: click.Context) -> Config:
-    if "config" not in ctx.obj:
-        ctx.obj["config"] = load_config(ctx.obj["config_path"])
-        for warning in ctx.obj["config"].warnings:
+    obj = ctx.find_root().obj
+    if "config" not in obj:
+        obj["config"] = load_config(obj["config_path"])
+        for warning in obj["config"].warnings:
             click.echo(f"warning: {warning}", err=True)
-    return ctx.obj["config"]  # type: ignore[no-any-return]
+    return obj["config"]  # type: ignore[no-any-return]
+
+
+def _store(ctx: click.Context) -> Store:
+    """The database alone, for the commands that only look at it (and mark it): the one
+    WATCHER_DATABASE_URL names, without reading any config, else the config's ``database``."""
+    from watcher.store import Store
+
+    store = Store(os.environ.get("WATCHER_DATABASE_URL") or _config(ctx).database_url)
+    ctx.call_on_close(store.close)
+    store.check_schema()
+    return store
+
+
+def _configured_feeds(ctx: click.Context) -> list[str] | None:
+    """The config's feed names, or None when the database was named by WATCHER_DATABASE_URL
+    and the config not read (then every feed in the database is shown)."""
+    if os.environ.get("WATCHER_DATABASE_URL"):
+        return None
+    return [f.name for f in _config(ctx).feeds]
 
 
 def _watcher(ctx: click.Context, *, upgrade: bool, polls: bool = False) -> Any:
@@ -80,7 +148,41 @@ def _watcher(ctx: click.Context, *, upgrade: bool, polls: bool = False) -> Any:
     return watcher
 
 
-@click.group()
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("apscheduler", "alembic", "urllib3", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _verbose_after_command(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().obj["verbose"] = True
+        _configure_logging(verbose=True)
+
+
+_VERBOSE_HELP = "Debug logging; show tracebacks."
+
+
+class _Group(click.Group):
+    """A command group whose commands also take ``-v`` after their name (``watcher poll -v``)."""
+
+    group_class = type  # subgroups (db, outbox) are _Groups too
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.append(
+            click.Option(
+                ["-v", "--verbose"],
+                is_flag=True,
+                expose_value=False,
+                callback=_verbose_after_command,
+                help=_VERBOSE_HELP,
+            )
+        )
+        super().add_command(cmd, name)
+
+
+@click.group(cls=_Group, context_settings={"max_content_width": 100})
 @click.option(
     "-c",
     "--config",
@@ -91,20 +193,14 @@ def _watcher(ctx: click.Context, *, upgrade: bool, polls: bool = False) -> Any:
     type=click.Path(dir_okay=False),
     help="Configuration file (env WATCHER_CONFIG).",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging; show tracebacks.")
+@click.option("-v", "--verbose", is_flag=True, help=_VERBOSE_HELP)
 @click.version_option(package_name="watcher")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str, verbose: bool) -> None:
     """Watch news feeds for tracked speakers and themes, and alert at once."""
     ctx.ensure_object(dict)
     ctx.obj.update(config_path=config_path, verbose=verbose)
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("apscheduler", "alembic", "urllib3", "mail.log"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    _configure_logging(verbose)
     # urllib3 logs each request's path with its query ("GET /feed?token=... HTTP/1.1"),
     # which may hold a feed's or webhook's token.
     pool_log = logging.getLogger("urllib3.connectionpool")
@@ -127,7 +223,7 @@ class _RedactArgs(logging.Filter):
 @click.pass_context
 @_fails_cleanly
 def run(ctx: click.Context) -> None:
-    """Run the daemon: poll every feed on its schedule and deliver alerts until stopped."""
+    """Run the daemon: poll feeds on schedule and send alerts."""
     from watcher.service import Daemon
 
     # A reload request (systemctl reload) during start-up must not kill the daemon;
@@ -141,31 +237,63 @@ def run(ctx: click.Context) -> None:
 
 @cli.command()
 @click.option("--feed", "names", multiple=True, metavar="NAME", help="Poll only this feed (repeatable).")
+@click.option("--force", is_flag=True, help="Also poll feeds that are backing off after failures or Retry-After.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per feed, with per-stage timings.")
 @click.pass_context
 @_fails_cleanly
-def poll(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
-    """Poll every feed (or those named) once, deliver what is due, and exit."""
+def poll(ctx: click.Context, names: tuple[str, ...], force: bool, as_json: bool) -> None:
+    """Poll every feed once, send the alerts that are due, and exit.
+
+    A feed backing off after failures (or told by its server to wait, with Retry-After) is
+    not fetched before its time unless --force is given.
+
+    \b
+    Exit status:
+      0  every feed was polled (changed or not)
+      3  some feeds failed or are backing off; the others were polled
+      1  no feed could be polled, or an error (config, database)
+    """
     config = _config(ctx)
     unknown = sorted(set(names) - {f.name for f in config.feeds})
     if unknown:
         raise WatcherError(f"no feed named {', '.join(map(repr, unknown))}", "see `watcher validate`")
-    watcher = _watcher(ctx, upgrade=True, polls=True)
-    results = watcher.poll(list(names) or None)
+    watcher = _watcher(ctx, upgrade=True)
+    results = watcher.poll(list(names) or None, force=force)
     report = watcher.deliver()
     if as_json:
         for r in results:
-            click.echo(json.dumps(dataclasses.asdict(r), ensure_ascii=False))
+            click.echo(json.dumps(_poll_json(r), ensure_ascii=False))
         click.echo(json.dumps({"delivery": {"sent": report.sent, "failed": report.failed, "dead": report.dead}}))
-        return
+    else:
+        _print_poll(ctx, results, watcher.now())
+        _console().print(f"alerts: {report}")
+    failed = [r for r in results if not r.polled]
+    if failed:
+        count = f"{len(failed)} of {plural(len(results), 'feed')} not polled"
+        # Not raised as an error: -v would show a traceback of nothing but this decision.
+        everything = len(failed) == len(results)
+        click.echo(f"error: no feed could be polled ({count})" if everything else f"warning: {count}", err=True)
+        ctx.exit(1 if everything else EXIT_SOME_FEEDS_FAILED)
+
+
+def _print_poll(ctx: click.Context, results: Sequence[PollResult], now: datetime) -> None:
     from rich.table import Table
 
     table = Table("feed", "result", "new", "hits")
+    styles = {"ok": "green", "not modified": "", "failed": "red", "backing off": "yellow", "disabled": "red"}
     for r in results:
-        outcome = f"[red]failed: {r.error}[/]" if r.error else ("not modified" if r.not_modified else "ok")
-        table.add_row(r.feed, outcome, str(r.new), str(r.hits))
+        table.add_row(_text(r.feed), _styled(r.status, styles[r.status]), str(r.new), str(r.hits))
     _console().print(table)
-    _console().print(f"alerts: {report}")
+    for r in results:
+        if r.waiting_until is not None:
+            why = f"{r.error}; " if r.error else ""
+            _say(
+                ctx,
+                f"{r.feed}: {why}backing off until {_when(r.waiting_until)} ({_relative(r.waiting_until, now)}); "
+                "`watcher poll --force` polls it now",
+            )
+        elif r.error:
+            _say(ctx, f"{r.feed}: {r.error}")
 
 
 @cli.command()
@@ -245,7 +373,10 @@ def _print_explanations(article: Article, explanations: list[Explanation], as_js
 @click.pass_context
 @_fails_cleanly
 def validate(ctx: click.Context) -> None:
-    """Check the configuration and print what it watches; exit 1 on any error."""
+    """Check the config and print what it watches.
+
+    Exit status 1 when the config has any problem; each is printed with its file and line.
+    """
     config = _config(ctx)
     click.echo(f"{config.path}: ok")
     click.echo(f"database: {redact_url(config.database_url)}")
@@ -281,54 +412,117 @@ def validate(ctx: click.Context) -> None:
 @click.pass_context
 @_fails_cleanly
 def hits(ctx: click.Context, since: str, as_json: bool, limit: int | None) -> None:
-    """Stored hits, newest first."""
-    watcher = _watcher(ctx, upgrade=False)
-    stored = watcher.store.list_hits(since=watcher.now() - _parse_since(since), limit=limit)
+    """Stored hits, newest first: when published and when found."""
+    store = _store(ctx)
+    stored = store.list_hits(since=datetime.now(UTC) - _parse_since(since), limit=limit)
     for s in stored:
         if as_json:
             click.echo(json.dumps(_stored_hit_json(s), ensure_ascii=False))
         else:
-            _print_hit(s.hit, s.title, s.link, f"{s.created:%Y-%m-%d %H:%M} {s.feed}")
+            _print_hit(s.hit, s.title, s.link, s.feed, published=s.published, found=s.created)
     if not as_json and not stored:
         click.echo(f"no hits in the last {since}")
 
 
 @cli.command()
+@click.argument("name", required=False)
 @click.option("--retry", "retry", multiple=True, metavar="NAME", help="Poll this failing or disabled feed again soon.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per feed per line.")
 @click.pass_context
 @_fails_cleanly
-def feeds(ctx: click.Context, retry: tuple[str, ...], as_json: bool) -> None:
-    """Each feed's state: last poll, status, errors, next poll, entries seen."""
-    watcher = _watcher(ctx, upgrade=False)
-    for name in retry:
-        if not watcher.store.retry_feed(name, watcher.now()):
+def feeds(ctx: click.Context, name: str | None, retry: tuple[str, ...], as_json: bool) -> None:
+    """Each feed's last and next poll, entries and problems.
+
+    With NAME, the whole story of that feed: its URL, last poll and last success, the
+    last error, validators (ETag, Last-Modified), and when it is polled next and why.
+    """
+    store = _store(ctx)
+    now = datetime.now(UTC)
+    for feed in retry:
+        if not store.retry_feed(feed, now):
+            raise WatcherError(f"no feed named {feed!r} in the database", "see `watcher feeds`")
+        click.echo(f"{feed}: will be polled at the next chance")
+    if name is not None:
+        found = store.feed_states([name])
+        if not found:
             raise WatcherError(f"no feed named {name!r} in the database", "see `watcher feeds`")
-        click.echo(f"{name}: will be polled at the next chance")
-    states = watcher.store.feed_states([f.name for f in watcher.config.feeds])
+        state = found[0]
+        if as_json:
+            click.echo(json.dumps(_feed_json(state), ensure_ascii=False))
+        else:
+            _print_feed(ctx, state, now)
+        return
+    states = store.feed_states(_configured_feeds(ctx))
     if as_json:
         for s in states:
             click.echo(json.dumps(_feed_json(s), ensure_ascii=False))
         return
+    if retry:
+        return
     from rich.table import Table
-    from rich.text import Text
 
-    table = Table("feed", "status", "last poll", "next poll", "entries", "failures", "last error")
+    table = Table("feed", "status", "last poll", "next poll", "entries")
+    for column in table.columns[1:]:
+        column.no_wrap = True  # short, and cut they say nothing; the name wraps instead
+    styles = {"ok": "green", "failed": "red", "disabled": "red", "empty": "yellow"}
     for s in states:
-        style = {"ok": "green", "failed": "red", "disabled": "red", "empty": "yellow"}.get(s.status, "")
+        next_poll = "never" if s.status == "disabled" else _relative(s.next_poll_at, now)
         table.add_row(
-            s.name,
-            f"[{style}]{s.status}[/]" if style else s.status,
-            _when(s.last_polled_at),
-            _when(s.next_poll_at),
+            _text(s.name),
+            _styled(s.status, styles.get(s.status, "")),
+            _relative(s.last_polled_at, now),
+            next_poll,
             str(s.entries_seen),
-            str(s.consecutive_failures),
-            Text(s.last_error or ""),  # may quote a stranger's text: never rich markup
         )
     _console().print(table)
+    for s in states:
+        if s.last_error:
+            failures = f" ({plural(s.consecutive_failures, 'failure')} in a row)" if s.consecutive_failures else ""
+            _say(ctx, f"{s.name}: {s.last_error}{failures}")
+    if any(s.last_error for s in states):
+        _say(ctx, "The whole story of one feed: `watcher feeds NAME`")
 
 
-@cli.group()
+def _print_feed(ctx: click.Context, s: FeedState, now: datetime) -> None:
+    """``watcher feeds NAME``: one feed, every fact the database holds about it."""
+    validators = "; ".join(
+        f"{label} {value}" for label, value in (("ETag", s.etag), ("Last-Modified", s.last_modified)) if value
+    )
+    rows = [
+        ("feed", s.name),
+        ("url", redact_url(s.url)),
+        ("moved to", redact_url(s.fetch_url) if s.fetch_url != s.url else ""),
+        (
+            "status",
+            s.status + (f", {plural(s.consecutive_failures, 'failure')} in a row" if s.consecutive_failures else ""),
+        ),
+        ("last error", s.last_error or "none"),
+        ("last poll", _when_relative(s.last_polled_at, now)),
+        ("last success", _when_relative(s.last_success_at, now)),
+        ("next poll", _next_poll(s, now)),
+        ("validators", validators or "none (every poll fetches the whole feed)"),
+        ("entries seen", str(s.entries_seen)),
+    ]
+    for label, value in rows:
+        if value:
+            _say(ctx, f"{label + ':':<14}{value}")
+
+
+def _next_poll(s: FeedState, now: datetime) -> str:
+    """When the feed is polled next, and why then."""
+    if s.status == "disabled":
+        return "never: it answered 410 Gone; fix its URL, then `watcher feeds --retry NAME`"
+    if s.next_poll_at is None:
+        return "at the next chance"
+    when = _when_relative(s.next_poll_at, now)
+    if s.consecutive_failures:
+        return f"{when}: backing off after {plural(s.consecutive_failures, 'failure')} in a row (`watcher poll --force` polls it now)"
+    if s.last_polled_at is not None and s.next_poll_at > s.last_polled_at:
+        return f"{when}: its interval, {format_duration(s.next_poll_at - s.last_polled_at)}, after the last poll"
+    return when
+
+
+@cli.group(cls=_Group)
 def db() -> None:
     """Database administration."""
 
@@ -348,38 +542,44 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"database {redact_url(store.url)} is up to date")
 
 
-@cli.group(invoke_without_command=True)
+@cli.group(cls=_Group, invoke_without_command=True)
 @click.option("--status", type=click.Choice(["due", "failed", "dead", "sent"]), help="Only rows in this state.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.pass_context
 @_fails_cleanly
 def outbox(ctx: click.Context, status: OutboxStatus | None, as_json: bool, limit: int) -> None:
-    """List alert deliveries and their last error."""
+    """Alert deliveries: when due or sent, attempts, last error."""
     if ctx.invoked_subcommand is not None:
         return
-    watcher = _watcher(ctx, upgrade=False)
-    items = watcher.store.list_outbox(status, limit=limit)
+    items = _store(ctx).list_outbox(status, limit=limit)
     if as_json:
         for item in items:
             click.echo(json.dumps(_outbox_json(item), ensure_ascii=False))
         return
     from rich.table import Table
-    from rich.text import Text
 
-    table = Table("id", "channel", "status", "attempts", "next attempt", "watch", "title", "last error")
+    table = Table("id", "channel", "status", "attempts", "when", "watch", "title", "last error")
     for i in items:
         table.add_row(
             str(i.id),
-            i.channel,
+            _text(i.channel),
             i.status,
             str(i.attempts),
-            _when(i.next_attempt_at),
-            Text(i.stored.hit.watch),
-            Text(i.stored.title[:60]),
-            Text(i.last_error or ""),
+            _outbox_when(i),
+            _text(i.stored.hit.watch),
+            _text(i.stored.title[:60]),
+            _text(i.last_error or ""),
         )
     _console().print(table)
+
+
+def _outbox_when(i: OutboxItem) -> str:
+    if i.status == "sent":
+        return f"sent {_when(i.sent_at)}"
+    if i.status == "dead":
+        return "never (dead)"
+    return f"due {_when(i.next_attempt_at)}"
 
 
 @outbox.command("retry")
@@ -388,12 +588,33 @@ def outbox(ctx: click.Context, status: OutboxStatus | None, as_json: bool, limit
 @click.pass_context
 @_fails_cleanly
 def outbox_retry(ctx: click.Context, ids: tuple[int, ...], everything: bool) -> None:
-    """Make failed or dead rows due now."""
+    """Make failed or dead deliveries due now."""
     if not ids and not everything:
         raise click.UsageError("give row ids or --all")
-    watcher = _watcher(ctx, upgrade=False)
-    count = watcher.store.retry(None if everything else list(ids), watcher.now())
-    click.echo(f"{count} rows due again; `watcher poll` or the daemon will send them")
+    store = _store(ctx)
+    if not everything:
+        found = {i.id: i for i in store.outbox_items(ids)}
+        problems = [_not_retryable(row_id, found.get(row_id)) for row_id in dict.fromkeys(ids)]
+        if any(problems):
+            raise WatcherError(
+                "; ".join(p for p in problems if p), "nothing was changed; see `watcher outbox` for the rows"
+            )
+    count = store.retry(None if everything else list(ids), datetime.now(UTC))
+    if count == 0:
+        click.echo("no failed or dead rows to retry")
+    else:
+        _say(ctx, f"{plural(count, 'row')} due again; `watcher poll` or the daemon will send them")
+
+
+def _not_retryable(row_id: int, row: OutboxItem | None) -> str | None:
+    """Why ``outbox retry`` cannot make this row due, or None when it can."""
+    if row is None:
+        return f"no outbox row {row_id}"
+    if row.status == "sent":
+        return f"row {row_id} was sent {_when(row.sent_at)}; there is nothing to retry"
+    if row.status == "due":
+        return f"row {row_id} is already due"
+    return None
 
 
 @cli.command("send-test")
@@ -401,7 +622,7 @@ def outbox_retry(ctx: click.Context, ids: tuple[int, ...], everything: bool) -> 
 @click.pass_context
 @_fails_cleanly
 def send_test(ctx: click.Context, channel: str) -> None:
-    """Send a sample alert through CHANNEL and report the server's answer."""
+    """Send a sample alert through CHANNEL; print the answer."""
     from watcher.deliver import make_channels, utcnow
     from watcher.deliver import send_test as send
 
@@ -418,31 +639,59 @@ def send_test(ctx: click.Context, channel: str) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("watcher-demo"),
     show_default=True,
-    help="Where the demo writes its database and mail.",
+    help="Where the demo writes its database and mail: a new or empty folder, or one an earlier demo made.",
 )
 @click.pass_context
 @_fails_cleanly
 def demo(ctx: click.Context, directory: Path) -> None:
-    """Show the product offline: sample feeds on loopback, the shipped watches, a local mail sink."""
+    """Try it offline: sample feeds, your watches, a local mail sink."""
     from watcher.demo import run_demo
 
     if not ctx.find_root().obj["verbose"]:
         logging.getLogger("watcher").setLevel(logging.WARNING)  # the summary below says it all
     result = run_demo(_config(ctx), directory)
     click.echo(
-        f"served {result.feeds} sample feeds on {result.base_url} and polled them with "
-        f"{len(result.watches)} watches from {ctx.obj['config_path']}"
+        f"served {plural(result.feeds, 'sample feed')} on {result.base_url} and polled them with "
+        f"{plural(len(result.watches), 'watch', 'watches')} from {ctx.obj['config_path']}"
     )
     for s in result.hits:
-        _print_hit(s.hit, s.title, s.link, s.feed)
-    click.echo(f"{len(result.emails)} alert emails delivered to the local mail sink, written to:")
+        _print_hit(s.hit, s.title, s.link, s.feed, published=s.published, found=s.created)
+    click.echo(f"{plural(len(result.emails), 'alert email')} delivered to the local mail sink, written to:")
     for path in result.emails:
         click.echo(f"  {path}")
     click.echo(f"database: {result.database}")
-    click.echo(f"see the stored hits: WATCHER_DATABASE_URL={result.database} watcher hits --since 30d")
+    # No -c: with WATCHER_DATABASE_URL, `hits` reads the database alone.
+    program = _program(ctx, config=False)
+    click.echo(f"see the stored hits: WATCHER_DATABASE_URL={shlex.quote(result.database)} {program} hits --since 30d")
 
 
-def _print_hit(hit: Hit, title: str, link: str | None, where: str = "") -> None:
+def _say(ctx: click.Context, text: str) -> None:
+    """Print a line of watcher's own words with any `watcher ...` in it runnable as shown;
+    wrapped at the terminal's width, never cut."""
+    _console().print(_runnable(ctx, text), markup=False, highlight=False, soft_wrap=not sys.stdout.isatty())
+
+
+def _text(value: str) -> Any:
+    from rich.text import Text
+
+    return Text(value)  # may quote a stranger's text: never rich markup
+
+
+def _styled(value: str, style: str) -> Any:
+    from rich.text import Text
+
+    return Text(value, style=style)
+
+
+def _print_hit(
+    hit: Hit,
+    title: str,
+    link: str | None,
+    where: str = "",
+    *,
+    published: datetime | None = None,
+    found: datetime | None = None,
+) -> None:
     from rich.markup import escape
 
     what = "statement" if hit.statement else ("mention" if hit.kind == "speaker" else "theme")
@@ -450,6 +699,11 @@ def _print_hit(hit: Hit, title: str, link: str | None, where: str = "") -> None:
     _console().print(f"  {title}", markup=False)
     if link:
         _console().print(f"  {link}", markup=False)
+    dates = [f"published {_when(published) if published else 'unknown'}"] if found or published else []
+    if found:
+        dates.append(f"found {_when(found)}")
+    if dates:
+        _console().print(f"  {', '.join(dates)}", markup=False, highlight=False)
     _console().print(f"  evidence: {hit.evidence_text}", markup=False)
 
 
@@ -467,12 +721,30 @@ def _hit_json(entry_id: str | None, link: str | None, title: str, hit: Hit) -> d
 
 
 def _stored_hit_json(s: StoredHit) -> dict[str, Any]:
-    return {**_hit_json(s.entry_id, s.link, s.title, s.hit), "feed": s.feed, "created": iso_time(s.created)}
+    return {
+        **_hit_json(s.entry_id, s.link, s.title, s.hit),
+        "feed": s.feed,
+        "published": iso_time(s.published),
+        "detected_at": iso_time(s.created),
+    }
+
+
+def _poll_json(r: PollResult) -> dict[str, Any]:
+    return {
+        "feed": r.feed,
+        "url": redact_url(r.url),
+        "status": r.status,
+        "new": r.new,
+        "hits": r.hits,
+        "error": r.error,
+        "waiting_until": iso_time(r.waiting_until),
+        "timings": r.timings,
+    }
 
 
 def _feed_json(s: FeedState) -> dict[str, Any]:
     return {
-        "name": s.name,
+        "feed": s.name,
         "url": redact_url(s.fetch_url),
         "status": s.status,
         "last_error": s.last_error,
@@ -481,19 +753,23 @@ def _feed_json(s: FeedState) -> dict[str, Any]:
         "next_poll_at": iso_time(s.next_poll_at),
         "entries_seen": s.entries_seen,
         "consecutive_failures": s.consecutive_failures,
+        "etag": s.etag,
+        "last_modified": s.last_modified,
     }
 
 
 def _outbox_json(i: OutboxItem) -> dict[str, Any]:
     return {
         "id": i.id,
+        "alert_id": i.alert_id,
         "channel": i.channel,
         "status": i.status,
         "attempts": i.attempts,
         "next_attempt_at": iso_time(i.next_attempt_at),
+        "sent_at": iso_time(i.sent_at),
         "last_error": i.last_error,
-        "alert_id": i.alert_id,
         "watch": i.stored.hit.watch,
+        "feed": i.stored.feed,
         "title": i.stored.title,
     }
 
@@ -506,7 +782,26 @@ def _parse_since(value: str) -> timedelta:
 
 
 def _when(value: datetime | None) -> str:
-    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+    return "never" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _relative(value: datetime | None, now: datetime) -> str:
+    """``5m ago`` or ``in 2h``: short enough for a table column at 80 characters."""
+    if value is None:
+        return "never"
+    seconds = int((value - now).total_seconds())
+    span = abs(seconds)
+    if span < 60:
+        return "now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if span >= size:
+            amount = f"{span // size}{unit}"
+            break
+    return f"in {amount}" if seconds > 0 else f"{amount} ago"
+
+
+def _when_relative(value: datetime | None, now: datetime) -> str:
+    return "never" if value is None else f"{_when(value)} ({_relative(value, now)})"
 
 
 def main(argv: Iterable[str] | None = None) -> None:

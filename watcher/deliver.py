@@ -47,7 +47,7 @@ import standardwebhooks
 from watcher import __version__
 from watcher.backoff import doubling_delay, parse_retry_after
 from watcher.config import ChannelSettings, Config, SmtpSettings
-from watcher.errors import ConfigError, DeliveryError, url_origin
+from watcher.errors import ConfigError, DeliveryError, plural, url_origin
 from watcher.render import render_alert, render_digest, sample_item, webhook_payload
 from watcher.types import OutboxItem
 
@@ -495,7 +495,7 @@ def _deliver(
     if channel is None:
         reason = f"channel {name!r} is no longer configured; `watcher outbox retry` after adding it back"
         store.mark_dead(ids, reason)
-        log.warning("%s: %d alerts dead", reason, len(ids))
+        log.warning("%s: %s dead", reason, plural(len(ids), "alert"))
         return [Delivery(name, ids, "dead", reason)]
     error = broken.get(name)
     if error is None:
@@ -510,7 +510,7 @@ def _deliver(
             error = DeliveryError(name, f"internal error: {type(e).__name__}: {e}", transient=True)
         else:
             store.mark_sent(ids, now)
-            log.info("channel %s: sent %d alerts: %s", name, len(ids), answer)
+            log.info("channel %s: sent %s: %s", name, plural(len(ids), "alert"), answer)
             return [Delivery(name, ids, "sent", answer)]
         if error.transient:
             broken[name] = error
@@ -526,7 +526,7 @@ def _mark_failure(
     if not error.transient:
         ids = tuple(i.id for i in items)
         store.mark_dead(ids, reason)
-        log.warning("channel %s: %d alerts dead: %s", name, len(ids), reason)
+        log.warning("channel %s: %s dead: %s", name, plural(len(ids), "alert"), reason)
         return [Delivery(name, ids, "dead", reason)]
     out: list[Delivery] = []
     exhausted = tuple(i.id for i in items if i.attempts >= MAX_ATTEMPTS)
@@ -544,5 +544,5 @@ def _mark_failure(
         when = now + retry_delay(attempts, retry_after=error.retry_after, jitter=jitter)
         store.mark_failed(row_ids, reason, when)
         out.append(Delivery(name, tuple(row_ids), "failed", reason))
-    log.warning("channel %s: %d alerts failed: %s", name, len(items), reason)
+    log.warning("channel %s: %s failed: %s", name, plural(len(items), "alert"), reason)
     return out

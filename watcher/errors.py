@@ -174,6 +174,11 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``"1 hit"``, ``"2 hits"``; ``nouns`` for the irregular ones (``"entry", "entries"``)."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
+
+
 def url_origin(url: str) -> str:
     """Scheme and host only (``https://hooks.example.org/…``), for URLs whose path is a
     secret, as webhook URLs so often are (Slack's and Discord's carry their token there)."""

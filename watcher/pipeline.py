@@ -15,12 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 
 from watcher import route
 from watcher.backoff import doubling_delay
 from watcher.config import ChannelSettings, FeedSettings, Speaker, Theme
-from watcher.errors import Abandoned, FeedError, FetchError, StorageError, redact_url
+from watcher.errors import Abandoned, FeedError, FetchError, StorageError, plural, redact_url
 from watcher.store import PollRecord, Store, Unchanged
 from watcher.types import FeedState, Fetched, Processed
 
@@ -68,6 +68,38 @@ class PollResult:
     error: str | None = None
     #: Seconds spent per stage: "fetch", "parse" (parsing and matching), "dedup", "store".
     timings: dict[str, float] = field(default_factory=dict)
+    #: Not polled: the feed is backing off after failures (or was told to wait by
+    #: Retry-After) until then.
+    waiting_until: datetime | None = None
+    #: Not polled: the feed answered 410 Gone and stays off until ``watcher feeds --retry``.
+    disabled: bool = False
+
+    @property
+    def status(self) -> PollStatus:
+        """One word for what happened: what ``watcher poll`` prints and its exit status counts."""
+        if self.disabled:
+            return "disabled"
+        if self.waiting_until is not None:
+            return "backing off"
+        if self.error is not None:
+            return "failed"
+        return "not modified" if self.not_modified else "ok"
+
+    @property
+    def polled(self) -> bool:
+        """True when the feed was fetched and what it brought was recorded."""
+        return self.status in ("ok", "not modified")
+
+
+PollStatus = Literal["ok", "not modified", "failed", "backing off", "disabled"]
+
+
+def waiting_until(state: FeedState, now: datetime) -> datetime | None:
+    """Until when a feed that has been failing waits before it is fetched again (backoff or
+    the server's Retry-After), or None when it may be fetched now."""
+    if state.consecutive_failures and state.next_poll_at and state.next_poll_at > now:
+        return state.next_poll_at
+    return None
 
 
 def poll_feed(
@@ -80,17 +112,24 @@ def poll_feed(
     now: Callable[[], datetime],
     state: FeedState | None = None,
     unchanged: list[Unchanged] | None = None,
+    force: bool = False,
 ) -> PollResult:
     """Poll one feed and record everything it brings. Never raises for a feed's own faults.
 
-    ``state`` is the feed's stored state when the caller has already read it. With
-    ``unchanged``, a not-modified poll is appended there for the caller to record in one
-    batch instead of being recorded at once.
+    A feed backing off after failures is not fetched before its time (see ``waiting_until``)
+    unless ``force``; a disabled (410 Gone) feed never is. ``state`` is the feed's stored
+    state when the caller has already read it. With ``unchanged``, a not-modified poll is
+    appended there for the caller to record in one batch instead of being recorded at once.
     """
     state = state or store.feed_state(feed.name)
     url = state.fetch_url
     if state.status == "disabled":
-        return PollResult(feed.name, url, error=f"disabled: {state.last_error}; fix the URL in the config")
+        return PollResult(
+            feed.name, url, error=f"disabled: {state.last_error}; fix the URL in the config", disabled=True
+        )
+    wait = None if force else waiting_until(state, now())
+    if wait is not None:
+        return PollResult(feed.name, url, error=state.last_error, waiting_until=wait)
     clock = _StageClock()
     try:
         with clock("fetch"):
@@ -148,7 +187,7 @@ def poll_feed(
         _record_failure(store, feed, state, FeedError(redact_url(url), reason), now())
         return PollResult(feed.name, url, error=reason, timings=clock.seconds)
     if new_hits and not alert:
-        log.info("feed %s: first poll, %d hits stored without alerting", feed.name, new_hits)
+        log.info("feed %s: first poll, %s stored without alerting", feed.name, plural(new_hits, "hit"))
     return PollResult(feed.name, url, new=len(changed), hits=new_hits, timings=clock.seconds)
 
 
@@ -161,6 +200,7 @@ def poll_feeds(
     channels: Sequence[ChannelSettings],
     now: Callable[[], datetime],
     threads: int = POLL_THREADS,
+    force: bool = False,
 ) -> list[PollResult]:
     """Poll several feeds concurrently; one slow feed holds only its own thread."""
     if not feeds:
@@ -179,6 +219,7 @@ def poll_feeds(
                 now=now,
                 state=states[feed.name],
                 unchanged=unchanged,
+                force=force,
             )
         except Exception as e:
             # poll_feed turns a feed's own faults into results; what escapes it is a bug, and
@@ -192,7 +233,7 @@ def poll_feeds(
         store.record_not_modified(unchanged)
     except StorageError as e:
         # Only bookkeeping is lost (when they were last polled); nothing new was in them.
-        log.error("could not record %d unchanged feeds: %s", len(unchanged), e)
+        log.error("could not record %s: %s", plural(len(unchanged), "unchanged feed"), e)
     return results
 
 

@@ -23,7 +23,7 @@ from types import FrameType
 from watcher import __version__
 from watcher.config import Config, FeedSettings, load_config
 from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels, utcnow
-from watcher.errors import WatcherError
+from watcher.errors import WatcherError, plural
 from watcher.fetch import Fetcher
 from watcher.pipeline import POLL_THREADS, PollResult, poll_feed, poll_feeds
 from watcher.pipeline import Fetcher as FetcherProtocol
@@ -51,8 +51,9 @@ class Watcher:
     now: Callable[[], datetime] = utcnow
     owner: str = field(default_factory=process_owner)
 
-    def poll(self, names: Sequence[str] | None = None) -> list[PollResult]:
-        """Poll every configured feed (or those named) once, concurrently."""
+    def poll(self, names: Sequence[str] | None = None, *, force: bool = False) -> list[PollResult]:
+        """Poll every configured feed (or those named) once, concurrently; with ``force``
+        also those backing off after failures."""
         feeds = [f for f in self.config.feeds if names is None or f.name in names]
         return poll_feeds(
             feeds,
@@ -61,6 +62,7 @@ class Watcher:
             workers=self.workers,
             channels=self.config.channels,
             now=self.now,
+            force=force,
         )
 
     def poll_one(self, feed: FeedSettings) -> PollResult:
@@ -160,10 +162,10 @@ class Daemon:
         self.scheduler.start()
         sender.start()
         log.info(
-            "watcher %s running: %d feeds, %d channels",
+            "watcher %s running: %s, %s",
             __version__,
-            len(self.watcher.config.feeds),
-            len(self.watcher.channels),
+            plural(len(self.watcher.config.feeds), "feed"),
+            plural(len(self.watcher.channels), "channel"),
         )
         while not self.stop.wait(1.0):
             pass
@@ -195,7 +197,7 @@ class Daemon:
         watcher.workers.watch(config.speakers, config.themes)
         self.watcher = watcher
         self._schedule_feeds()
-        log.info("config reloaded: %d feeds", len(config.feeds))
+        log.info("config reloaded: %s", plural(len(config.feeds), "feed"))
 
     def _schedule_feeds(self) -> None:
         from apscheduler.triggers.interval import IntervalTrigger
@@ -228,13 +230,15 @@ class Daemon:
         feed = next((f for f in self.watcher.config.feeds if f.name == name), None)
         if feed is None or self.stop.is_set():
             return
-        state = self.watcher.store.feed_state(name)
-        if state.consecutive_failures and state.next_poll_at and state.next_poll_at > self.watcher.now():
-            return  # backing off after failures, or told to wait by Retry-After
         with self.in_flight.job():
             result = self.watcher.poll_one(feed)
         if result.new:
-            log.info("feed %s: %d new or changed entries, %d hits", name, result.new, result.hits)
+            log.info(
+                "feed %s: %s new or changed, %s",
+                name,
+                plural(result.new, "entry", "entries"),
+                plural(result.hits, "hit"),
+            )
         if result.hits:
             self.deliver_now.set()
 
@@ -273,7 +277,7 @@ class Daemon:
         if abandoned:
             # Each poll and each delivery mark is one transaction: abandoning one loses
             # nothing; its entries are fetched again and its alerts stay due.
-            log.warning("abandoning %d unfinished jobs; they will be redone on the next start", abandoned)
+            log.warning("abandoning %s; they will be redone on the next start", plural(abandoned, "unfinished job"))
             self.watcher.close()
             logging.shutdown()
             os._exit(0)

@@ -568,6 +568,10 @@ class Store:
             ids = list(conn.execute(query).scalars())
         return self._outbox_items(ids)
 
+    def outbox_items(self, ids: Sequence[int]) -> list[OutboxItem]:
+        """The outbox rows with these ids, in that order; unknown ids are left out."""
+        return self._outbox_items(ids)
+
     def _set_outbox(self, ids: Sequence[int], **values: Any) -> None:
         with self._tx() as conn:
             conn.execute(
@@ -587,6 +591,7 @@ class Store:
                 outbox.c.attempts,
                 outbox.c.next_attempt_at,
                 outbox.c.last_error,
+                outbox.c.sent_at,
             )
             .join_from(hits, outbox, outbox.c.hit_id == hits.c.id)
             .where(outbox.c.id.in_(list(ids)))
@@ -603,6 +608,7 @@ class Store:
                 next_attempt_at=r.next_attempt_at,
                 last_error=r.last_error,
                 stored=_stored_hit(r),
+                sent_at=r.sent_at,
             )
             for r in (rows[i] for i in ids if i in rows)
         ]

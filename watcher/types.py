@@ -176,6 +176,8 @@ class OutboxItem:
     next_attempt_at: datetime
     last_error: str | None
     stored: StoredHit
+    #: When the receiving server accepted it; None until then.
+    sent_at: datetime | None = None
 
 
 @dataclass(frozen=True)
