@@ -5,7 +5,7 @@ What is proven:
 
 * a Retry-After too large for any clock (``99999999999999999999``), from a webhook or from a
   feed, is obeyed as a bounded wait: the daemon keeps delivering on every channel, keeps
-  the feed's backoff, and `watcher poll` delivers and exits 0;
+  the feed's backoff, and `watcher poll` delivers and exits 3 (some feeds failed);
 * an unexpected exception in the delivery loop or in a poll job is logged, counted, and
   the loop or job carries on;
 * NUL bytes and lone surrogates in entries never block a feed, on SQLite and PostgreSQL:
@@ -114,7 +114,8 @@ def parse_time(value: str) -> datetime:
 
 def test_poll_survives_a_feed_asking_to_wait_forever(tmp_path: Path, server: LoopbackServer, sink: MailSink) -> None:
     """A feed answering 503 with Retry-After: 99999999999999999999 fails alone: `watcher
-    poll` stores and alerts the other feed, exits 0, and the feed waits at most a day."""
+    poll` stores and alerts the other feed, exits 3 (some feeds failed), and the feed waits
+    at most a day."""
     server.respond("/forever.xml", b"busy", status=503, headers={"Retry-After": HUGE})
     config = write_config(
         tmp_path / "feeds.yaml",
@@ -124,13 +125,13 @@ def test_poll_survives_a_feed_asking_to_wait_forever(tmp_path: Path, server: Loo
     )
     started = datetime.now(UTC)
     poll = run_watcher(config, "poll", "--json", ok=False)
-    assert poll.returncode == 0, poll.stderr
+    assert poll.returncode == 3, poll.stderr
     assert "Traceback" not in poll.stderr, poll.stderr
     results = {r["feed"]: r for r in json_lines(poll.stdout) if "feed" in r}
     assert results["forum"]["error"] is None and results["forum"]["hits"] >= 1
     assert results["forever"]["error"].startswith("HTTP 503")
     assert len(sink.messages) >= 1, "the good feed's alerts were not delivered"
-    feeds = {f["name"]: f for f in json_lines(run_watcher(config, "feeds", "--json").stdout)}
+    feeds = {f["feed"]: f for f in json_lines(run_watcher(config, "feeds", "--json").stdout)}
     assert feeds["forever"]["status"] == "failed"
     assert parse_time(feeds["forever"]["next_poll_at"]) <= started + timedelta(days=1, minutes=5)
 
@@ -216,7 +217,7 @@ def test_nul_bytes_and_lone_surrogates_never_block_a_feed(
     poll = run_watcher(config, "poll", "--json")
     [result] = [r for r in json_lines(poll.stdout) if "feed" in r]
     assert result["error"] is None and result["new"] == 4 and result["hits"] == 4, result
-    feeds = {f["name"]: f for f in json_lines(run_watcher(config, "feeds", "--json").stdout)}
+    feeds = {f["feed"]: f for f in json_lines(run_watcher(config, "feeds", "--json").stdout)}
     assert feeds["poison"]["status"] == "ok" and feeds["poison"]["entries_seen"] == 4
     titles = sorted(h["title"] for h in json_lines(run_watcher(config, "hits", "--json").stdout))
     assert titles == [
@@ -267,18 +268,20 @@ def test_a_feed_the_database_refuses_shows_as_failed(tmp_path: Path, server: Loo
     )
     run_watcher(config, "db", "upgrade")
     refuse_title(database_url, "forbidden")
-    poll = run_watcher(config, "poll", "--json")
+    poll = run_watcher(config, "poll", "--json", ok=False)
+    assert poll.returncode == 3, poll.stderr
     results = {r["feed"]: r for r in json_lines(poll.stdout) if "feed" in r}
     assert results["forum"]["error"] is None and results["forum"]["new"] == 4
     assert results["refused"]["error"].startswith("not stored: ")
-    feeds = {f["name"]: f for f in json_lines(run_watcher(config, "feeds", "--json").stdout)}
+    feeds = {f["feed"]: f for f in json_lines(run_watcher(config, "feeds", "--json").stdout)}
     assert feeds["forum"]["status"] == "ok"
     refused = feeds["refused"]
     assert refused["status"] == "failed" and refused["consecutive_failures"] == 1, refused
     assert "entry refused" in refused["last_error"] and "\n" not in refused["last_error"], refused
     assert len(refused["last_error"]) <= 200
     table = run_watcher(config, "feeds").stdout
-    assert any("refused" in line and "failed" in line and "not stored" in line for line in table.splitlines()), table
+    assert any("refused" in line and "failed" in line for line in table.splitlines()), table
+    assert any(line.startswith("refused: not stored: ") for line in table.splitlines()), table
 
 
 class BuggyStore(Store):
