@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ import standardwebhooks
 import trustme
 
 from tests.conftest import body_of, store_poll
+from tests.httpserver import LoopbackServer
 from watcher.config import ChannelSettings, Config, Defaults, SmtpSettings
 from watcher.deliver import (
     MAX_ATTEMPTS,
@@ -426,12 +428,17 @@ def test_backoff_schedule() -> None:
     assert retry_delay(3, retry_after=10**9) == timedelta(days=1)
 
 
-def test_a_row_for_a_channel_no_longer_configured_is_dead_with_the_reason(store: Store, sink: MailSink) -> None:
+def test_rows_of_a_channel_this_sender_lacks_wait_for_one_that_has_it(store: Store, sink: MailSink) -> None:
+    # Another watcher's channel, or one a reload took out: its rows are not this sender's.
     add_hits(store, 1, channels=("gone",))
-    report = flush_outbox(store, {"desk": EmailChannel(email_settings(), smtp_settings(sink))}, now=NOW, owner=OWNER)
-    assert report.dead == 1
-    [row] = store.list_outbox("dead")
-    assert "channel 'gone' is no longer configured" in (row.last_error or "")
+    desk = EmailChannel(email_settings(), smtp_settings(sink))
+    report = flush_outbox(store, {"desk": desk}, now=NOW, owner=OWNER)
+    assert report.deliveries == ()
+    [row] = store.list_outbox()
+    assert (row.status, row.attempts, row.last_error) == ("due", 0, None)
+    back = {"gone": EmailChannel(email_settings("gone"), smtp_settings(sink))}
+    assert flush_outbox(store, back, now=NOW + timedelta(days=3), owner=OWNER).sent == 1
+    assert len(sink.messages) == 1
 
 
 # -- at-least-once ---------------------------------------------------------------------
@@ -447,7 +454,7 @@ def dead_owner() -> str:
 
 def test_a_crash_after_claiming_loses_nothing(store: Store, sink: MailSink) -> None:
     add_hits(store, 3)
-    store.claim_due(NOW, owner=dead_owner(), lease=timedelta(minutes=5))  # then the process died
+    store.claim_due(NOW, owner=dead_owner(), lease=timedelta(minutes=5), channels=["desk"])  # then the process died
     report = flush_outbox(
         store,
         {"desk": EmailChannel(email_settings(), smtp_settings(sink))},
@@ -460,7 +467,7 @@ def test_a_crash_after_claiming_loses_nothing(store: Store, sink: MailSink) -> N
 def test_a_crash_after_sending_resends_with_the_same_message_id(store: Store, sink: MailSink) -> None:
     add_hits(store, 1)
     channel = EmailChannel(email_settings(), smtp_settings(sink))
-    claimed = store.claim_due(NOW, owner=dead_owner(), lease=timedelta(minutes=5))
+    claimed = store.claim_due(NOW, owner=dead_owner(), lease=timedelta(minutes=5), channels=["desk"])
     channel.send(claimed, NOW)  # the server accepted; the process died before mark_sent
     assert flush_outbox(store, {"desk": channel}, now=NOW + timedelta(seconds=1), owner=OWNER).sent == 1
     first, second = sink.messages
@@ -482,7 +489,7 @@ def test_stop_releases_claimed_rows_untouched(store: Store) -> None:
     assert (report.sent, report.released) == (1, 2)
     rows = store.list_outbox("due")
     assert len(rows) == 2 and all(r.attempts == 0 for r in rows)
-    assert store.claim_due(NOW, owner=OWNER, lease=timedelta(minutes=5)) != []
+    assert store.claim_due(NOW, owner=OWNER, lease=timedelta(minutes=5), channels=["desk"]) != []
 
 
 def test_an_unexpected_error_keeps_the_alert_and_spares_other_channels(store: Store, sink: MailSink) -> None:
@@ -533,6 +540,51 @@ def test_webhook_503_then_200_is_accepted_exactly_once(store: Store, receiver: R
     assert set(status_of(store).values()) == {"sent"}
     assert len(receiver.requests) == 3
     assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1  # retries keep the id
+
+
+def test_a_success_makes_the_channels_failed_alerts_due_oldest_first(store: Store, receiver: Receiver) -> None:
+    # An outage's backlog goes out with the first alert that gets through, not hours later.
+    add_hits(store, 3, channels=("hook",))
+    receiver.script = [(503, {})]
+    channels = {"hook": WebhookChannel(webhook_settings(receiver.url))}
+    assert flush_outbox(store, channels, now=NOW, owner=OWNER).failed == 3
+    add_hits(store, 1, channels=("hook",), prefix="new", due=NOW + timedelta(minutes=1))
+    assert flush_outbox(store, channels, now=NOW + timedelta(minutes=1), owner=OWNER).sent == 4
+    by_alert = {i.alert_id: i.stored.entry_id for i in store.list_outbox()}
+    received = [by_alert[r.headers["webhook-id"]] for r in receiver.requests]
+    assert received == ["a0", "new0", "a0", "a1", "a2"]
+
+
+def trickle_status(request: Any) -> None:
+    """Answers one byte of its status line every half second, until the server stops."""
+    request.close_connection = True
+    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+        if request.server.owner.stopping.wait(0.5):
+            return
+        request.wfile.write(bytes([byte]))
+        request.wfile.flush()
+
+
+def test_a_send_ends_at_its_deadline_and_one_hanging_send_is_enough(store: Store) -> None:
+    # Each byte comes well within the read timeout: only a total deadline ends the send.
+    with LoopbackServer() as server:
+        server.route("/hook", trickle_status)
+        add_hits(store, 2, channels=("hook",))
+        channels = {"hook": WebhookChannel(webhook_settings(server.url("/hook")))}
+        report = flush_outbox(store, channels, now=NOW, owner=OWNER, deadline=timedelta(seconds=1))
+        assert report.failed == 2
+        first, second = sorted(store.list_outbox(), key=lambda i: i.id)
+        assert first.last_error == "channel 'hook': no complete answer within 1s"
+        assert "not tried" in (second.last_error or "")
+        later = NOW + timedelta(hours=1)
+        assert flush_outbox(store, channels, now=later, owner=OWNER, deadline=timedelta(seconds=1)).failed == 2
+        assert "an earlier send has had no complete answer" in (store.list_outbox()[-1].last_error or "")
+        assert len(server.requests_for("/hook")) == 1, "a second send was started while the first hangs"
+    # Once the receiver lets go, the abandoned send ends too (and stops blocking the channel).
+    deadline = time.monotonic() + 30
+    while any(t.name == "send-hook" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the abandoned send outlived its receiver"
+        time.sleep(0.05)
 
 
 def test_webhook_429_retry_after_is_honoured(store: Store, receiver: Receiver) -> None:

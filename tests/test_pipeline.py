@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from watcher.config import ChannelSettings
-from watcher.pipeline import failure_delay, save_poll
-from watcher.route import STORY_WINDOW
+from watcher.pipeline import failure_delay, route_missed, save_poll
+from watcher.route import MISSED_WINDOW, STORY_WINDOW
 from watcher.store import PollRecord, Store
 from watcher.types import Article, Hit
 
@@ -48,7 +49,7 @@ DESK = ChannelSettings(name="desk", type="email", to=("a@example.org",))
 WEEKLY = ChannelSettings(name="weekly", type="email", to=("a@example.org",), digest=timedelta(days=7))
 
 
-def copy(key: str, story: str = "s1") -> Article:
+def copy(key: str, story: str | None = "s1") -> Article:
     return Article(
         key=key,
         entry_id=key,
@@ -129,5 +130,67 @@ def test_two_feeds_saving_one_story_at_once_alert_once(database_url: str) -> Non
         for t in threads:
             t.join()
     assert len(stores[0].list_outbox()) == 5
+    for s in stores:
+        s.close()
+
+
+# -- route_missed: the hits a channel missed while a watcher lacked it --------------------
+
+HOOK = ChannelSettings(name="hook", type="email", to=("b@example.org",))
+
+
+def test_a_channel_gets_the_hits_it_missed_by_the_rules_of_a_save(store: Store) -> None:
+    save(store, "wire", copy("w0", story="s0"), NOW)  # before any watcher had "hook"
+    assert route_missed(store, HOOK, NOW) == 0, "a channel new to the database gets no backlog"
+    save(store, "wire", copy("w1", story="s1"), NOW)  # by a watcher without "hook"
+    save(store, "wire", copy("w2", story="s2"), NOW, channels=(DESK, HOOK))  # by one with it
+    save(store, "search", copy("g2", story="s2"), NOW)  # a copy of a story "hook" was told
+    first = PollRecord([copy("f1", story="s3")], {"f1": [hit()]}, None, None, None, "ok", None, NOW, silent=True)
+    save_poll(store, "wire", first, (DESK,), NOW)  # a silent first poll
+    save(store, "wire", copy("old", story="s4"), NOW - MISSED_WINDOW - timedelta(hours=1))
+    save(store, "wire", copy("w3", story="s5"), NOW, channels=())  # taken by no channel of its watcher
+    assert route_missed(store, HOOK, NOW) == 2
+    assert [e for c, e in told(store) if c == "hook"] == ["w1", "w2", "w3"]
+    assert route_missed(store, HOOK, NOW + timedelta(minutes=1)) == 0, "a missed hit is routed once"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_routing_waits_for_a_save_still_committing(database_url: str) -> None:
+    # Hit ids are handed out before commit, and commits come in any order: a router reading
+    # the newest hit while an older one is uncommitted would pass over it for good.
+    stores = [Store(database_url) for _ in range(3)]
+    stores[0].upgrade()
+    stores[0].sync_feeds([("wire", "https://news.example/rss"), ("search", "https://search.example/rss")], NOW)
+    route_missed(stores[0], HOOK, NOW)  # "hook" is known from here on
+    saving, release = threading.Event(), threading.Event()
+
+    def slow_save() -> None:  # a watcher without "hook" whose save takes a while after its hit
+        record = PollRecord([copy("slow", story=None)], {"slow": [hit()]}, None, None, None, "ok", None, NOW)
+        with stores[1].saving_poll("wire", record, NOW):
+            saving.set()
+            release.wait(30)
+
+    saver = threading.Thread(target=slow_save)
+    saver.start()
+    assert saving.wait(30)
+    save(stores[2], "search", copy("quick", story=None), NOW)  # a newer hit, committed first
+    router = threading.Thread(target=route_missed, args=(stores[0], HOOK, NOW))
+    router.start()
+
+    def router_waits_or_is_done() -> bool:
+        if not router.is_alive():
+            return True
+        with stores[0].engine.connect() as conn:
+            return bool(conn.exec_driver_sql("SELECT count(*) FROM pg_locks WHERE NOT granted").scalar())
+
+    deadline = time.monotonic() + 30
+    while not router_waits_or_is_done():
+        assert time.monotonic() < deadline, "the router neither waited nor finished"
+        time.sleep(0.01)
+    release.set()
+    saver.join()
+    router.join()
+    route_missed(stores[0], HOOK, NOW)
+    assert [e for c, e in told(stores[0]) if c == "hook"] == ["quick", "slow"]
     for s in stores:
         s.close()

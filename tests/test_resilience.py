@@ -16,6 +16,7 @@ What is proven:
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -334,7 +335,7 @@ def test_an_unexpected_error_never_ends_delivery_or_a_poll_job(
     assert store.tripped == {"claim_due", "feed_state"}
     assert len(sink.messages) >= 3, "delivery stopped after the bug"
     assert daemon.unexpected == {"delivery": 1, "poll": 1}
-    assert "delivery: unexpected error (1 in delivery jobs so far); carrying on" in caplog.text
+    assert "channel desk: unexpected error (1 in delivery jobs so far); carrying on" in caplog.text
     assert "feed wire: unexpected error (1 in poll jobs so far); carrying on" in caplog.text
     assert "RuntimeError: bug in claim_due" in caplog.text
 
@@ -409,3 +410,173 @@ def test_a_huge_title_reaches_a_webhook_cut_to_size(tmp_path: Path, server: Loop
     for evidence in payload["evidence"]:
         assert len(evidence["text"]) <= 1000
         assert all(0 <= a < b < len(evidence["text"]) for a, b in evidence["spans"]), evidence["spans"]
+
+
+# -- 6, 7, 8, 12: channels one watcher lacks, slow receivers, the backlog of an outage ---------
+
+
+class Hook:
+    """A webhook receiver: answers ``status`` (changeable), and records what it got."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        #: (webhook-id, status answered), in order.
+        self.answers: list[tuple[str, int]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Any) -> None:
+        with self._lock:
+            status = self.status
+            self.answers.append((request.headers["webhook-id"], status))
+        reply(request, status)
+
+    def ids(self, status: int) -> list[str]:
+        with self._lock:
+            return [i for i, s in self.answers if s == status]
+
+
+def outbox_rows(config: Path) -> list[dict[str, Any]]:
+    return json_lines(run_watcher(config, "outbox", "--json", "--limit", "100000").stdout)
+
+
+def hit_count(config: Path) -> int:
+    return len(json_lines(run_watcher(config, "hits", "--json", "--since", "1d").stdout))
+
+
+def assert_every_hit_reached_every_channel(config: Path, hook: Hook, channels: tuple[str, ...]) -> None:
+    rows = outbox_rows(config)
+    per_channel = {c: [r for r in rows if r["channel"] == c] for c in channels}
+    hits = hit_count(config)
+    for channel, channel_rows in per_channel.items():
+        assert len(channel_rows) == hits, f"{channel}: {len(channel_rows)} alerts for {hits} hits"
+        assert {r["status"] for r in channel_rows} == {"sent"}, [(r["status"], r["last_error"]) for r in channel_rows]
+    if "hook" in per_channel:
+        assert {r["alert_id"] for r in per_channel["hook"]} == set(hook.ids(200)), "a webhook alert never arrived"
+
+
+def test_two_daemons_with_different_channels_lose_nothing(
+    tmp_path: Path, server: LoopbackServer, sink: MailSink
+) -> None:
+    """Two daemons on one database, one with an email and a webhook channel, the other with
+    the email channel only, polling the same feed: every hit reaches both channels, whoever
+    stored it, and no alert of the webhook is given up by the daemon that lacks it."""
+    wire, hook = Wire("wire"), Hook()
+    server.route("/wire.xml", wire)
+    server.route("/hook", hook)
+    database = f"sqlite:///{tmp_path}/watcher.db"
+    feeds = {"wire": server.url("/wire.xml")}
+    both = write_config(
+        tmp_path / "both.yaml", database, feeds, interval="1s", smtp_port=sink.port, hooks={"hook": server.url("/hook")}
+    )
+    email_only = write_config(tmp_path / "email.yaml", database, feeds, interval="1s", smtp_port=sink.port)
+    run_watcher(both, "db", "upgrade")
+    daemons = [Daemon(both, tmp_path / "both.log"), Daemon(email_only, tmp_path / "email.log")]
+    try:
+        wait_for(lambda: len(wire.published) >= 12, "a dozen entries polled by the two daemons", 60)
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+    run_watcher(both, "poll")  # what the last moments left due
+    assert not [r for r in outbox_rows(both) if r["status"] == "dead"]
+    assert_every_hit_reached_every_channel(both, hook, ("desk", "hook"))
+
+
+def test_a_channel_taken_out_by_a_reload_gets_what_it_missed_when_put_back(
+    tmp_path: Path, server: LoopbackServer, sink: MailSink
+) -> None:
+    """SIGHUP without the webhook channel: its failed alerts wait (shown by `watcher
+    outbox`, not dead). SIGHUP with it back: those alerts, and the hits matched while it
+    was out, reach it."""
+    wire, hook = Wire("wire"), Hook(status=503)
+    server.route("/wire.xml", wire)
+    server.route("/hook", hook)
+    database = f"sqlite:///{tmp_path}/watcher.db"
+    feeds = {"wire": server.url("/wire.xml")}
+    hooks = {"hook": server.url("/hook")}
+    config = write_config(tmp_path / "feeds.yaml", database, feeds, interval="1s", smtp_port=sink.port, hooks=hooks)
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: len(hook.ids(503)) >= 2, "two failed webhook alerts", 60)
+        write_config(config, database, feeds, interval="1s", smtp_port=sink.port)
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: daemon.log.count("config reloaded") == 1, "the reload without the webhook", 30)
+        hits_before = hit_count(config)
+        wait_for(lambda: hit_count(config) >= hits_before + 3, "hits matched while the webhook is out", 60)
+        rows = outbox_rows(config)
+        waiting = [r for r in rows if r["channel"] == "hook"]
+        assert waiting and {r["status"] for r in waiting} <= {"due", "failed"}, waiting
+
+        hook.status = 200
+        write_config(config, database, feeds, interval="1s", smtp_port=sink.port, hooks=hooks)
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: daemon.log.count("config reloaded") == 2, "the reload with the webhook back", 30)
+
+        def all_sent() -> bool:
+            rows = outbox_rows(config)
+            hook_rows = [r for r in rows if r["channel"] == "hook" and r["status"] == "sent"]
+            return len(hook_rows) == len({r["alert_id"] for r in rows if r["channel"] == "desk"})
+
+        wait_for(all_sent, "every hit, including those matched while it was out, sent to the webhook", 60)
+    finally:
+        daemon.stop()
+    run_watcher(config, "poll")
+    assert_every_hit_reached_every_channel(config, hook, ("desk", "hook"))
+
+
+def trickle_answer(request: Any) -> None:
+    """A receiver that answers one header byte per second, for as long as it is let."""
+    request.close_connection = True
+    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+        if request.server.owner.stopping.wait(1.0):
+            return
+        request.wfile.write(bytes([byte]))
+        request.wfile.flush()
+
+
+def test_a_trickling_webhook_never_holds_up_email(tmp_path: Path, server: LoopbackServer, sink: MailSink) -> None:
+    """A webhook answering one byte per second: email alerts go on arriving as entries come."""
+    wire = Wire("wire")
+    server.route("/wire.xml", wire)
+    server.route("/hook", trickle_answer)
+    config = write_config(
+        tmp_path / "feeds.yaml",
+        f"sqlite:///{tmp_path}/watcher.db",
+        {"wire": server.url("/wire.xml")},
+        interval="1s",
+        smtp_port=sink.port,
+        hooks={"hook": server.url("/hook")},
+    )
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: len(server.requests_for("/hook")) >= 1, "the webhook's first request", 60)
+        sent = len(sink.messages)
+        wait_for(lambda: len(sink.messages) >= sent + 3, "emails while the webhook trickles", 60)
+    finally:
+        daemon.stop()
+
+
+def test_after_an_outage_the_backlog_goes_out_with_the_first_success(
+    tmp_path: Path, server: LoopbackServer, sink: MailSink
+) -> None:
+    """A webhook down (503) for its first alerts, then up: as soon as one alert gets through,
+    the failed ones follow, oldest first, instead of waiting out their backoff."""
+    wire, hook = Wire("wire"), Hook(status=503)
+    server.route("/wire.xml", wire)
+    server.route("/hook", hook)
+    config = write_config(
+        tmp_path / "feeds.yaml",
+        f"sqlite:///{tmp_path}/watcher.db",
+        {"wire": server.url("/wire.xml")},
+        interval="1s",
+        hooks={"hook": server.url("/hook")},
+    )
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: len(hook.ids(503)) >= 3, "three failed webhook alerts", 60)
+        hook.status = 200
+        failed = list(dict.fromkeys(hook.ids(503)))
+        wait_for(lambda: set(failed) <= set(hook.ids(200)), "the failed alerts sent after recovery", 60)
+    finally:
+        daemon.stop()
+    resent = [i for i in hook.ids(200) if i in failed]
+    assert resent == failed, "the backlog did not go out oldest first"

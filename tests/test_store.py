@@ -90,10 +90,10 @@ def test_hits_keep_their_evidence(store: Store) -> None:
 
 def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(store: Store) -> None:
     save(store, [article("a")], {"a": [hit()]})
-    [item] = store.claim_due(NOW, owner="host:1", lease=timedelta(minutes=5))
+    [item] = store.claim_due(NOW, owner="host:1", lease=timedelta(minutes=5), channels=["desk"])
     assert item.attempts == 1 and uuid.UUID(item.alert_id).version == 4
-    assert store.claim_due(NOW, owner="host:2", lease=timedelta(minutes=5)) == []
-    [again] = store.claim_due(NOW + timedelta(minutes=6), owner="host:2", lease=timedelta(minutes=5))
+    assert store.claim_due(NOW, owner="host:2", lease=timedelta(minutes=5), channels=["desk"]) == []
+    [again] = store.claim_due(NOW + timedelta(minutes=6), owner="host:2", lease=timedelta(minutes=5), channels=["desk"])
     assert again.id == item.id and again.attempts == 2 and again.alert_id == item.alert_id
 
 
@@ -120,7 +120,7 @@ def test_two_senders_never_claim_the_same_alert(database_url: str) -> None:
     def send(n: int) -> None:
         start.wait()
         while senders[n].list_outbox("due"):
-            items = senders[n].claim_due(NOW, owner=f"host:{n}", lease=timedelta(minutes=5), limit=5)
+            items = senders[n].claim_due(NOW, owner=f"host:{n}", lease=timedelta(minutes=5), channels=["desk"], limit=5)
             claimed[n].extend(i.id for i in items)
             senders[n].mark_sent([i.id for i in items], NOW)
 
@@ -140,24 +140,24 @@ def test_claims_of_a_dead_process_are_released_on_start(store: Store) -> None:
     save(store, [article("a")], {"a": [hit()]})
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     owner = process_owner().rsplit(":", 1)[0] + ":" + dead.stdout.strip()
-    store.claim_due(NOW, owner=owner, lease=timedelta(hours=1))
-    store.claim_due(NOW, owner=process_owner(), lease=timedelta(hours=1))  # nothing left to claim
+    store.claim_due(NOW, owner=owner, lease=timedelta(hours=1), channels=["desk"])
+    store.claim_due(NOW, owner=process_owner(), lease=timedelta(hours=1), channels=["desk"])  # nothing left to claim
     assert store.release_dead_claims() == 1
-    assert len(store.claim_due(NOW, owner=process_owner(), lease=timedelta(hours=1))) == 1
+    assert len(store.claim_due(NOW, owner=process_owner(), lease=timedelta(hours=1), channels=["desk"])) == 1
 
 
 def test_failed_rows_wait_for_their_next_attempt_and_dead_rows_for_retry(store: Store) -> None:
     save(store, [article("a"), article("b")], {"a": [hit()], "b": [hit()]})
-    first, second = store.claim_due(NOW, owner="h:1", lease=timedelta(minutes=5))
+    first, second = store.claim_due(NOW, owner="h:1", lease=timedelta(minutes=5), channels=["desk"])
     store.mark_failed([first.id], "421 try later", NOW + timedelta(minutes=2))
     store.mark_dead([second.id], "550 no such user")
-    assert store.claim_due(NOW + timedelta(minutes=1), owner="h:1", lease=timedelta(minutes=5)) == []
-    [retried] = store.claim_due(NOW + timedelta(minutes=3), owner="h:1", lease=timedelta(minutes=5))
+    assert store.claim_due(NOW + timedelta(minutes=1), owner="h:1", lease=timedelta(minutes=5), channels=["desk"]) == []
+    [retried] = store.claim_due(NOW + timedelta(minutes=3), owner="h:1", lease=timedelta(minutes=5), channels=["desk"])
     assert retried.id == first.id and retried.last_error == "421 try later"
     store.mark_sent([retried.id], NOW)
     assert [i.id for i in store.list_outbox("dead")] == [second.id]
     assert store.retry(None, NOW) == 1
-    [again] = store.claim_due(NOW, owner="h:1", lease=timedelta(minutes=5))
+    [again] = store.claim_due(NOW, owner="h:1", lease=timedelta(minutes=5), channels=["desk"])
     assert again.id == second.id and again.attempts == 1, "a retried row starts its schedule afresh"
 
 

@@ -33,7 +33,7 @@ import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -66,6 +66,9 @@ RETRY_AFTER_BOUNDS = (timedelta(seconds=1), timedelta(days=1))
 BATCH = 200
 #: (connect, read) seconds for webhook requests.
 WEBHOOK_TIMEOUT = (5.0, 15.0)
+#: The longest one send may take, from connecting to the server's last byte: a receiver
+#: answering a byte every few seconds never trips a per-read timeout.
+SEND_DEADLINE = timedelta(seconds=60)
 #: Bytes of a webhook error response kept for the error message.
 RESPONSE_SNIPPET = 300
 
@@ -74,8 +77,11 @@ class OutboxStore(Protocol):
     """The part of ``store.Store`` the flush uses (adapters do not import each other)."""
 
     def release_dead_claims(self) -> int: ...
-    def claim_due(self, now: datetime, *, owner: str, lease: timedelta, limit: int = ...) -> list[OutboxItem]: ...
+    def claim_due(
+        self, now: datetime, *, owner: str, lease: timedelta, channels: Collection[str], limit: int = ...
+    ) -> list[OutboxItem]: ...
     def mark_sent(self, ids: Sequence[int], now: datetime) -> None: ...
+    def revive(self, channel: str, now: datetime) -> int: ...
     def mark_failed(self, ids: Sequence[int], error: str, next_attempt_at: datetime) -> None: ...
     def mark_dead(self, ids: Sequence[int], error: str) -> None: ...
     def release(self, ids: Sequence[int], *, owner: str) -> None: ...
@@ -430,16 +436,22 @@ def flush_outbox(
     owner: str,
     lease: timedelta = timedelta(minutes=5),
     stop: threading.Event | None = None,
+    deadline: timedelta = SEND_DEADLINE,
 ) -> DeliveryReport:
-    """Send everything due at ``now``; return one ``Delivery`` per send.
+    """Send everything due at ``now`` on ``channels``; return one ``Delivery`` per send.
 
-    Claims due rows in rounds of BATCH until none is left. A digest channel's claimed rows
-    go out as one email; every other row alone. Each row ends sent, failed (retried after
-    ``retry_delay``; dead after MAX_ATTEMPTS), dead (permanent error, or its channel is no
-    longer configured) or, when ``stop`` is set, released untouched for the next run.
-    After a transient failure the channel's other rows of this flush are not tried: they
-    are marked failed with the same reason, which keeps a dead server from holding the
-    claims past their lease one timeout at a time.
+    Only the rows of ``channels`` are claimed: the rows of a channel this process does not
+    know (another watcher's, or one taken out of the config) wait, due or failed, for a
+    watcher that knows it. Claims due rows in rounds of BATCH until none is left. A digest
+    channel's claimed rows go out as one email; every other row alone. Each row ends sent,
+    failed (retried after ``retry_delay``; dead after MAX_ATTEMPTS), dead (permanent error)
+    or, when ``stop`` is set, released untouched for the next run.
+
+    Each send has ``deadline`` in all (see ``_send_within``). After a transient failure the
+    channel's other rows of this flush are not tried: they are marked failed with the same
+    reason, which keeps a dead server from holding the claims past their lease one timeout
+    at a time. After a success, the channel's failed rows are due at once, oldest first:
+    its receiver is back, and the backlog of an outage goes out before it ages further.
     """
     store.release_dead_claims()
     started = time.monotonic()
@@ -451,8 +463,9 @@ def flush_outbox(
 
     deliveries: list[Delivery] = []
     broken: dict[str, DeliveryError] = {}
-    while not (stop and stop.is_set()):
-        claimed = store.claim_due(current(), owner=owner, lease=lease, limit=BATCH)
+    revived: set[str] = set()
+    while channels and not (stop and stop.is_set()):
+        claimed = store.claim_due(current(), owner=owner, lease=lease, channels=list(channels), limit=BATCH)
         if not claimed:
             break
         for name, items in _sends(claimed, channels):
@@ -463,7 +476,12 @@ def flush_outbox(
                 # The round outlived the lease and another sender took rows over: they are its.
                 deliveries.append(_release(store, name, items, owner))
             else:
-                deliveries.extend(_deliver(store, name, channels.get(name), items, current(), broken))
+                done = _deliver(store, name, channels[name], items, current(), broken, deadline)
+                deliveries.extend(done)
+                if name not in revived and any(d.outcome == "sent" for d in done):
+                    revived.add(name)
+                    if store.revive(name, current()):
+                        log.info("channel %s: works again; its failed alerts are due now", name)
     return DeliveryReport(tuple(deliveries))
 
 
@@ -471,8 +489,7 @@ def _sends(claimed: Sequence[OutboxItem], channels: Mapping[str, Channel]) -> li
     """Claimed rows cut into sends, in claim order: a digest channel's rows together."""
     sends: dict[tuple[str, int], list[OutboxItem]] = {}
     for item in claimed:
-        channel = channels.get(item.channel)
-        key = (item.channel, 0 if channel is not None and channel.digest else item.id)
+        key = (item.channel, 0 if channels[item.channel].digest else item.id)
         sends.setdefault(key, []).append(item)
     return [(name, items) for (name, _), items in sends.items()]
 
@@ -486,21 +503,17 @@ def _release(store: OutboxStore, name: str, items: Sequence[OutboxItem], owner: 
 def _deliver(
     store: OutboxStore,
     name: str,
-    channel: Channel | None,
+    channel: Channel,
     items: Sequence[OutboxItem],
     now: datetime,
     broken: dict[str, DeliveryError],
+    deadline: timedelta,
 ) -> list[Delivery]:
     ids = tuple(i.id for i in items)
-    if channel is None:
-        reason = f"channel {name!r} is no longer configured; `watcher outbox retry` after adding it back"
-        store.mark_dead(ids, reason)
-        log.warning("%s: %s dead", reason, plural(len(ids), "alert"))
-        return [Delivery(name, ids, "dead", reason)]
     error = broken.get(name)
     if error is None:
         try:
-            answer = channel.send(items, now)
+            answer = _send_within(channel, items, now, deadline)
         except DeliveryError as e:
             error = e
         except Exception as e:
@@ -518,6 +531,50 @@ def _deliver(
     else:
         reason = f"{error} (not tried: the channel failed earlier in this run)"
     return _mark_failure(store, name, items, error, reason, now)
+
+
+#: Per channel name, the thread of a send abandoned at its deadline, while it still runs.
+_hanging: dict[str, threading.Thread] = {}
+_hanging_lock = threading.Lock()
+
+
+def _send_within(channel: Channel, items: Sequence[OutboxItem], now: datetime, deadline: timedelta) -> str:
+    """``channel.send`` with a total deadline.
+
+    The send runs in a thread of its own; one still running at the deadline is abandoned
+    (a transient failure: the alert is retried with backoff) and its thread ends when the
+    receiver lets go. Neither requests nor smtplib can bound a whole exchange, and this
+    way no library's sockets are reached into. While an abandoned send still runs, the
+    channel fails at once: at most one thread per channel is ever stuck on a receiver.
+    """
+    seconds = deadline.total_seconds()
+    with _hanging_lock:
+        hanging = _hanging.get(channel.name)
+        if hanging is not None and hanging.is_alive():
+            raise DeliveryError(
+                channel.name,
+                f"not tried: an earlier send has had no complete answer for over {seconds:.0f}s",
+                transient=True,
+            )
+    outcome: list[str | BaseException] = []
+
+    def send() -> None:
+        try:
+            outcome.append(channel.send(items, now))
+        except BaseException as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=send, name=f"send-{channel.name}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        with _hanging_lock:
+            _hanging[channel.name] = thread
+        raise DeliveryError(channel.name, f"no complete answer within {seconds:.0f}s", transient=True)
+    [result] = outcome
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def _mark_failure(

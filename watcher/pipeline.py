@@ -163,9 +163,10 @@ def poll_feed(
             status="ok" if processed.articles else "empty",
             problem=processed.problem,
             next_poll_at=_next_poll(feed, started),
+            silent=not alert,
         )
         with clock("store"):
-            new_hits = save_poll(store, feed.name, record, channels if alert else (), started)
+            new_hits = save_poll(store, feed.name, record, channels, started)
     except Abandoned:
         # watcher is stopping: the feed did nothing wrong, and is polled afresh next time.
         return PollResult(feed.name, url, error="abandoned: watcher is stopping", timings=clock.seconds)
@@ -245,10 +246,28 @@ def save_poll(store: Store, feed: str, record: PollRecord, channels: Sequence[Ch
     saving one story at once take turns and the second sees the first's alert.
     """
     with store.saving_poll(feed, record, now) as tx:
-        alerts = route.route(tx.new_hits, channels, now)
+        alerts = route.route(tx.new_hits, () if record.silent else channels, now)
         earlier = tx.alerts_for(route.stories(alerts), since=route.told_since(now))
         tx.enqueue(route.untold(alerts, earlier, now))
     return len(tx.new_hits)
+
+
+def route_missed(store: Store, channel: ChannelSettings, now: datetime) -> int:
+    """Enqueue the alerts ``channel`` missed; return how many.
+
+    A hit goes to the channels of the watcher that stores it. A channel that watcher did
+    not have (another watcher's on the same database, or one a reload took out) gets the
+    hits it missed from the next watcher that has it, made within ``route.MISSED_WINDOW``,
+    by the same rules and story dedup as at the save.
+    """
+    with store.routing(channel.name, route.missed_since(now), now) as tx:
+        if tx is None:
+            return 0
+        alerts = route.route(tx.new_hits, [channel], now)
+        earlier = tx.alerts_for(route.stories(alerts), since=route.told_since(now))
+        untold = route.untold(alerts, earlier, now)
+        tx.enqueue(untold)
+    return len(untold)
 
 
 def failure_delay(interval: timedelta, failures: int, retry_after: float | None) -> timedelta:

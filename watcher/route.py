@@ -98,3 +98,13 @@ def _tells(earlier: StoryAlert, alert: Alert, now: datetime) -> bool:
     if new.published is None or earlier.published is None:
         return True
     return abs(new.published - earlier.published) <= STORY_PUBLISHED_SLACK
+
+
+#: How far back a channel that comes back (or that another watcher lacked) gets the hits
+#: it missed: a channel put back after a week does not flood its receiver with old news.
+MISSED_WINDOW = timedelta(days=7)
+
+
+def missed_since(now: datetime) -> datetime:
+    """The oldest hit a channel that missed it is still routed."""
+    return now - MISSED_WINDOW

@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from watcher.config import Config, FeedSettings, load_config
 from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels, utcnow
 from watcher.errors import WatcherError, plural
 from watcher.fetch import Fetcher
-from watcher.pipeline import POLL_THREADS, PollResult, poll_feed, poll_feeds
+from watcher.pipeline import POLL_THREADS, PollResult, poll_feed, poll_feeds, route_missed
 from watcher.pipeline import Fetcher as FetcherProtocol
 from watcher.pipeline import Workers as WorkersProtocol
 from watcher.store import Store, process_owner
@@ -76,8 +77,27 @@ class Watcher:
         )
 
     def deliver(self, stop: threading.Event | None = None) -> DeliveryReport:
-        """Send every alert that is due now."""
-        return flush_outbox(self.store, self.channels, now=self.now(), owner=self.owner, stop=stop)
+        """Send every alert that is due now, each channel in a thread of its own: a slow
+        receiver holds up only its own channel."""
+        names = list(self.channels)
+        if len(names) < 2:
+            reports = [self.deliver_channel(name, stop) for name in names]
+        else:
+            with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="deliver") as pool:
+                reports = list(pool.map(lambda name: self.deliver_channel(name, stop), names))
+        return DeliveryReport(tuple(d for report in reports for d in report.deliveries))
+
+    def deliver_channel(self, name: str, stop: threading.Event | None = None) -> DeliveryReport:
+        """Route to channel ``name`` the hits it missed while absent, then send its due alerts."""
+        channel = self.channels.get(name)
+        if channel is None:
+            return DeliveryReport()
+        settings = next((c for c in self.config.channels if c.name == name), None)
+        if settings is not None:
+            missed = route_missed(self.store, settings, self.now())
+            if missed:
+                log.info("channel %s: %s for hits stored while it was absent", name, plural(missed, "alert"))
+        return flush_outbox(self.store, {name: channel}, now=self.now(), owner=self.owner, stop=stop)
 
     def close(self) -> None:
         self.store.close()
@@ -134,12 +154,15 @@ class Daemon:
         self.config_path = config_path
         self.env = env
         self.stop = threading.Event()
-        #: Set after a poll records hits, so their alerts go out at once rather than next tick.
-        self.deliver_now = threading.Event()
+        #: Per channel, the event that wakes its sender: set after a poll records hits, so
+        #: their alerts go out at once rather than next tick.
+        self.wake: dict[str, threading.Event] = {}
+        self._senders = threading.Lock()
         self.in_flight = _InFlight()
         #: Unexpected exceptions (bugs) caught per job kind, "poll" and "delivery": each is
         #: logged with its traceback and the job carries on (STYLE rule 4).
         self.unexpected: collections.Counter[str] = collections.Counter()
+        self._unexpected_lock = threading.Lock()
         # APScheduler is imported here: only the daemon needs it, and every short-lived
         # command would otherwise pay for its import.
         from apscheduler.executors.pool import ThreadPoolExecutor
@@ -158,9 +181,8 @@ class Daemon:
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, self._on_reload)
         self._schedule_feeds()
-        sender = threading.Thread(target=self._deliver_loop, name="deliver", daemon=True)
         self.scheduler.start()
-        sender.start()
+        self._start_senders()
         log.info(
             "watcher %s running: %s, %s",
             __version__,
@@ -174,7 +196,7 @@ class Daemon:
     def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         self.stop.set()
-        self.deliver_now.set()
+        self._wake_senders()
 
     def _on_reload(self, _signum: int, _frame: FrameType | None) -> None:
         # Load in a thread: a signal handler must not block the main loop on file I/O.
@@ -197,6 +219,7 @@ class Daemon:
         watcher.workers.watch(config.speakers, config.themes)
         self.watcher = watcher
         self._schedule_feeds()
+        self._start_senders()
         log.info("config reloaded: %s", plural(len(config.feeds), "feed"))
 
     def _schedule_feeds(self) -> None:
@@ -240,19 +263,40 @@ class Daemon:
                 plural(result.hits, "hit"),
             )
         if result.hits:
-            self.deliver_now.set()
+            self._wake_senders()
 
-    def _deliver_loop(self) -> None:
-        """Send what is due whenever a poll records hits, and every tick for digests and retries."""
+    def _start_senders(self) -> None:
+        """One sender thread per configured channel that has none (at start, after a reload)."""
+        with self._senders:
+            for name in self.watcher.channels:
+                if name not in self.wake:
+                    self.wake[name] = wake = threading.Event()
+                    wake.set()  # its first round at once: what it missed, what is due
+                    threading.Thread(
+                        target=self._deliver_loop, args=(name, wake), name=f"deliver-{name}", daemon=True
+                    ).start()
+
+    def _wake_senders(self) -> None:
+        with self._senders:
+            for wake in self.wake.values():
+                wake.set()
+
+    def _deliver_loop(self, name: str, wake: threading.Event) -> None:
+        """The sender of one channel: sends what is due whenever a poll records hits, and
+        every tick for digests and retries, until stopped or its channel is taken out."""
         while not self.stop.is_set():
-            self.deliver_now.wait(DELIVERY_TICK.total_seconds())
-            self.deliver_now.clear()
+            wake.wait(DELIVERY_TICK.total_seconds())
+            wake.clear()
             if self.stop.is_set():
                 return
-            with self.in_flight.job(), self._carry_on("delivery", "delivery"):
-                report = self.watcher.deliver(stop=self.stop)
+            with self._senders:
+                if name not in self.watcher.channels:
+                    del self.wake[name]  # a reload took it out; one putting it back starts a sender
+                    return
+            with self.in_flight.job(), self._carry_on("delivery", f"channel {name}"):
+                report = self.watcher.deliver_channel(name, stop=self.stop)
                 if report.sent or report.failed or report.dead:
-                    log.info("delivery: %s", report)
+                    log.info("channel %s: %s", name, report)
 
     @contextmanager
     def _carry_on(self, kind: str, what: str) -> Iterator[None]:
@@ -262,14 +306,10 @@ class Daemon:
         except WatcherError as e:  # e.g. the database is briefly unavailable
             log.error("%s: %s", what, e)
         except Exception:
-            self.unexpected[kind] += 1
-            log.critical(
-                "%s: unexpected error (%d in %s jobs so far); carrying on",
-                what,
-                self.unexpected[kind],
-                kind,
-                exc_info=True,
-            )
+            with self._unexpected_lock:
+                self.unexpected[kind] += 1
+                count = self.unexpected[kind]
+            log.critical("%s: unexpected error (%d in %s jobs so far); carrying on", what, count, kind, exc_info=True)
 
     def _shutdown(self) -> int:
         self.scheduler.shutdown(wait=False)

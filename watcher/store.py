@@ -66,9 +66,13 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 #: Namespace of the PostgreSQL advisory locks that make two feeds' saves of one story take turns.
 _STORY_LOCK = 0x73746F72  # "stor"
+#: The PostgreSQL advisory lock that routing a channel's missed hits takes alone, and that
+#: every save adding hits shares: when a router reads the newest hit, no smaller hit id is
+#: still uncommitted (ids are handed out before commit, and commits come in any order).
+_ROUTE_LOCK = 0x726F7574  # "rout"
 
 #: The newest script in migrations/versions (tests/test_store.py checks this against Alembic).
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -130,8 +134,21 @@ hits = sa.Table(
     # (see parse.story_key). On hits, not entries: far fewer rows to index, and an entry
     # retitled later stays the story it was told as.
     sa.Column("story", sa.String(64), index=True),
+    # Stored by a feed's silent first poll: never routed to any channel, now or later.
+    sa.Column("silent", sa.Boolean, nullable=False, server_default=sa.false()),
     # An (entry, watch) pair alerts at most once, even when the entry is edited later.
     sa.UniqueConstraint("entry_id", "watch", name="uq_hits_entry_watch"),
+)
+
+# Every channel any watcher on this database has had, and how far its routing got: each hit
+# up to ``routed_hit`` has been weighed for it (alerted or not). A channel absent from one
+# watcher's config (another watcher's, or one taken out and put back) is routed the hits it
+# missed by the next watcher that has it (``Store.routing``).
+channels = sa.Table(
+    "channels",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("routed_hit", sa.Integer, nullable=False),
 )
 
 outbox = sa.Table(
@@ -172,6 +189,8 @@ class PollRecord:
     status: str
     problem: str | None
     next_poll_at: datetime
+    #: A first poll that stores its backlog without alerting: its hits are never routed.
+    silent: bool = False
 
 
 @dataclass(frozen=True)
@@ -447,7 +466,7 @@ class Store:
             found = [
                 (entry_ids[_key_hash(a.key)], a, hit) for a in record.articles for hit in record.hits.get(a.key, ())
             ]
-            yield PollWrite(conn, _write_hits(conn, name, found, now), now)
+            yield PollWrite(conn, _write_hits(conn, name, found, now, silent=record.silent), now)
             values: dict[str, Any] = dict(
                 status=record.status,
                 last_error=record.problem,
@@ -462,6 +481,33 @@ class Store:
             if record.moved_to:
                 values["moved_to"] = record.moved_to
             conn.execute(feeds.update().where(feeds.c.id == feed_id).values(**values))
+
+    @contextmanager
+    def routing(self, channel: str, since: datetime, now: datetime) -> Iterator[PollWrite | None]:
+        """One transaction that routes to ``channel`` the hits it missed; None when it missed none.
+
+        The hits it missed (``PollWrite.new_hits``, oldest first) are those stored since it was
+        last routed, by a watcher that did not have it, and made at ``since`` or later; not
+        silent ones, nor those with a row for it already. The caller enqueues their alerts;
+        on leaving, the channel is routed up to the newest hit. A channel new to the database
+        starts at the newest hit: it gets no backlog.
+        """
+        newest_hit = sa.select(sa.func.coalesce(sa.func.max(hits.c.id), 0)).scalar_subquery()
+        mark = sa.select(channels.c.routed_hit).where(channels.c.name == channel).scalar_subquery()
+        with self._tx(write=False) as conn:
+            routed, newest = conn.execute(sa.select(mark, newest_hit)).one()
+        if routed is not None and newest <= routed:
+            yield None  # the common case, every delivery round: nothing to write
+            return
+        with self._tx() as conn:
+            _route_lock(conn, shared=False)
+            routed, newest = conn.execute(sa.select(mark, newest_hit)).one()
+            if routed is None:
+                conn.execute(_insert_new(conn, channels, "name").values(name=channel, routed_hit=newest))
+                yield None
+                return
+            yield PollWrite(conn, _missed_hits(conn, channel, routed, newest, since), now)
+            conn.execute(channels.update().where(channels.c.name == channel).values(routed_hit=newest))
 
     def list_hits(self, since: datetime | None = None, limit: int | None = None) -> list[StoredHit]:
         """Stored hits, newest first."""
@@ -486,13 +532,18 @@ class Store:
                 conn.execute(outbox.update().where(outbox.c.id.in_(dead)).values(claimed_by=None, claimed_until=None))
         return len(dead)
 
-    def claim_due(self, now: datetime, *, owner: str, lease: timedelta, limit: int = 100) -> list[OutboxItem]:
-        """Claim up to ``limit`` due rows for ``owner`` until ``now + lease``.
+    def claim_due(
+        self, now: datetime, *, owner: str, lease: timedelta, channels: Collection[str], limit: int = 100
+    ) -> list[OutboxItem]:
+        """Claim up to ``limit`` due rows of ``channels`` for ``owner`` until ``now + lease``.
 
         A claim survives a crash only until its lease ends (or until the next start on the
         same host sees its owner is gone), so every row is eventually sent or still due.
         """
+        if not channels:
+            return []
         claimable = (
+            outbox.c.channel.in_(sorted(channels)),
             outbox.c.status.in_(("due", "failed")),
             outbox.c.next_attempt_at <= now,
             sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
@@ -524,6 +575,22 @@ class Store:
 
     def mark_sent(self, ids: Sequence[int], now: datetime) -> None:
         self._set_outbox(ids, status="sent", sent_at=now, last_error=None)
+
+    def revive(self, channel: str, now: datetime) -> int:
+        """Make ``channel``'s failed rows due at once, oldest first (their next attempt becomes
+        when they were made); return how many. A row a sender holds right now is left to it."""
+        with self._tx() as conn:
+            result = conn.execute(
+                outbox.update()
+                .where(
+                    outbox.c.channel == channel,
+                    outbox.c.status == "failed",
+                    outbox.c.next_attempt_at > now,
+                    sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
+                )
+                .values(next_attempt_at=outbox.c.created_at)
+            )
+        return int(result.rowcount)
 
     def mark_failed(self, ids: Sequence[int], error: str, next_attempt_at: datetime) -> None:
         self._set_outbox(ids, status="failed", last_error=error, next_attempt_at=next_attempt_at)
@@ -724,7 +791,9 @@ def _write_entries(
     return ids, len(new)
 
 
-def _write_hits(conn: Connection, feed: str, found: Sequence[tuple[int, Article, Hit]], now: datetime) -> list[NewHit]:
+def _write_hits(
+    conn: Connection, feed: str, found: Sequence[tuple[int, Article, Hit]], now: datetime, *, silent: bool
+) -> list[NewHit]:
     """Insert the hits no (entry, watch) pair has yet (an edited entry never alerts twice)."""
     if not found:
         return []
@@ -738,6 +807,7 @@ def _write_hits(conn: Connection, feed: str, found: Sequence[tuple[int, Article,
             fresh.append((entry, article, hit))
     if not fresh:
         return []
+    _route_lock(conn, shared=True)
     ids = (
         conn.execute(
             hits.insert().returning(hits.c.id, sort_by_parameter_order=True),
@@ -751,6 +821,7 @@ def _write_hits(conn: Connection, feed: str, found: Sequence[tuple[int, Article,
                     evidence=_evidence_json(hit),
                     created_at=now,
                     story=article.story,
+                    silent=silent,
                 )
                 for entry, article, hit in fresh
             ],
@@ -764,13 +835,67 @@ def _write_hits(conn: Connection, feed: str, found: Sequence[tuple[int, Article,
     ]
 
 
+def _route_lock(conn: Connection, *, shared: bool) -> None:
+    """Take the routing lock (PostgreSQL) until commit: shared by saves, alone by a router."""
+    if conn.dialect.name == "postgresql":
+        kind = "_shared" if shared else ""
+        conn.execute(sa.text(f"SELECT pg_advisory_xact_lock{kind}(:space, 0)"), {"space": _ROUTE_LOCK})
+
+
+def _missed_hits(conn: Connection, channel: str, after: int, upto: int, since: datetime) -> list[NewHit]:
+    """The hits ``after`` < id <= ``upto`` made at ``since`` or later, not silent, without a row for ``channel``."""
+    has_row = sa.exists().where(outbox.c.hit_id == hits.c.id, outbox.c.channel == channel)
+    query = (
+        sa.select(
+            hits.c.id,
+            feeds.c.name,
+            hits.c.watch,
+            hits.c.kind,
+            hits.c.statement,
+            hits.c.score,
+            hits.c.evidence,
+            hits.c.story,
+            entries.c.published,
+        )
+        .select_from(hits)
+        .join(entries, entries.c.id == hits.c.entry_id)
+        .join(feeds, feeds.c.id == entries.c.feed_id)
+        .where(
+            hits.c.id > after,
+            hits.c.id <= upto,
+            hits.c.created_at >= since,
+            hits.c.silent.is_(False),
+            ~has_row,
+        )
+        .order_by(hits.c.id)
+    )
+    return [
+        NewHit(
+            id=r.id,
+            feed=r.name,
+            hit=Hit(
+                watch=r.watch,
+                kind=r.kind,
+                statement=bool(r.statement),
+                score=r.score,
+                evidence=_evidence_from_json(r.evidence),
+            ),
+            story=r.story,
+            published=r.published,
+        )
+        for r in conn.execute(query)
+    ]
+
+
 class PollWrite:
-    """The transaction of one poll's save (``Store.saving_poll``), between its hits and its end."""
+    """The transaction of one poll's save (``Store.saving_poll``), or of the hits a channel
+    missed (``Store.routing``), between its hits and its end."""
 
     def __init__(self, conn: Connection, new_hits: list[NewHit], now: datetime) -> None:
         self._conn = conn
         self._now = now
-        #: The hits the poll added: those no (entry, watch) pair had.
+        #: The hits to route: those the poll added (no (entry, watch) pair had them), or
+        #: those the channel missed.
         self.new_hits = new_hits
 
     def alerts_for(self, stories: Collection[str], since: datetime) -> list[StoryAlert]:
