@@ -2,8 +2,8 @@
 
 ``make_watcher`` is the only place adapters are constructed; tests pass fakes or real
 loopback-backed parts by argument. ``run_daemon`` is ``watcher run``: one APScheduler job
-per feed (its interval, with jitter, never two at once), one delivery job woken after any
-poll that recorded hits, clean stop on SIGTERM/SIGINT and config reload on SIGHUP.
+per feed (its interval, with jitter, never two at once), one sender thread per channel woken
+after any poll that recorded hits, clean stop on SIGTERM/SIGINT and config reload on SIGHUP.
 """
 
 from __future__ import annotations
