@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import ROOT, json_lines, store_poll
+from tests.conftest import ROOT, json_lines, store_poll, wait_for
 from tests.httpserver import LoopbackServer
 from watcher.cli import cli
 from watcher.store import Store
@@ -342,3 +342,36 @@ def test_json_outputs_spell_feeds_and_times_one_way(tmp_path: Path, server: Loop
 def test_help_is_not_cut_at_80_columns(tmp_path: Path) -> None:
     commands = on_terminal("--help", cwd=tmp_path).split("Commands:")[1]
     assert "..." not in commands and "…" not in commands, commands
+
+
+def test_validate_and_run_warn_when_hits_would_alert_no_one(tmp_path: Path, server: LoopbackServer) -> None:
+    bare = feeds_config(tmp_path, {"forum": server.url("/forum-wire.xml")})
+    checked = watcher_run("-c", str(bare), "validate", cwd=tmp_path)
+    assert checked.returncode == 0
+    assert "warning: no channels: hits are stored" in checked.stderr and "alert no one" in checked.stderr
+
+    partial = tmp_path / "partial.yaml"
+    partial.write_text(
+        bare.read_text()
+        + "themes: [{name: Chips, all_of: [[chip]]}]\n"
+        + "smtp: {host: 127.0.0.1, port: 1, from: w@example.org}\n"
+        + "channels: [{name: desk, type: email, to: [a@example.org], watches: [Jen Zhu Scott]}]\n",
+        encoding="utf-8",
+    )
+    warned = watcher_run("-c", str(partial), "validate", cwd=tmp_path).stderr
+    assert 'no channel takes the hits of "Chips"' in warned and "Jen Zhu Scott" not in warned
+
+    log = tmp_path / "run.log"
+    with log.open("w") as err:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "watcher", "-c", str(bare), "run"],
+            cwd=tmp_path,
+            stderr=err,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    try:
+        wait_for(lambda: "running:" in log.read_text(), "the daemon to start")
+        wait_for(lambda: "alert no one" in log.read_text(), "the warning at start")
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)

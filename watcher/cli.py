@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from click.core import ParameterSource
 
+from watcher import route
 from watcher.config import Config, format_duration, load_config, parse_duration
 from watcher.errors import WatcherError, plural, redact_url, url_origin
 from watcher.render import iso_time
@@ -403,6 +404,9 @@ def validate(ctx: click.Context) -> None:
         watches = ", ".join(c.watches) if c.watches is not None else "all watches"
         only = ", statements only" if c.statements_only else ""
         click.echo(f"  {c.name}: {c.type} to {target}, {when}, {watches}{only}")
+    problem = route.unheard(config)
+    if problem:
+        click.echo(f"warning: {_runnable(ctx, problem)}", err=True)
 
 
 @cli.command()

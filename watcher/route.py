@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from watcher.config import ChannelSettings
+from watcher.config import ChannelSettings, Config
 from watcher.types import Alert, NewHit, StoryAlert
 
 #: How long a story that alerted stays told: the same headline in another feed within it
@@ -40,13 +40,35 @@ def route(new: Sequence[NewHit], channels: Sequence[ChannelSettings], now: datet
     alerts = []
     for stored in new:
         for channel in channels:
-            if channel.watches is not None and stored.hit.watch not in channel.watches:
-                continue
-            if channel.statements_only and not stored.hit.statement:
-                continue
-            due = now if channel.digest is None else digest_due(now, channel.digest)
-            alerts.append(Alert(stored, channel.name, due))
+            if _takes(channel, stored.hit.watch, statement=stored.hit.statement):
+                due = now if channel.digest is None else digest_due(now, channel.digest)
+                alerts.append(Alert(stored, channel.name, due))
     return alerts
+
+
+def _takes(channel: ChannelSettings, watch: str, *, statement: bool) -> bool:
+    if channel.watches is not None and watch not in channel.watches:
+        return False
+    return statement or not channel.statements_only
+
+
+def unheard(config: Config) -> str | None:
+    """Why some hits would be stored and alert no one (no channel takes the hits of some
+    speakers or themes, not even a speaker's statements), or None. ``watcher validate`` and
+    ``watcher run`` warn with it."""
+    watches = [(s.name, True) for s in config.speakers] + [(t.name, False) for t in config.themes]
+    names = [
+        name for name, can_state in watches if not any(_takes(c, name, statement=can_state) for c in config.channels)
+    ]
+    if not names:
+        return None
+    if not config.channels:
+        return "no channels: hits are stored (see `watcher hits`) but alert no one; add a channel to be alerted"
+    listed = ", ".join(f'"{n}"' for n in names)
+    return (
+        f"no channel takes the hits of {listed}: they are stored (see `watcher hits`) but alert no one; "
+        "name them in a channel's watches, or leave its watches out to take every hit"
+    )
 
 
 def digest_due(now: datetime, period: timedelta) -> datetime:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
-from watcher import __version__
+from watcher import __version__, route
 from watcher.config import Config, FeedSettings, load_config
 from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels, utcnow
 from watcher.errors import WatcherError, plural
@@ -189,6 +189,7 @@ class Daemon:
             plural(len(self.watcher.config.feeds), "feed"),
             plural(len(self.watcher.channels), "channel"),
         )
+        self._warn_unheard()
         while not self.stop.wait(1.0):
             pass
         return self._shutdown()
@@ -221,6 +222,12 @@ class Daemon:
         self._schedule_feeds()
         self._start_senders()
         log.info("config reloaded: %s", plural(len(config.feeds), "feed"))
+        self._warn_unheard()
+
+    def _warn_unheard(self) -> None:
+        problem = route.unheard(self.watcher.config)
+        if problem:
+            log.warning("%s", problem)
 
     def _schedule_feeds(self) -> None:
         from apscheduler.triggers.interval import IntervalTrigger
