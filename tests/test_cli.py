@@ -375,3 +375,34 @@ def test_validate_and_run_warn_when_hits_would_alert_no_one(tmp_path: Path, serv
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)
+
+
+ERROR_PAGE = b"""<!DOCTYPE html><html><head><title>502 Bad Gateway</title>
+<style>body { font-family: sans-serif; }</style><script>track();</script></head>
+<body><h1>Bad&nbsp;Gateway</h1><p>The upstream server is not answering.</p></body></html>"""
+
+
+def test_webhooks_name_their_channel_and_a_failed_send_test_shows_a_clean_excerpt(
+    tmp_path: Path, server: LoopbackServer
+) -> None:
+    server.respond("/hooks/a", status=204)
+    server.respond("/hooks/b", status=204)
+    config = feeds_config(
+        tmp_path,
+        {"forum": server.url("/forum-wire.xml")},
+        "defaults: {alert_on_first_poll: true}\n"
+        "channels:\n"
+        f"  - {{name: desk-hook, type: webhook, url: '{server.url('/hooks/a')}', secret: s}}\n"
+        f"  - {{name: ops-hook, type: webhook, url: '{server.url('/hooks/b')}', secret: s}}\n",
+    )
+    config.write_text(config.read_text().replace("defaults: {interval: 15m, timeout: 10s}\n", ""))
+    assert watcher_run("-c", str(config), "poll", cwd=tmp_path).returncode == 0
+    for path, channel in (("/hooks/a", "desk-hook"), ("/hooks/b", "ops-hook")):
+        payloads = [json.loads(r.body) for r in server.requests_for(path)]
+        assert payloads and all(p["channel"] == channel for p in payloads)
+
+    server.respond("/hooks/b", ERROR_PAGE, status=502, headers={"Content-Type": "text/html"})
+    failed = watcher_run("-c", str(config), "send-test", "ops-hook", cwd=tmp_path)
+    assert failed.returncode == 1
+    assert "HTTP 502 Bad Gateway: 502 Bad Gateway Bad Gateway The upstream server is not answering." in failed.stderr
+    assert "<" not in failed.stderr and "track()" not in failed.stderr and "font-family" not in failed.stderr

@@ -330,6 +330,7 @@ def test_webhook_payload_schema_v1() -> None:
     assert webhook_payload(item()) == {
         "type": "watcher.hit.v1",
         "id": "1.desk",
+        "channel": "desk",
         "watch": "Jen Zhu Scott",
         "kind": "speaker",
         "statement": True,

@@ -48,7 +48,7 @@ from watcher import __version__
 from watcher.backoff import doubling_delay, parse_retry_after
 from watcher.config import ChannelSettings, Config, SmtpSettings
 from watcher.errors import ConfigError, DeliveryError, plural, url_origin
-from watcher.render import render_alert, render_digest, sample_item, webhook_payload
+from watcher.render import error_excerpt, render_alert, render_digest, sample_item, webhook_payload
 from watcher.types import OutboxItem
 
 log = logging.getLogger(__name__)
@@ -305,7 +305,7 @@ def _check_status(channel: str, url: str, response: requests.Response, snippet: 
     if 200 <= status < 300:
         return answer
     where = f"POST {url_origin(url)}"
-    body = snippet.decode("utf-8", "replace").strip()
+    body = error_excerpt(snippet, response.headers.get("content-type"))
     detail = f"{where}: {answer}" + (f": {body}" if body else "")
     if 300 <= status < 400:
         location = url_origin(response.headers.get("location", "?"))

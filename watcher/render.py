@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -347,6 +348,7 @@ def _hit_fields(item: OutboxItem) -> dict[str, Any]:
     stored = item.stored
     return {
         "id": item.alert_id,
+        "channel": item.channel,
         "watch": stored.hit.watch,
         "kind": stored.hit.kind,
         "statement": stored.hit.statement,
@@ -368,6 +370,7 @@ def webhook_payload(item: OutboxItem, *, test: bool = False) -> dict[str, Any]:
         {
           "type": "watcher.hit.v1",
           "id": "5f0c2a9e-8d1b-...",        # alert id (a UUID); equals the webhook-id header
+          "channel": "ops-hook",            # channel name from the config
           "watch": "Jen Zhu Scott",         # speaker or theme name from the config
           "kind": "speaker" | "theme",
           "statement": true,                # the article attributes speech to the speaker
@@ -391,6 +394,22 @@ def webhook_payload(item: OutboxItem, *, test: bool = False) -> dict[str, Any]:
         # A distinct id, so a receiver that drops duplicates still shows every test.
         payload.update(type=TEST_TYPE, id=f"test.{item.alert_id}")
     return payload
+
+
+#: Characters of a receiver's error page kept in the error: the gist, not the page.
+EXCERPT_MAX = 160
+_MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->|<[^>]*>", re.I | re.S)
+
+
+def error_excerpt(body: bytes, content_type: str | None = None) -> str:
+    """A receiver's error answer as one short line of text: an HTML (or XML) error page
+    loses its tags, scripts and styles and has its entities decoded; whitespace is folded,
+    and the text cut to ``EXCERPT_MAX`` characters."""
+    text = body.decode("utf-8", "replace")
+    markup = "html" in (content_type or "").lower() or "xml" in (content_type or "").lower()
+    if markup or (content_type is None and text.lstrip().startswith("<")):
+        text = html.unescape(_MARKUP.sub(" ", text))
+    return _cut(one_line(text), EXCERPT_MAX)
 
 
 def sample_item(channel: str, now: datetime) -> OutboxItem:
