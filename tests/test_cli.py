@@ -406,3 +406,26 @@ def test_webhooks_name_their_channel_and_a_failed_send_test_shows_a_clean_excerp
     assert failed.returncode == 1
     assert "HTTP 502 Bad Gateway: 502 Bad Gateway Bad Gateway The upstream server is not answering." in failed.stderr
     assert "<" not in failed.stderr and "track()" not in failed.stderr and "font-family" not in failed.stderr
+
+
+def test_a_json_feed_is_polled_like_any_feed(tmp_path: Path, server: LoopbackServer) -> None:
+    feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "Forum Wire (JSON)",
+        "items": [
+            {
+                "id": "https://forum.example/1",
+                "url": "https://forum.example/1",
+                "title": "Jen Zhu Scott calls for a US plus China model",
+                "content_html": "<p>“The question is not US or China,” Jen Zhu Scott said.</p>",
+                "date_published": "2026-11-24T09:30:00Z",
+            }
+        ],
+    }
+    server.respond("/feed.json", json.dumps(feed).encode(), headers={"Content-Type": "application/feed+json"})
+    config = feeds_config(tmp_path, {"wire": server.url("/feed.json")})
+    polled = watcher_run("-c", str(config), "poll", "--json", cwd=tmp_path)
+    assert polled.returncode == 0, polled.stderr
+    assert json_lines(polled.stdout)[0]["hits"] == 1
+    [hit] = json_lines(watcher_run("-c", str(config), "hits", "--json", "--since", "3650d", cwd=tmp_path).stdout)
+    assert hit["watch"] == "Jen Zhu Scott" and hit["published"] == "2026-11-24T09:30:00Z"

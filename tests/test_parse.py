@@ -245,7 +245,13 @@ NOT_A_FEED = [
         b"<!DOCTYPE html><html><head><title>Home</title></head><body>hi</body></html>",
         "HTML page",
     ),
-    ("JSON Feed", (DATA / "feedparser__example.json").read_bytes(), "JSON"),
+    (
+        "JSON, but no JSON Feed",
+        b'{"rss": {"version": "2.0", "channel": {"title": "Scripting News"}}}',
+        "not a JSON Feed",
+    ),
+    ("a JSON list", b'[{"title": "x"}]', "JSON"),
+    ("broken JSON", b'{"version": "https://jsonfeed.org/version/1.1", "items": [', "not valid JSON"),
     (
         "other XML",
         b"<?xml version='1.0'?><catalog><book/></catalog>",
@@ -376,3 +382,49 @@ def test_bodies_that_are_not_mostly_utf8_are_left_to_feedparser(body: bytes, hea
     parsed = parse_feed(feed, url="http://feed.example/rss", headers=headers)
     assert "invalid UTF-8" not in (parsed.problem or "")
     assert "\ufffd" not in parsed.articles[0].title
+
+
+# -- JSON Feed (issue 12, point 18) --------------------------------------------------------
+
+
+def test_json_feed_1_0_from_feedparsers_own_tests() -> None:
+    parsed = parse_feed((DATA / "feedparser__example.json").read_bytes(), url="https://wire.example/feed.json")
+    assert parsed.title == "My Example Feed" and parsed.problem is None
+    second, first = parsed.articles
+    assert (second.entry_id, second.link, second.title) == ("2", "https://example.org/second-item", "post 2")
+    assert second.content == "This is a second item."
+    assert first.content == "Hello, world!"  # content_html as text; the <script> body dropped
+
+
+JSON_FEED_1_1 = r"""{
+  "version": "https://jsonfeed.org/version/1.1",
+  "title": "Wire &amp; Wire",
+  "language": "en",
+  "authors": [{"name": "Desk"}],
+  "items": [
+    {"id": 42, "url": "https://wire.example/42", "title": "Jen Zhu Scott says \"US plus China\"",
+     "summary": "A call for collaboration.", "content_html": "<p>Jen Zhu Scott said:</p><p>Work together.</p>",
+     "date_published": "2026-11-24T09:30:00+01:00", "authors": [{"name": "Reporter"}]},
+    {"id": "b", "external_url": "https://elsewhere.example/b", "content_text": "Plain words.\n\nTwo paragraphs.",
+     "date_modified": "2026-11-25T10:00:00Z"},
+    {"id": "c", "content_html": "&lt;p&gt;Escaped &amp;amp; twice&lt;/p&gt;", "date_published": "yesterday"},
+    "not an item"
+  ]
+}"""
+
+
+def test_json_feed_1_1_with_what_publishers_really_write() -> None:
+    parsed = parse_feed(
+        JSON_FEED_1_1.encode(), url="https://wire.example/feed.json", headers={"Content-Type": "application/feed+json"}
+    )
+    assert parsed.title == "Wire & Wire"
+    assert parsed.problem == "malformed JSON Feed: 1 item not an object"
+    said, plain, escaped = parsed.articles
+    assert (said.entry_id, said.key, said.link) == ("42", "42", "https://wire.example/42")
+    assert said.title == 'Jen Zhu Scott says "US plus China"' and said.summary == "A call for collaboration."
+    assert said.content == "Jen Zhu Scott said:\nWork together."
+    assert said.published == datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
+    assert said.story is not None
+    assert (plain.link, plain.content) == ("https://elsewhere.example/b", "Plain words.\nTwo paragraphs.")
+    assert plain.published == datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    assert escaped.content == "Escaped & twice" and escaped.published is None

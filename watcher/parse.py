@@ -12,7 +12,9 @@ from __future__ import annotations
 import calendar
 import codecs
 import hashlib
+import html as html_lib
 import io
+import json
 import re
 import unicodedata
 import zlib
@@ -39,18 +41,21 @@ _STORY_MIN_WORDS = 5
 
 
 def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
-    """Parse an RSS/Atom/RDF body into articles with plain-text fields.
+    """Parse an RSS/Atom/RDF body, or a JSON Feed (1.0 or 1.1), into articles with
+    plain-text fields.
 
     A malformed feed that still yields entries is used, with ``problem`` set to a one-line
     reason. A well-formed feed with no entries gives an empty ``ParsedFeed``.
 
     Raises:
-        ParseError: the body is empty, is not a feed (an HTML page, JSON, random XML), or is
-            so broken that no entry could be read from it.
+        ParseError: the body is empty, is not a feed (an HTML page, JSON that is no JSON
+            Feed, random XML), or is so broken that no entry could be read from it.
     """
     if not body.strip():
         raise ParseError(url, "empty body")
     body = _gunzip_if_needed(body, url)
+    if body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        return _json_feed(body, url)
     response_headers = {k.lower(): v for k, v in (headers or {}).items()}
     body, replaced = _repair_utf8(body, response_headers)
     parsed = _feedparser(body, response_headers, url)
@@ -223,8 +228,8 @@ def _raise_if_unusable(parsed: Any, body: bytes, url: str, *, harmless: bool, pr
     if parsed.get("version") and harmless:
         return
     head = body[:1024].lstrip().lower()
-    if head.startswith((b"{", b"[")):
-        raise ParseError(url, "not a feed: looks like JSON (JSON Feed is not supported)")
+    if head.startswith(b"["):
+        raise ParseError(url, "not a feed: looks like JSON, but a JSON Feed is an object")
     if b"<html" in head or head.startswith(b"<!doctype html"):
         raise ParseError(url, "not a feed: looks like an HTML page")
     if not parsed.get("version"):
@@ -253,6 +258,80 @@ def _article(entry: Any) -> Article:
         content_hash=_sha256(title, " ".join(summary.split()), " ".join(content.split())),
         story=story_key(title, (entry.get("source") or {}).get("title")),
     )
+
+
+def _json_feed(body: bytes, url: str) -> ParsedFeed:
+    """A JSON Feed (https://jsonfeed.org/version/1.1, and 1 before it) as articles.
+
+    The format is plain JSON with a short spec, and feedparser's releases do not read it,
+    so it is mapped here, onto the same ``Article`` as feedparser's entries (as lemon24/reader
+    does): ``content_html`` or ``content_text`` is the content, ``summary`` the summary,
+    ``url`` (else ``external_url``) the link, ``date_published`` (else ``date_modified``) the
+    date. An ``id`` given as a number is taken as text, as the spec asks.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as e:
+        raise ParseError(url, f"not a feed: looks like JSON but is not valid JSON ({e})") from None
+    version = data.get("version") if isinstance(data, dict) else None
+    if not isinstance(version, str) or "jsonfeed.org/version/" not in version:
+        raise ParseError(url, "not a feed: JSON, but not a JSON Feed (no jsonfeed.org version)")
+    items = data.get("items")
+    if not isinstance(items, list):
+        raise ParseError(url, "malformed feed with no readable entries: a JSON Feed without an items list")
+    articles = tuple(_json_item(item) for item in items if isinstance(item, dict))
+    skipped = len(items) - len(articles)
+    problem = f"malformed JSON Feed: {skipped} item{'s' if skipped > 1 else ''} not an object" if skipped else None
+    return ParsedFeed(title=_json_text(data.get("title")) or None, articles=articles, problem=problem)
+
+
+def _json_item(item: dict[str, Any]) -> Article:
+    title = " ".join(_json_text(item.get("title")).split())
+    summary = _json_text(item.get("summary"))
+    html = _json_string(item.get("content_html"))
+    if "<" not in html and "&lt;" in html:
+        html = html_lib.unescape(html)  # escaped once too often, as some publishers do
+    content = html_to_text(html) if html else fold_whitespace(_json_string(item.get("content_text")))
+    link = _json_string(item.get("url")).strip() or _json_string(item.get("external_url")).strip() or None
+    raw_id = item.get("id")
+    entry_id = (_json_string(raw_id) if isinstance(raw_id, int | float | str) else "").strip() or link
+    return Article(
+        key=entry_id or _sha256(title, content),
+        entry_id=entry_id,
+        link=link,
+        title=title,
+        summary=summary,
+        content=content,
+        published=_rfc3339(item.get("date_published")) or _rfc3339(item.get("date_modified")),
+        content_hash=_sha256(title, " ".join(summary.split()), " ".join(content.split())),
+        story=story_key(title),
+    )
+
+
+def _json_string(value: object) -> str:
+    """A JSON value as text: a number is written out (ids), anything else not text is "".
+    A lone surrogate (``"\\ud800"`` decodes to one) becomes U+FFFD: it cannot be stored."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return ""
+    return _LONE_SURROGATE.sub("\ufffd", _no_nul(str(value)))
+
+
+def _json_text(value: object) -> str:
+    # Plain text by the spec, yet publishers escape it as if for HTML ("Task &amp; Sub Tasks").
+    return fold_whitespace(html_lib.unescape(_json_string(value)))
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _rfc3339(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def story_key(title: str, source: str | None = None) -> str | None:
