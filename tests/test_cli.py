@@ -429,3 +429,11 @@ def test_a_json_feed_is_polled_like_any_feed(tmp_path: Path, server: LoopbackSer
     assert json_lines(polled.stdout)[0]["hits"] == 1
     [hit] = json_lines(watcher_run("-c", str(config), "hits", "--json", "--since", "3650d", cwd=tmp_path).stdout)
     assert hit["watch"] == "Jen Zhu Scott" and hit["published"] == "2026-11-24T09:30:00Z"
+
+
+def test_a_healthy_file_feed_shows_no_error(tmp_path: Path) -> None:
+    config = feeds_config(tmp_path, {"local": str(SAMPLES / "forum-wire.xml")})
+    assert watcher_run("-c", str(config), "poll", cwd=tmp_path).returncode == 0
+    [feed] = json_lines(watcher_run("-c", str(config), "feeds", "--json", cwd=tmp_path).stdout)
+    assert (feed["status"], feed["last_error"]) == ("ok", None)
+

@@ -212,6 +212,10 @@ def _bozo_reason(parsed: Any) -> str | None:
     exc = parsed.get("bozo_exception")
     if exc is None:
         return "malformed feed"
+    if isinstance(exc, feedparser.NonXMLContentType):
+        # Read as XML all the same: a missing Content-Type (every file feed) or a server's
+        # text/html label says nothing about the feed.
+        return None
     if isinstance(exc, SAXParseException):
         return f"XML error at line {exc.getLineNumber()}, column {exc.getColumnNumber()}: {exc.getMessage()}"
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
