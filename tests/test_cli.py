@@ -437,3 +437,22 @@ def test_a_healthy_file_feed_shows_no_error(tmp_path: Path) -> None:
     [feed] = json_lines(watcher_run("-c", str(config), "feeds", "--json", cwd=tmp_path).stdout)
     assert (feed["status"], feed["last_error"]) == ("ok", None)
 
+
+def test_renaming_a_feed_keeps_its_history(tmp_path: Path, server: LoopbackServer) -> None:
+    config = feeds_config(
+        tmp_path, {"forum": server.url("/forum-wire.xml")}, "defaults: {alert_on_first_poll: false}\n"
+    )
+    config.write_text(config.read_text().replace("defaults: {interval: 15m, timeout: 10s}\n", ""))
+    assert watcher_run("-c", str(config), "poll", cwd=tmp_path).returncode == 0
+    hits = json_lines(watcher_run("-c", str(config), "hits", "--json", cwd=tmp_path).stdout)
+    assert hits
+
+    config.write_text(config.read_text().replace("name: forum,", "name: Forum Wire,"))
+    server.clear_requests()
+    assert watcher_run("-c", str(config), "poll", cwd=tmp_path).returncode == 0
+    [request] = server.requests_for("/forum-wire.xml")
+    assert "if-none-match" in request.headers, "the renamed feed was fetched as a new one"
+    [feed] = json_lines(watcher_run("-c", str(config), "feeds", "--json", cwd=tmp_path).stdout)
+    assert feed["feed"] == "Forum Wire" and feed["entries_seen"] == 4
+    again = json_lines(watcher_run("-c", str(config), "hits", "--json", cwd=tmp_path).stdout)
+    assert len(again) == len(hits) and {h["feed"] for h in again} == {"Forum Wire"}

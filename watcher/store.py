@@ -331,13 +331,19 @@ class Store:
 
         A changed URL (the operator following a 301, say) clears the fetch state but keeps
         the feed's history, so its entries already seen do not alert again and its next
-        new ones do; a feed to be started afresh gets a new name.
+        new ones do. A new name for the URL of a feed no longer configured is a rename: the
+        feed keeps its row, history and state under the new name (issue 12: a rename was a
+        silent "first poll" and duplicate hits).
         """
         with self._tx() as conn:
             rows = {r.name: r for r in conn.execute(sa.select(feeds.c.name, feeds.c.url))}
+            names = {name for name, _ in configured}
+            retired = {r.url: r.name for r in rows.values() if r.name not in names}
             for name, url in configured:
                 row = rows.get(name)
-                if row is None:
+                if row is None and url in retired:
+                    conn.execute(feeds.update().where(feeds.c.name == retired.pop(url)).values(name=name))
+                elif row is None:
                     # Another process starting on the same new database may add it first.
                     conn.execute(_insert_new(conn, feeds, "name").values(name=name, url=url, next_poll_at=now))
                 elif row.url != url:
