@@ -3,6 +3,7 @@ server (aiosmtpd), a SQLite file and `watcher` run as a separate process."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -114,6 +115,11 @@ def test_the_daemon_polls_alerts_and_stops_cleanly_on_sigterm(
             daemon.wait()
     assert daemon.returncode == 0, stderr
     assert "running: 2 feeds, 1 channel\n" in stderr
+    # One line per poll cycle at the default level (issue 12, point 15); per feed only at -v.
+    assert re.search(
+        r"poll cycle: \d feeds? polled \(\d unchanged\), \d+ new entr(y|ies), \d+ hits?; next poll in \ds", stderr
+    )
+    assert "new or changed" not in stderr
     assert "stopping" in stderr
 
     hits = json_lines(run_watcher(config, "hits", "--json").stdout)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from watcher import __version__, route
-from watcher.config import Config, FeedSettings, load_config
+from watcher.config import Config, FeedSettings, format_duration, load_config
 from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels, utcnow
 from watcher.errors import WatcherError, plural
 from watcher.fetch import Fetcher
@@ -163,6 +163,8 @@ class Daemon:
         #: logged with its traceback and the job carries on (STYLE rule 4).
         self.unexpected: collections.Counter[str] = collections.Counter()
         self._unexpected_lock = threading.Lock()
+        #: What the polls did since the last cycle line (see ``_log_cycle``).
+        self.cycle = _Cycle()
         # APScheduler is imported here: only the daemon needs it, and every short-lived
         # command would otherwise pay for its import.
         from apscheduler.executors.pool import ThreadPoolExecutor
@@ -236,6 +238,12 @@ class Daemon:
         for job in self.scheduler.get_jobs():
             if job.id.startswith("feed:") and job.id not in wanted:
                 job.remove()
+        if wanted:
+            # One line per cycle of the most frequent feed: a quiet daemon still says it is alive.
+            cycle = min(f.interval for f in wanted.values()).total_seconds()
+            self.scheduler.add_job(self._log_cycle, IntervalTrigger(seconds=cycle), id="cycle", replace_existing=True)
+        elif self.scheduler.get_job("cycle"):
+            self.scheduler.remove_job("cycle")
         states = {s.name: s for s in self.watcher.store.feed_states()}
         now = self.watcher.now()
         for job_id, feed in wanted.items():
@@ -251,6 +259,13 @@ class Daemon:
                 next_run_time=first,
             )
 
+    def _log_cycle(self) -> None:
+        """The one line per cycle at the default level; each feed's own at -v (debug)."""
+        upcoming = [j.next_run_time for j in self.scheduler.get_jobs() if j.id.startswith("feed:") and j.next_run_time]
+        wait = max(1, round((min(upcoming) - self.watcher.now()).total_seconds())) if upcoming else 0
+        next_poll = f"; next poll in {format_duration(timedelta(seconds=wait if wait < 60 else round(wait / 60) * 60))}"
+        log.info("poll cycle: %s%s", self.cycle.take(), next_poll if upcoming else "")
+
     def poll_if_due(self, name: str) -> None:
         """The job of one feed: poll it, unless it is backing off after failures."""
         with self._carry_on("poll", f"feed {name}"):
@@ -262,8 +277,9 @@ class Daemon:
             return
         with self.in_flight.job():
             result = self.watcher.poll_one(feed)
+        self.cycle.add(result)
         if result.new:
-            log.info(
+            log.debug(
                 "feed %s: %s new or changed, %s",
                 name,
                 plural(result.new, "entry", "entries"),
@@ -331,6 +347,34 @@ class Daemon:
         self.watcher.close()
         log.info("stopped")
         return 0
+
+
+class _Cycle:
+    """What the polls of one cycle did, summed across the poll threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: collections.Counter[str] = collections.Counter()
+
+    def add(self, result: PollResult) -> None:
+        with self._lock:
+            self._counts[result.status] += 1
+            self._counts["new"] += result.new
+            self._counts["hits"] += result.hits
+
+    def take(self) -> str:
+        """The counts so far, as one phrase; the next cycle starts from zero."""
+        with self._lock:
+            c, self._counts = self._counts, collections.Counter()
+        polled = c["ok"] + c["not modified"]
+        failed = c["failed"] + c["disabled"]
+        parts = [f"{plural(polled, 'feed')} polled ({c['not modified']} unchanged)"]
+        if failed:
+            parts.append(f"{plural(failed, 'failure')}")
+        if c["backing off"]:
+            parts.append(f"{c['backing off']} backing off")
+        parts.append(f"{plural(c['new'], 'new entry', 'new entries')}, {plural(c['hits'], 'hit')}")
+        return ", ".join(parts)
 
 
 class _InFlight:
