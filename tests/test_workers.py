@@ -4,6 +4,7 @@ watcher."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -19,7 +20,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.httpserver import LoopbackServer
 from watcher.config import Speaker, Theme
-from watcher.errors import ParseError
+from watcher.errors import Abandoned, ParseError
 from watcher.workers import InlineWorkers, ProcessWorkers
 
 SAMPLES = Path(__file__).resolve().parent.parent / "watcher" / "demo_feeds"
@@ -45,6 +46,22 @@ def descendants() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
+def cpu_seconds() -> dict[int, float]:
+    seconds = {}
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # it may have ended meanwhile
+            seconds[child.pid] = child.cpu_times().user
+    return seconds
+
+
+def busy_worker(since: dict[int, float]) -> int | None:
+    """The process that has used most CPU since ``since``, if it used a good share of a second
+    (the fork server, whose imports are behind it, only waits)."""
+    grown = {pid: cpu - since.get(pid, 0.0) for pid, cpu in cpu_seconds().items()}
+    pid = max(grown, key=grown.__getitem__, default=None)
+    return pid if pid is not None and grown[pid] > 0.3 else None
+
+
 @pytest.fixture
 def pool() -> Iterator[ProcessWorkers]:
     workers = ProcessWorkers(SPEAKERS, THEMES, processes=1, time_limit=3.0)
@@ -68,8 +85,8 @@ def test_a_parse_that_runs_past_the_time_limit_fails_its_feed_and_the_pool_recov
 
 
 def test_a_worker_that_dies_fails_only_its_feed_and_is_replaced(pool: ProcessWorkers) -> None:
-    before = descendants()
     assert pool.process(SAMPLE, url="http://x/feed").articles
+    since = cpu_seconds()
     failed: list[BaseException] = []
 
     def parse_big() -> None:
@@ -80,9 +97,9 @@ def test_a_worker_that_dies_fails_only_its_feed_and_is_replaced(pool: ProcessWor
 
     busy = threading.Thread(target=parse_big)
     busy.start()
-    # The worker is the newest process whose CPU time grows: the fork server only waits.
-    wait_for(lambda: any(psutil.Process(p).cpu_times().user > 0.5 for p in descendants() - before), "a busy worker")
-    [worker] = [p for p in descendants() - before if psutil.Process(p).cpu_times().user > 0.5]
+    wait_for(lambda: busy_worker(since), "a busy worker")
+    worker = busy_worker(since)
+    assert worker is not None
     os.kill(worker, signal.SIGKILL)
     busy.join(timeout=30)
     assert [str(e) for e in failed] == ["http://x/big: the parser's worker process died on this feed"]
@@ -131,3 +148,24 @@ def test_no_process_outlives_watcher_run_killed_with_sigkill(tmp_path: Path) -> 
             stderr = run.stderr.read()
     for pid in children:
         wait_for(functools.partial(gone, pid), f"process {pid} outlived watcher run\n{stderr}")
+
+
+def test_closing_the_pool_abandons_the_parse_in_flight(pool: ProcessWorkers) -> None:
+    # A stopping daemon closes the pool under a poll: that feed did nothing wrong and must not
+    # be recorded as failing (pipeline.poll_feed treats Abandoned so).
+    assert pool.process(SAMPLE, url="http://x/feed").articles
+    since = cpu_seconds()
+    raised: list[BaseException] = []
+
+    def parse_big() -> None:
+        try:
+            pool.process(big_feed(20_000), url="http://x/big")
+        except BaseException as e:
+            raised.append(e)
+
+    busy = threading.Thread(target=parse_big)
+    busy.start()
+    wait_for(lambda: busy_worker(since), "a busy worker")
+    pool.close()
+    busy.join(timeout=30)
+    assert [type(e) for e in raised] == [Abandoned]

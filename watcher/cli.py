@@ -258,6 +258,8 @@ def poll(ctx: click.Context, names: tuple[str, ...], force: bool, as_json: bool)
     unknown = sorted(set(names) - {f.name for f in config.feeds})
     if unknown:
         raise WatcherError(f"no feed named {', '.join(map(repr, unknown))}", "see `watcher validate`")
+    # The workers start at the first changed feed: an all-304 poll, the common case from cron,
+    # never pays for them (on two cores their start slows its fetches).
     watcher = _watcher(ctx, upgrade=True)
     results = watcher.poll(list(names) or None, force=force)
     report = watcher.deliver()

@@ -24,12 +24,13 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING
 
 from pebble import ProcessExpired, ProcessPool
 
 from watcher.config import Speaker, Theme
-from watcher.errors import ParseError, WatcherError
+from watcher.errors import Abandoned, ParseError, WatcherError, redact_url
 from watcher.types import Processed
 
 if TYPE_CHECKING:
@@ -109,6 +110,8 @@ class ProcessWorkers:
             raise ParseError(url, f"parsing took longer than {self._time_limit:g}s; gave up") from None
         except ProcessExpired:
             raise ParseError(url, "the parser's worker process died on this feed") from None
+        except CancelledError:  # the pool was stopped under it
+            raise Abandoned(f"parsing {redact_url(url)} abandoned: watcher is stopping") from None
         except WatcherError as e:
             # The worker's traceback is chained as the cause; for an expected error (a feed
             # that is not a feed) the one-line reason is the whole story.
