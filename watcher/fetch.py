@@ -68,12 +68,9 @@ DEFAULT_MAX_REDIRECTS = 5
 USER_AGENT = f"watcher/{__version__} (+https://github.com/watcher-feeds/watcher; feed monitor)"
 ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.8"
 
-_CHUNK_BYTES = 64 * 1024
 #: The largest unneeded body (error page, redirect) read to keep its connection alive.
 _DRAIN_BYTES = 64 * 1024
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_PERMANENT_STATUSES = frozenset({301, 308})
-_RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
 class Fetcher:
@@ -97,15 +94,12 @@ class Fetcher:
         self._session.headers.update({"User-Agent": user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"})
 
     def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None, timeout: float) -> Fetched:
-        """Fetch ``url`` (http, https, ``file://`` or a local path) within ``timeout`` seconds in total.
-
-        ``etag`` and ``last_modified`` are the validators stored from the previous fetch. On a 304
-        the returned validators are the server's new ones when it sent any, else the ones given,
-        so the caller can always store ``Fetched.etag`` / ``Fetched.last_modified`` as they are.
+        """Fetch ``url`` (http, https, ``file://`` or a local path) within ``timeout`` seconds in total,
+        sending the validators stored from the last fetch; a 304 returns the server's new ones, else
+        those given, so the caller can store ``Fetched.etag`` / ``last_modified`` as they are.
 
         Raises:
-            FetchError: with a one-line ``reason``; ``status``, ``retry_after`` and ``gone`` set
-                when the server answered.
+            FetchError: with a one-line ``reason``; ``status``, ``retry_after``, ``gone`` if it answered.
         """
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
@@ -208,7 +202,7 @@ class _HttpFetch:
                         # A redirect's body is never needed: read only to reuse the connection.
                         self._drain(response, deadline)
                         target = self._redirect_target(response)
-                permanent_so_far = permanent_so_far and response.status_code in _PERMANENT_STATUSES
+                permanent_so_far = permanent_so_far and response.status_code in (301, 308)
                 if permanent_so_far:
                     moved_to = target
                 if target in seen:
@@ -256,7 +250,7 @@ class _HttpFetch:
         except ValueError:
             reason = f"HTTP {status}"
         retry_after = None
-        if status in _RETRY_AFTER_STATUSES:
+        if status in (429, 503):
             retry_after = parse_retry_after(headers.get("retry-after"), now=datetime.now(UTC))
             if retry_after is not None:
                 reason += f" (retry after {retry_after:.0f}s)"
@@ -270,7 +264,7 @@ class _HttpFetch:
         size = 0
         # iter_content decodes gzip/deflate; urllib3 >= 2.6 bounds each decoded chunk to the
         # chunk size, so a bomb is stopped after at most cap + one chunk in memory.
-        for chunk in response.iter_content(_CHUNK_BYTES):
+        for chunk in response.iter_content(64 * 1024):
             size += len(chunk)
             if size > self.max_bytes:
                 raise _too_large(self.url, self.max_bytes)

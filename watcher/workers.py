@@ -24,7 +24,8 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, Future, InvalidStateError
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
 from pebble import ProcessExpired, ProcessPool
@@ -38,11 +39,7 @@ if TYPE_CHECKING:
 
 
 def process(body: bytes, url: str, headers: Mapping[str, str] | None, matcher: Matcher) -> Processed:
-    """Parse ``body`` and match every entry it holds.
-
-    Raises:
-        ParseError: the body is not a feed, or nothing usable could be read from it.
-    """
+    """Parse ``body`` and match every entry it holds. Raises ParseError if it is not a feed."""
     # Imported here: a poll that finds every feed unchanged never parses, and feedparser is a
     # large share of a short-lived `watcher poll`'s start-up.
     from watcher.parse import parse_feed
@@ -68,10 +65,10 @@ class InlineWorkers:
         return process(body, url, headers, self.matcher)
 
     def start(self) -> None:
-        pass
+        """Nothing to start."""
 
     def close(self) -> None:
-        pass
+        """Nothing to stop."""
 
 
 class ProcessWorkers:
@@ -88,6 +85,7 @@ class ProcessWorkers:
         self._time_limit = time_limit
         self._pool: ProcessPool | None = None
         self._lock = threading.Lock()
+        self._waiting: set[Future[Processed]] = set()  # pebble's stop leaves running jobs pending
         self.watch(speakers, themes)
 
     def watch(self, speakers: Sequence[Speaker], themes: Sequence[Theme]) -> None:
@@ -104,26 +102,36 @@ class ProcessWorkers:
         future = self._start().schedule(
             _process, (body, url, dict(headers or {}), self._watches), timeout=self._time_limit
         )
+        with self._lock:
+            self._waiting.add(future)
         try:
             result: Processed = future.result()
         except TimeoutError:  # pebble's, concurrent.futures.TimeoutError
             raise ParseError(url, f"parsing took longer than {self._time_limit:g}s; gave up") from None
         except ProcessExpired:
             raise ParseError(url, "the parser's worker process died on this feed") from None
-        except CancelledError:  # the pool was stopped under it
+        except (CancelledError, BrokenProcessPool):  # the pool was stopped under it
             raise Abandoned(f"parsing {redact_url(url)} abandoned: watcher is stopping") from None
         except WatcherError as e:
             # The worker's traceback is chained as the cause; for an expected error (a feed
             # that is not a feed) the one-line reason is the whole story.
             raise e from None
+        finally:
+            with self._lock:
+                self._waiting.discard(future)
         return result
 
     def close(self) -> None:
+        """Stop the workers; a parse in flight raises ``Abandoned`` at once."""
         with self._lock:
             pool, self._pool = self._pool, None
+            waiting = list(self._waiting)
         if pool is not None:
             pool.stop()  # type: ignore[no-untyped-call]
             pool.join(timeout=10)
+        for future in waiting:
+            with contextlib.suppress(InvalidStateError):  # it ended meanwhile
+                future.set_exception(CancelledError())
 
     def _start(self) -> ProcessPool:
         with self._lock:
