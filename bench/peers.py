@@ -45,7 +45,9 @@ def reader_update(db: str, urls: list[str], workers: int) -> dict[str, float]:
     reader = make_reader(db)
     for url in urls:
         reader.add_feed(url, exist_ok=True)
-    new = sum(r.value.new for r in reader.update_feeds_iter(workers=workers, scheduled=False) if hasattr(r.value, "new"))
+    new = sum(
+        r.value.new for r in reader.update_feeds_iter(workers=workers, scheduled=False) if hasattr(r.value, "new")
+    )
     reader.close()
     return {"seconds": time.perf_counter() - started, "new": new}
 
