@@ -312,6 +312,39 @@ STATEMENTS = [
         "The minister said she spoke to Tobias Wrenfield and he made it clear that chips mattered.",
     ),
     ("relative clause of naming", "The chip, which Tobias Wrenfield calls the first of its kind, ships soon."),
+    ("called it, with a quotation", "Jen Zhu Scott called the policy “a self-inflicted wound”."),
+    ("pointed out", "Jen Zhu Scott pointed out that China still imports most of its chips."),
+    ("accused", "Tobias Wrenfield accused Beijing of dumping subsidised chips."),
+    ("expressed concern", "Jen Zhu Scott expressed concern that the rules would push allies away."),
+    ("would only say", "Jen Zhu Scott would only say that the talks had been constructive."),
+    ("a list of speakers, all", "Tobias Wrenfield, Anna Berg and Jen Zhu Scott all warned that the split would cost."),
+    ("and others", "Jen Zhu Scott and others said the curbs had come too late."),
+    (
+        "a long aside",
+        "Jen Zhu Scott, a former banker who co-founded Power Dynamics in 2019 and has since become one of the most "
+        "quoted voices on the technology relationship between Washington and Beijing, said the rules would hurt.",
+    ),
+    (
+        "a passive inside the aside",
+        "Jen Zhu Scott, asked by reporters whether she would invest, said it was too early.",
+    ),
+    ("her message, then a colon", "Jen Zhu Scott's message to Washington was blunt: stop treating AI like a weapon."),
+    ("had a message", "Jen Zhu Scott had a simple message for the room: talk to Beijing now."),
+    ("as she put it", "As Jen Zhu Scott put it, the US cannot sanction its way to leadership."),
+    ("her comments came", "Jen Zhu Scott's comments came as Washington weighed new curbs."),
+    ("took to a platform to criticise", "Jen Zhu Scott took to LinkedIn to criticise the plan."),
+    (
+        "relative clause after a title",
+        "The policy was drawn up by Tobias Wrenfield, the minister who said last year that Europe was naive.",
+    ),
+    (
+        "a transcript's turns",
+        "HASLINDA AMIN: Welcome back. Joining us is Jen Zhu Scott.\nJEN ZHU SCOTT: Thank you. The controls are biting.",
+    ),
+    (
+        "an exclamation is no other Scott",
+        "Jen Zhu Scott founded Power Dynamics. Ms Scott said it would open an office. “Great Scott,” a rival joked.",
+    ),
 ]
 
 
@@ -394,6 +427,23 @@ NOT_A_STATEMENT = [
     ("the speaker's deputy speaks", "“Rules are needed,” said Jen Zhu Scott’s deputy, Anna Berg."),
     ("according to her profile", "She studied law, according to Jen Zhu Scott's LinkedIn profile."),
     ("her spokesperson speaks", "Jen Zhu Scott’s spokesperson said the fund had not sold."),
+    ("posted a photo", "Jen Zhu Scott posted a photo from the Great Wall on Instagram."),
+    ("added partners", "Tobias Wrenfield added two new partners to the fund this year."),
+    ("wrote a cheque", "Jen Zhu Scott wrote a $5m cheque to the start-up."),
+    ("claimed a seat", "Jen Zhu Scott claimed a seat on the trade committee."),
+    ("maintains homes", "Jen Zhu Scott maintains homes in Hong Kong and London."),
+    ("observed the talks", "Tobias Wrenfield observed the talks as a guest."),
+    ("dismissed staff", "Tobias Wrenfield dismissed two senior executives in March."),
+    ("said nothing", "Jen Zhu Scott said nothing about the curbs during her keynote."),
+    ("has said nothing since", "Jen Zhu Scott stayed silent after the raid. She has said nothing since."),
+    (
+        "a photo caption",
+        "Jen Zhu Scott speaks to the media at a conference in Beverly Hills, May 2, 2023. REUTERS/Mike Blake",
+    ),
+    (
+        "someone named by role before the pronoun",
+        "Jen Zhu Scott met the Chinese commerce minister on Monday. He said the talks were frank.",
+    ),
     (
         "another person named before an opening phrase's pronoun",
         "Jen Zhu Scott met Ingrid Solberg in Oslo. Speaking to reporters later, she said talks went well.",
@@ -439,6 +489,43 @@ def test_a_headline_role_is_the_speaker_the_story_names_with_it() -> None:
     (hit,) = [h for h in MATCHER.match(art) if h.kind == "speaker"]
     assert hit.statement
     assert [e.field for e in hit.evidence] == ["title", "summary"]
+
+
+HEADLINE_STATEMENTS = [
+    ("name, colon, clause", "Jen Zhu Scott: US and China must cooperate on AI safety", True),
+    ("Title Case clause", "Jen Zhu Scott: AI Détente Is Still Possible", True),
+    ("a quotation credited", "‘We must talk’: Jen Zhu Scott on US-China AI", True),
+    ("Title Case inverted", "US-China AI Race Is A ‘False Choice,’ Says Power Dynamics CEO Jen Zhu Scott", True),
+    ("Title Case coordination", "Jen Zhu Scott And Tobias Wrenfield Call For A US-China AI Hotline", True),
+    ("headline verb", "Tobias Wrenfield slams Brussels over AI Act delays", True),
+    ("hits back", "Jen Zhu Scott hits back at critics of her China fund", True),
+    ("told to", "Jen Zhu Scott told to step down from Power Dynamics board", False),
+    ("urged to", "Tobias Wrenfield urged to quit as losses mount", False),
+    ("said to be", "Jen Zhu Scott said to be weighing bid for exchange seat", False),
+    ("Title Case said to", "Jen Zhu Scott Said To Weigh Hong Kong Listing", False),
+    ("warned by", "Jen Zhu Scott warned by SEC over disclosures", False),
+    ("praised for", "Jen Zhu Scott praised for role in US-China AI dialogue", False),
+    ("criticised over", "Tobias Wrenfield criticised over Huawei meeting", False),
+    ("denied entry", "Jen Zhu Scott denied entry to US over China links", False),
+    ("accused of", "Tobias Wrenfield accused of misleading investors", False),
+    ("a section label", "Profile: Jen Zhu Scott", False),
+    ("an obituary", "Obituary: Tobias Wrenfield", False),
+    ("a passive before the colon", "Sanctioned by Beijing: Jen Zhu Scott", False),
+    ("a profile after the colon", "Jen Zhu Scott: the investor who wants rules", False),
+]
+
+
+@pytest.mark.parametrize(("case", "title", "speaks"), HEADLINE_STATEMENTS, ids=[c for c, _, _ in HEADLINE_STATEMENTS])
+def test_headline_forms(case: str, title: str, speaks: bool) -> None:
+    hits = [h for h in MATCHER.match(article(title=title, summary="Markets were calm.")) if h.kind == "speaker"]
+    assert hits and all(h.statement is speaks for h in hits), case
+
+
+def test_a_hyphen_that_goes_on_into_another_name_is_another_person() -> None:
+    anna = Matcher([Speaker("Anna Berg")], [])
+    assert anna.match(article("Anna Berg-Hansen, an economist, said exports would slow.")) == []
+    assert anna.match(article("Maria-Anna Berg, an economist, said exports would slow.")) == []
+    assert [h.statement for h in anna.match(article("Anna Berg said exports would slow."))] == [True]
 
 
 def test_a_headline_may_credit_its_words_after_a_colon() -> None:
@@ -583,6 +670,13 @@ THEME_MISSES = [
 @pytest.mark.parametrize(("case", "text", "theme"), THEME_MISSES, ids=[c for c, _, _ in THEME_MISSES])
 def test_theme_does_not_match(case: str, text: str, theme: Theme) -> None:
     assert theme.name not in themes(text), case
+
+
+def test_a_currency_and_a_city_are_not_the_words_they_start_with() -> None:
+    assert US_CHINA.name not in themes("Chinese AI start-up raises US$1bn in partnership round.")
+    matcher = Matcher([], [Theme("xi", all_of=(("Xi",), ("AI",)))])
+    assert themes("Xi'an hosts an AI fair.", matcher) == set()
+    assert themes("Xi's AI plan.", matcher) == {"xi"}
 
 
 def test_word_star_matches_every_word_it_starts() -> None:

@@ -9,6 +9,7 @@ row of ``tests/test_match.py``. Everything works on tokens of one sentence at a 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -46,8 +47,11 @@ _SPEECH_VERBS = _words(
     vowed vows vow touted touts proclaimed proclaims confirmed confirms reiterated reiterates
     hailed hails criticised criticized criticises criticizes praised praises promised promises
     encouraged encourages encourage complained complains lamented laments boasted boasts
-    disputed disputes rejected rejects dismissed dismisses blasted slammed quipped mused
-    posted posts"""
+    disputed disputes rejected rejects dismissed dismisses blasted blasts slammed slams quipped
+    mused posted posts accused accuses accuse echoed echoes condemned condemns denounced
+    denounces lambasted decried decries rebuked questioned questions revealed reveals
+    disclosed underscored highlighted reaffirmed affirmed recommended proposed demanded
+    demands appealed pleaded reckons believes"""
 )
 #: "X is warning", "X has been saying".
 _SPEECH_ING = _words(
@@ -59,8 +63,47 @@ _CALL = _words("call calls called calling")
 #: "X called for", "X called on nations to", "X spoke to reporters".
 _CALL_PARTICLES = _words("for on")
 _SPEAK = _words("speak speaks spoke speaking")
-_SPEAK_PARTICLES = _words("to about of on with at")
+#: "at" is left out: "X speaks at the conference" is attending (and a photo caption).
+_SPEAK_PARTICLES = _words("to about of on with")
 _BE = _words("is was are were been")
+#: Verbs that are speech only with a complement that says something ("X added that …", "…,
+#: she added."), not with a plain object ("X added two partners", "X wrote a cheque").
+_NEEDS_COMPLEMENT = _words(
+    """add adds added write writes wrote post posts posted claim claims claimed maintain
+    maintains maintained observe observes observed note notes noted recall recalls recalled
+    reveal reveals revealed disclose discloses disclosed highlight highlights highlighted
+    underscore underscores underscored believe believes reckons question questions questioned
+    propose proposes proposed recommend recommends recommended"""
+)
+#: What follows such a verb when it reports speech.
+_COMPLEMENTS = _words("that how why what whether if in on to about of it this")
+#: "X dismissed the claims": objects that make rejecting, denying or dismissing speech.
+_SPEECH_OBJECTS = _words(
+    """claim claims concern concerns report reports suggestion suggestions criticism criticisms
+    fear fears idea notion allegation allegations accusation accusations call calls comparison
+    comparisons speculation rumour rumours rumor rumors talk charge charges wrongdoing"""
+)
+_REJECTING = _words("dismiss dismisses dismissed reject rejects rejected")
+#: Object-taking verbs that are passive when "to" or "by" follows at once: "X told to step
+#: down", "X urged to quit", "X warned by the SEC" (a headline drops the "was").
+_PASSIVE_BEFORE_TO = _words(
+    """told tells urged urges asked asks warned warns encouraged invited ordered pressed
+    pressured advised called"""
+)
+#: "X praised for her role", "X criticised over the meeting": the headline's passive.
+_PASSIVE_BEFORE_FOR = _words(
+    """praised criticised criticized slammed blasted hailed warned rebuked lambasted condemned
+    accused questioned"""
+)
+#: "X denied entry", "X denied a visa": refused something, not denying a claim.
+_DENIED_THINGS = _words("entry visa visas access bail permission boarding parole tenure asylum")
+#: After "said to" these make it speech to someone ("said to reporters"), else it is hearsay
+#: ("X said to be weighing a bid").
+_AUDIENCES = _words(
+    """the a an his her their its our my your this these reporters journalists lawmakers
+    legislators parliament congress investors analysts delegates students staff employees
+    us me him them cnn bbc"""
+)
 #: "X was quoted as saying", "X was cited by Reuters as saying".
 _QUOTED = _words("quoted cited reported heard")
 #: Verbs that take the speaker after them in an inverted attribution ("..., said X").
@@ -75,7 +118,7 @@ _INVERTING_VERBS = _words(
 _SPEECH_NOUNS = _words(
     """statement statements remarks remark comments comment words letter speech testimony post
     tweet message interview op ed essay blog memo address warning plea appeal call push pledge
-    vow promise answer reply response"""
+    vow promise answer reply response message"""
 )
 #: Words that may stand between the subject and its verb: "X has also said", "X on Monday said".
 _ADVERBIALS = _words(
@@ -84,14 +127,17 @@ _ADVERBIALS = _words(
     evening night long often still too in at a an the statement interview speech letter post
     blog event conference summit forum meeting monday tuesday wednesday thursday friday saturday
     sunday first just even since twice now january february march april june july august
-    september october november december publicly privately separately over weekend"""
+    september october november december publicly privately separately over weekend all both
+    each jointly together"""
 )
-#: At most this many asides between a subject and its verb ("X, 61, a former operator, said").
+#: At most this many asides between a subject and its verb ("X, 61, a former operator, said"),
+#: of at most this many tokens each.
 _MAX_ASIDES = 3
+_MAX_ASIDE_TOKENS = 45
 #: Words that open a further aside after a comma: relative pronouns, articles, "of Phoenix".
 _ASIDE_OPENERS = _words("who whom whose which where a an the his her their its of from")
 #: "X and his co-founder said": a determiner opening the second subject.
-_COORDINATED_DETERMINERS = _words("his her their its the a an other several two three")
+_COORDINATED_DETERMINERS = _words("his her their its the a an other others several two three")
 _AUXILIARIES = _words("is was are were be been has have had will would can could may might should do does did")
 _NOT_ADVERBS = _words("only family early daily july italy")
 #: Words that start a clause, so a name right after them can be its subject.
@@ -186,7 +232,7 @@ def _speaks(
     a headline ends with ": X"; or the next sentence has He/She + reporting verb and no other
     named person comes between."""
     layout = name.field.layout
-    if layout.in_quote(name.start):
+    if layout.in_quote(name.start) or _caption(layout, name.start):
         return []
     index = layout.sentence_of(name.start)
     tokens = layout.tokens(index)
@@ -211,6 +257,7 @@ def _speaks(
             _subject_speaks(tokens, i, j)
             or "in an interview" in sentence
             or _introduces_quote(tokens, j)
+            or (name.field.name == "title" and _headline_clause(tokens, j))
             or (name.field.name != "title" and i == 0 and _answers_question(layout, index, tokens, j))
         ):
             return here
@@ -304,7 +351,9 @@ def _title_token(tokens: list[Token], k: int) -> bool:
         # Hyphens inside titles ("co-founder"), possessive apostrophes ("the lab's chief") and
         # the full stop of an abbreviated honorific ("Ms. Scott").
         return t.text in _DASHES or t.text in "'’" or (t.text == "." and k > 0 and tokens[k - 1].lower in HONORIFICS)
-    if t.lower in _NOT_BEFORE_SUBJECT:
+    if t.lower in _NOT_BEFORE_SUBJECT or t.lower in _INVERTING_VERBS or t.lower in _SPEECH_VERBS:
+        return False  # in a Title Case headline "Says" and "And" are capitalised too
+    if t.text[0].isupper() and t.lower in _CLAUSE_OPENERS:
         return False
     # A possessor is part of the title too: "the company's founder", "the lab's chief".
     return t.text[0].isupper() or t.lower in _TITLE_WORDS or _possessive(tokens, k + 1)
@@ -328,7 +377,10 @@ def _speech_noun_speaks(tokens: list[Token], k: int) -> bool:
             rest = tokens[n + 1 :]
             if _speech_verb_at(tokens, _skip_adverbials(tokens, n + 1)):
                 return True
-            return any(t.text in _OPENING_QUOTES for t in rest[:8])
+            # "X's comments came as …"; "X's message to Washington was blunt: stop …".
+            return (rest[:1] and rest[0].lower in ("came", "come", "comes")) or any(
+                t.text in _OPENING_QUOTES or t.text == ":" for t in rest[:10]
+            )
         if not tokens[n].is_word or tokens[n].lower in _NOT_BEFORE_SUBJECT:
             return False
     return False
@@ -338,7 +390,9 @@ def _subject_speaks(tokens: list[Token], i: int, j: int) -> bool:
     """A reporting verb follows the subject named at ``tokens[i:j]``: right away, after a
     coordinated subject, or after one or more asides ("X, 61, a former operator who …, said").
     A name that is itself the aside ("The minister, X, said") is the subject too."""
-    j = _skip_coordinated_name(tokens, j)
+    j = _skip_coordinated_name(tokens, _skip_list(tokens, j))
+    if _has_message(tokens, j):
+        return True
     if j < len(tokens) and tokens[j].text in ",(" + "".join(_DASHES):
         opener = tokens[j].text
         appositive = i > 0 and opener != "(" and tokens[i - 1].text == opener
@@ -360,6 +414,32 @@ def _subject_speaks(tokens: list[Token], i: int, j: int) -> bool:
     return _speech_verb_at(tokens, _skip_adverbials(tokens, j))
 
 
+def _skip_list(tokens: list[Token], j: int) -> int:
+    """Past ", Anna Berg and Jen Zhu Scott" in "Tobias Wrenfield, Anna Berg and Jen Zhu Scott all
+    warned": names listed with commas and a final "and" are subjects together."""
+    k = j
+    while k < len(tokens) and tokens[k].text == ",":
+        n = k + 1
+        while n < len(tokens) and _name_word(tokens[n]):
+            n += 1
+        if n == k + 1:
+            return j
+        k = n
+    if k > j and k < len(tokens) and tokens[k].lower == "and":
+        return k
+    return j
+
+
+def _has_message(tokens: list[Token], j: int) -> bool:
+    """ "X had a simple message for the room: talk to Beijing" — a message given, then its words."""
+    if j >= len(tokens) or tokens[j].lower not in ("had", "has", "have", "delivered", "sent", "gave"):
+        return False
+    for k in range(j + 1, min(len(tokens), j + 5)):
+        if tokens[k].lower in _SPEECH_NOUNS:
+            return any(t.text == ":" or t.text in _OPENING_QUOTES for t in tokens[k + 1 : k + 8])
+    return False
+
+
 def _opens_aside(t: Token) -> bool:
     return t.lower in _ASIDE_OPENERS or t.text.isdigit()
 
@@ -367,12 +447,17 @@ def _opens_aside(t: Token) -> bool:
 def _relative_clause_speaks(tokens: list[Token], j: int) -> bool:
     """ "X, who said last week that …": the speaker is the relative clause's subject, wherever
     X stands in the sentence ("Guests included X, who said …")."""
-    return (
-        j + 1 < len(tokens)
-        and tokens[j].text == ","
-        and tokens[j + 1].lower == "who"
-        and _speech_verb_at(tokens, _skip_adverbials(tokens, j + 2))
-    )
+    if j + 1 >= len(tokens) or tokens[j].text != ",":
+        return False
+    k = j + 1
+    # "X, the minister who said …": a short appositive before "who".
+    while (
+        k < min(len(tokens), j + 6)
+        and tokens[k].lower != "who"
+        and (tokens[k].lower in _TITLE_WORDS or (tokens[k].is_word and tokens[k].text[0].isupper()))
+    ):
+        k += 1
+    return k < len(tokens) and tokens[k].lower == "who" and _speech_verb_at(tokens, _skip_adverbials(tokens, k + 1))
 
 
 def _object_of_relative_speech(tokens: list[Token], i: int, j: int) -> bool:
@@ -386,11 +471,49 @@ def _object_of_relative_speech(tokens: list[Token], i: int, j: int) -> bool:
 
 
 def _headline_credit(tokens: list[Token], i: int, j: int) -> bool:
-    """A headline that ends by crediting its words: "Confident about AI: Nvidia CEO X"."""
-    if any(t.is_word for t in tokens[j:]):
-        return False
+    """A headline that credits its words to the name after a colon: "Confident about AI:
+    Nvidia CEO X", "‘We must talk’: X on US-China AI" — not a section label ("Profile: X",
+    "In pictures: X") nor a passive ("Sanctioned by Beijing: X")."""
     k = _title_chain_start(tokens, i, comma=False) - 1
-    return k > 0 and tokens[k].text in (":", "-", "–", "—") and any(t.is_word for t in tokens[:k])
+    if k <= 0 or tokens[k].text not in (":", "-", "–", "—"):
+        return False
+    credited = tokens[:k]
+    quoted = credited[-1].text in _CLOSING_QUOTES or (len(credited) > 1 and credited[-2].text in _CLOSING_QUOTES)
+    rest = [t for t in tokens[j:] if t.is_word]
+    if rest and not (quoted and rest[0].lower == "on"):
+        return False
+    words = [t for t in credited if t.is_word]
+    return quoted or (
+        len(words) >= 3 and words[0].lower not in _SECTION_LABELS and not any(t.lower == "by" for t in words)
+    )
+
+
+#: Headline labels before a colon that name a kind of story, not words said.
+_SECTION_LABELS = _words(
+    """profile obituary obit watch video videos listen podcast explainer analysis opinion comment
+    review live photos pictures gallery exclusive breaking update interview transcript q in"""
+)
+
+
+def _headline_clause(tokens: list[Token], j: int) -> bool:
+    """ "X: US and China must cooperate", "X: AI détente is still possible" — a headline giving
+    the name, a colon and a clause is the person's view; "X: the investor who wants rules" (a
+    noun phrase) is a profile."""
+    if j + 1 >= len(tokens) or tokens[j].text != ":":
+        return False
+    rest = tokens[j + 1 :]
+    if rest[0].text in _OPENING_QUOTES:
+        return True
+    if rest[0].lower in ("the", "a", "an", "how", "why", "what", "who", "inside", "meet", "portrait", "profile"):
+        return False
+    return any(t.lower in _FINITE for t in rest)
+
+
+#: Finite verbs that make the words after a headline's colon a clause.
+_FINITE = _words(
+    """is are was were will would must can cannot should could may might has have had need needs
+    do does did"""
+)
 
 
 def _skip_coordinated_name(tokens: list[Token], j: int) -> int:
@@ -399,7 +522,7 @@ def _skip_coordinated_name(tokens: list[Token], j: int) -> int:
     both are subjects."""
     if j < len(tokens) and tokens[j].lower == "and":
         k = j + 1
-        while k < len(tokens) and tokens[k].is_word and tokens[k].text[0].isupper():
+        while k < len(tokens) and _name_word(tokens[k]) and tokens[k].lower not in _CALL:
             k += 1
         if k > j + 1:
             if k < len(tokens) and tokens[k].text == ",":
@@ -425,12 +548,14 @@ def _skip_aside(tokens: list[Token], j: int) -> int | None:
     never closes or holds a reporting verb (someone else's: "X, the minister said, …")."""
     closer = {"(": ")"}.get(tokens[j].text, tokens[j].text)
     relative = False
-    for k in range(j + 1, min(len(tokens), j + 31)):
+    for k in range(j + 1, min(len(tokens), j + _MAX_ASIDE_TOKENS + 1)):
         if tokens[k].text == closer or (closer in _DASHES and tokens[k].text in _DASHES):
             return k + 1
-        # Inside "who …" the verb is the subject's own ("X, the adviser who has warned …, said").
+        # Inside "who …" the verb is the subject's own ("X, the adviser who has warned …, said"),
+        # and "asked by reporters" is a passive, not someone else speaking.
         relative = relative or tokens[k].lower == "who"
-        if tokens[k].lower in _SPEECH_VERBS and not relative:
+        passive = k + 1 < len(tokens) and tokens[k + 1].lower == "by"
+        if tokens[k].lower in _SPEECH_VERBS and not relative and not passive:
             return None
     return None
 
@@ -451,28 +576,101 @@ def _skip_adverbials(tokens: list[Token], k: int) -> int:
 
 
 def _speech_verb_at(tokens: list[Token], k: int) -> bool:
+    """A reporting verb (or phrase) at ``tokens[k]`` whose subject speaks: not a passive ("told
+    to", "warned by", "praised for"), not hearsay ("said to be"), not "said nothing", and for
+    verbs with other senses only with a complement that says something."""
     if k >= len(tokens):
         return False
     word = tokens[k].lower
     after = tokens[k + 1].lower if k + 1 < len(tokens) else ""
+    following = tokens[k + 2].lower if k + 2 < len(tokens) else ""
     if word in _CALL:
-        return after in _CALL_PARTICLES
+        # "called for", "called on"; "called the policy “a wound”", "called it a mistake".
+        return (
+            after in _CALL_PARTICLES
+            or (after in ("it", "this", "that", "them") and following in ("a", "an", "the"))
+            or any(t.text in _OPENING_QUOTES for t in tokens[k + 1 : k + 8])
+        )
     if word in _SPEAK:
         return after in _SPEAK_PARTICLES
+    if _passive(word, after, following):
+        return False
+    if word in _REJECTING:
+        return (after if after not in ("the", "any", "all") else following) in _SPEECH_OBJECTS or after == "that"
+    if word in _NEEDS_COMPLEMENT:
+        return _says_something(tokens, k + 1) and not (word in ("add", "adds", "added") and after == "to")
     if word in _SPEECH_VERBS:
-        return True
+        return after not in ("nothing", "little")  # "X said nothing about the curbs"
     if word == "to" and after == "say" and k > 0 and tokens[k - 1].lower in ("has", "had", "have"):
         return True  # "what X has to say"
+    if word in ("would", "will") and after == "only" and following == "say":
+        return True
     if word in ("made", "makes", "make") and after in ("clear", "it"):
-        return after == "clear" or (k + 2 < len(tokens) and tokens[k + 2].lower == "clear")
+        return after == "clear" or following == "clear"
+    if (word, after) in _PHRASAL_SPEECH:
+        return True
+    if word in ("expressed", "expresses", "express", "voiced", "voices", "raised", "raises"):
+        return after in _EXPRESSED or following in _EXPRESSED
+    if word in ("took", "takes") and after == "to":
+        return any(t.lower == "to" for t in tokens[k + 3 : k + 6])  # "took to LinkedIn to criticise"
     if word in _BE:
         if after in _CALL:
-            return k + 2 < len(tokens) and tokens[k + 2].lower in _CALL_PARTICLES
+            return following in _CALL_PARTICLES
         if after in _QUOTED:
             # "X was quoted by Reuters as saying", "X is quoted as saying"
             return any(t.lower == "saying" for t in tokens[k + 2 : k + 12])
         return after in _SPEECH_ING
     return False
+
+
+#: Two-word reporting verbs: "X pointed out", "X hit back", "X put it" ("as X put it, …").
+_PHRASAL_SPEECH = frozenset(
+    {
+        ("pointed", "out"),
+        ("points", "out"),
+        ("point", "out"),
+        ("hit", "back"),
+        ("hits", "back"),
+        ("shot", "back"),
+        ("fired", "back"),
+        ("lashed", "out"),
+        ("lashes", "out"),
+        ("weighed", "in"),
+        ("weighs", "in"),
+        ("spoke", "out"),
+        ("speaks", "out"),
+        ("put", "it"),
+        ("puts", "it"),
+    }
+)
+#: "X expressed concern", "X voiced doubts", "X raised concerns".
+_EXPRESSED = _words(
+    """concern concerns support hope hopes doubt doubts regret confidence optimism frustration
+    disappointment surprise reservations alarm opposition skepticism scepticism worry worries
+    fears"""
+)
+
+
+def _passive(word: str, after: str, following: str) -> bool:
+    if after == "by" or (word in _PASSIVE_BEFORE_TO and after == "to"):
+        return True
+    if word in ("said", "says") and after == "to":
+        return following not in _AUDIENCES  # "said to be weighing" is hearsay
+    if word in _PASSIVE_BEFORE_FOR and (after == "for" or (after == "over" and following not in ("the", "a"))):
+        return True
+    if word in ("accused", "accuses") and after == "of":
+        return True  # "X accused of fraud"
+    return word in ("denied", "denies") and (after in _DENIED_THINGS or following in _DENIED_THINGS)
+
+
+def _says_something(tokens: list[Token], k: int) -> bool:
+    """What follows a verb with other senses makes it speech: the end of the sentence or a
+    comma ("…,” she added."), a colon or a quotation, or a complement ("that", "in a letter",
+    "on LinkedIn", "how", "whether")."""
+    if k >= len(tokens):
+        return True
+    t = tokens[k]
+    return t.text in (",", ".", ":", ";", "—", "–") or t.text in _OPENING_QUOTES or t.lower in _COMPLEMENTS
 
 
 def _title_chain_start(tokens: list[Token], i: int, *, comma: bool) -> int:
@@ -524,14 +722,30 @@ def _introduces_quote(tokens: list[Token], j: int) -> bool:
 
 def _answers_question(layout: Layout, index: int, tokens: list[Token], j: int) -> bool:
     """A transcript: "Q: Will the US ease its curbs? / Scott: No. …" — the name opens the
-    sentence, a colon follows, and the sentence before asks a question."""
+    sentence, a colon follows, and the sentence before asks a question, or someone else's turn
+    comes earlier ("HASLINDA AMIN: Welcome back. … JEN ZHU SCOTT: Thank you.")."""
     if not (j + 1 < len(tokens) and tokens[j].text == ":") or index == 0:
         return False
     start, end = layout.sentences[index - 1]
     before = layout.text[start:end].rstrip().rstrip("”\"’')")
     question = layout.tokens(index - 1)
     opens_q = len(question) > 1 and question[0].lower in ("q", "question") and question[1].text == ":"
-    return before.endswith("?") or opens_q
+    turns = any(_TURN.match(layout.text, a, b) for a, b in layout.sentences[:index])
+    return before.endswith("?") or opens_q or turns
+
+
+#: A transcript turn: a speaker label in capitals (or "Q"), then a colon.
+_TURN = re.compile(r"(?:Q|Question|Interviewer|[A-Z][A-Z'’.-]+(?: [A-Z][A-Z'’.-]+){0,3}):\s")
+#: A photo caption's credit: the sentence describes a picture, no one speaks in it.
+_PHOTO_CREDIT = re.compile(
+    r"\b(?:REUTERS|Reuters|AP|AFP|EPA|Bloomberg|Xinhua)/|AP Photo|Getty Images|Photograph:|Photo:|Photo by|Image:|"
+    r"Illustration by|Pictured:|\(Photo"
+)
+
+
+def _caption(layout: Layout, pos: int) -> bool:
+    start, end = layout.paragraphs[layout.sentence_paragraph[layout.sentence_of(pos)]]
+    return _PHOTO_CREDIT.search(layout.text, start, end) is not None
 
 
 def _pronoun_speaks(layout: Layout, index: int, *, after: int = 0) -> int | None:
@@ -581,6 +795,35 @@ def _person_between(
             return True
         if _person_runs(field.layout, a, b, skip=[*mine, (name.start, name.end)]):
             return True
+        if _role_between(field.layout, a, b, after_name=name.end if field is name.field else None):
+            return True
+    return False
+
+
+#: Nouns that name a person by role: "the minister", "her Chinese counterpart".
+_ROLES = _words(
+    """minister secretary president counterpart ambassador chief ceo chairman chairwoman chair
+    spokesperson spokesman spokeswoman envoy official executive founder director governor
+    senator premier chancellor adviser advisor negotiator commissioner mayor deputy economist
+    analyst professor lawyer judge king queen leader boss head regulator diplomat"""
+)
+_ROLE_DETERMINERS = _words("the a an his her their its s")
+
+
+def _role_between(layout: Layout, start: int, end: int, *, after_name: int | None) -> bool:
+    """Someone named by role in [start, end): "the Chinese commerce minister", "Britain's
+    technology secretary" — but not the speaker's own appositive ("X, the CEO of Y, …")."""
+    for index in range(layout.sentence_of(start), len(layout.sentences)):
+        if layout.sentences[index][0] >= end:
+            break
+        tokens = [t for t in layout.tokens(index) if start <= t.start < end]
+        for k, t in enumerate(tokens):
+            if t.lower not in _ROLES or not any(u.lower in _ROLE_DETERMINERS for u in tokens[max(0, k - 4) : k]):
+                continue
+            between = layout.text[after_name : t.start] if after_name is not None else ""
+            own_aside = between.lstrip().startswith(",") and between.count(",") == 1
+            if not own_aside:
+                return True
     return False
 
 
@@ -636,6 +879,8 @@ def back_references(keys: Iterable[str], mentions: Sequence[Name], fields: Seque
                 end = start + len(key)
                 if any(a <= start < b for a, b in own):
                     continue
+                if f.layout.in_quote(start):
+                    continue  # “Great Scott,” a rival joked: no one's name
                 if _names_someone_else(f.layout, start, end):
                     # Title case capitalises every word: a headline is no evidence of a name.
                     shared = shared or f.name != "title"

@@ -34,6 +34,8 @@ from watcher.text import Field, fold, split_phrase
 _NAME_GAP = re.compile(r"[\s\u00ad\u2010-\u2015\u2212-]+")
 _NEXT_WORD = re.compile(r"([\W_]+)([^\W_]+)")
 _HYPHENS = "-\u2010\u2011"
+#: An apostrophe joining a word to more letters than a possessive s: "Xi'an", "N'Djamena".
+_APOSTROPHE_WORD = re.compile(r"['’](?![sS]\b)[^\W\d_]")
 #: One-letter typos are tolerated in theme words and names of this many characters.
 TYPO_MIN_LENGTH = 8
 #: Never a typo inside a name part this short (nor, by the same token, a theme word).
@@ -292,14 +294,23 @@ class Scan:
                 if score is None:
                     continue
                 occurrence = self._extend(f, phrase, idx, start, start + len(word), score)
-                if occurrence is not None and (phrase.in_compounds or not _in_compound(f.text, occurrence)):
-                    found.setdefault(occurrence.start, occurrence)
+                if occurrence is None:
+                    continue
+                if not phrase.in_compounds and _in_compound(f.text, occurrence):
+                    continue
+                if phrase.is_name and _longer_name(f.text, occurrence):
+                    continue
+                found.setdefault(occurrence.start, occurrence)
         return sorted(found.values(), key=lambda o: o.start)
 
     def _word_score(self, term: Term, f: Field, start: int, end: int) -> int | None:
         """100 for an exact match (an inflection, a prefix), the similarity for a typo, else None."""
         if term.acronym:
+            if end < len(f.text) and f.text[end] == "$":
+                return None  # "US$1bn", "HK$": a currency, not the country
             return 100 if f.cased[start:end] in (term.acronym, term.acronym + "s") else None
+        if _APOSTROPHE_WORD.match(f.text, end):
+            return None  # "Xi'an" is a city, not Xi
         word = f.folded[start:end]
         if word in term.forms or (term.prefix and word.startswith(term.word)):
             return 100
@@ -495,6 +506,19 @@ def _in_compound(text: str, o: Occurrence) -> bool:
     """The occurrence is one part of a hyphenated compound ("state-sponsored")."""
     before = o.start >= 2 and text[o.start - 1] in _HYPHENS and text[o.start - 2].isalnum()
     after = o.end + 1 < len(text) and text[o.end] in _HYPHENS and text[o.end + 1].isalnum()
+    return before or after
+
+
+def _longer_name(text: str, o: Occurrence) -> bool:
+    """The name goes on with a hyphen into another capitalised part: "Anna Berg-Hansen" and
+    "Maria-Anna Berg" are other people than Anna Berg."""
+    before = o.start >= 2 and text[o.start - 1] in _HYPHENS and text[o.start - 2].isalpha()
+    after = o.end + 1 < len(text) and text[o.end] in _HYPHENS and text[o.end + 1].isupper()
+    if before:
+        k = o.start - 2
+        while k > 0 and text[k - 1].isalpha():
+            k -= 1
+        before = text[k].isupper()
     return before or after
 
 
