@@ -580,3 +580,52 @@ def test_after_an_outage_the_backlog_goes_out_with_the_first_success(
         daemon.stop()
     resent = [i for i in hook.ids(200) if i in failed]
     assert resent == failed, "the backlog did not go out oldest first"
+
+
+# -- 4: a feed that makes up new ids on every request ----------------------------------------
+
+
+class Churn:
+    """Three stories whose guids are new on every request; with ``stamp``, the summary also
+    changes on every request (a fetch counter), the title and date staying."""
+
+    def __init__(self, name: str, stamp: bool = False) -> None:
+        self.name = name
+        self.stamp = stamp
+        self.requests = 0
+
+    def __call__(self, request: Any) -> None:
+        self.requests += 1
+        n = self.requests
+        items = "".join(
+            f"<item><guid>story-{i}-{n}</guid><title>Jen Zhu Scott said {self.name} story number {i}</title>"
+            f"<pubDate>Wed, 02 Dec 2026 0{i}:00:00 GMT</pubDate>"
+            f"<description>Story {i}{f', fetched {n} times' if self.stamp else ''}.</description></item>"
+            for i in range(3)
+        )
+        body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>C</title>{items}</channel></rss>'
+        reply(request, 200, body.encode(), {"Content-Type": "application/rss+xml"})
+
+
+def test_a_feed_making_up_new_ids_alerts_each_story_once_and_is_flagged(
+    tmp_path: Path, server: LoopbackServer, sink: MailSink
+) -> None:
+    """Two feeds that give their three stories new guids on every request (one with the same
+    text, one with a summary that changes too), polled five times: each story alerts once,
+    and `watcher feeds` says the feed's ids churn."""
+    server.route("/same.xml", Churn("same"))
+    server.route("/stamped.xml", Churn("stamped", stamp=True))
+    config = write_config(
+        tmp_path / "feeds.yaml",
+        f"sqlite:///{tmp_path}/watcher.db",
+        {"same": server.url("/same.xml"), "stamped": server.url("/stamped.xml")},
+        smtp_port=sink.port,
+    )
+    for _ in range(5):
+        run_watcher(config, "poll", "--force")
+    subjects = sorted(str(m.message["Subject"]) for m in sink.messages)
+    assert len(subjects) == 6, subjects
+    feeds = {f["feed"]: f for f in json_lines(run_watcher(config, "feeds", "--json").stdout)}
+    assert "new ids" in (feeds["same"]["last_error"] or ""), feeds["same"]
+    table = run_watcher(config, "feeds").stdout
+    assert "same: entry ids change between polls" in table, table

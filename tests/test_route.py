@@ -98,9 +98,17 @@ def test_a_told_story_still_alerts_other_watches_and_channels() -> None:
     assert kept(alert(new(THEME)), earlier())
 
 
-def test_the_same_headline_in_the_same_feed_is_another_story() -> None:
-    # A daily column keeps its headline: "Stocks making the biggest moves midday".
-    assert kept(alert(new(feed="wire")), earlier(feed="wire"))
+def test_a_story_the_same_feed_told_under_another_id_is_not_alerted_again() -> None:
+    # A feed that makes up new guids on every request: its stories came back, not news.
+    assert not kept(alert(new(feed="wire")), earlier(feed="wire"))
+    # A daily column keeps its headline ("Stocks making the biggest moves midday"): a day on,
+    # it is another story.
+    assert kept(alert(new(feed="wire", published=NOW + timedelta(days=1))), earlier(feed="wire"))
+
+
+def test_copies_of_a_story_among_the_new_alerts_alert_once() -> None:
+    first, copy, elsewhere = alert(new(feed="wire")), alert(new(feed="search")), alert(new(), channel="quotes")
+    assert untold([first, copy, elsewhere], [], NOW) == [first, elsewhere]
 
 
 def test_the_same_headline_published_a_day_apart_is_another_story() -> None:

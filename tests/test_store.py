@@ -354,3 +354,11 @@ def test_upgrading_gives_every_existing_alert_an_id_of_its_own(database_url: str
     ids = [i.alert_id for i in store.list_outbox()]
     assert len(ids) == len(set(ids)) == 4 and all(uuid.UUID(i).version == 4 for i in ids)
     store.close()
+
+
+def test_entries_back_under_new_ids_are_told_from_new_and_edited_ones(store: Store) -> None:
+    save(store, [article("a", content="x"), article("b", content="y")], {})
+    back, edited, fresh = article("a2", content="x"), article("b", content="z"), article("c", content="w")
+    assert store.rekeyed("wire", [back, edited, fresh]) == {"a2"}
+    store.sync_feeds([("other", "https://other.example/rss")], NOW)
+    assert store.rekeyed("other", [back]) == set(), "another feed's copy is story dedup's business"

@@ -153,6 +153,11 @@ def poll_feed(
             processed = workers.process(fetched.body, url=fetched.moved_to or url, headers=fetched.headers)
         with clock("dedup"):
             changed = store.changed_articles(feed.name, processed.articles)
+            # A feed that makes up new ids for its entries: an entry back under a new id is
+            # not news; it is dropped, and the feed is flagged (story dedup catches the copies
+            # whose text changed too, see route.untold).
+            rekeyed = store.rekeyed(feed.name, changed) if changed else set()
+            changed = [a for a in changed if a.key not in rekeyed]
         alert = feed.alert_on_first_poll or not state.first_poll
         record = PollRecord(
             articles=changed,
@@ -161,7 +166,7 @@ def poll_feed(
             last_modified=fetched.last_modified,
             moved_to=fetched.moved_to,
             status="ok" if processed.articles else "empty",
-            problem=processed.problem,
+            problem="; ".join(filter(None, (_churn(len(rekeyed)), processed.problem))) or None,
             next_poll_at=_next_poll(feed, started),
             silent=not alert,
         )
@@ -299,6 +304,13 @@ class _StageClock:
 
 def _next_poll(feed: FeedSettings, now: datetime) -> datetime:
     return now + feed.interval
+
+
+def _churn(rekeyed: int) -> str | None:
+    """What `watcher feeds` says of a feed whose entries came back under new ids."""
+    if not rekeyed:
+        return None
+    return f"entry ids change between polls: {plural(rekeyed, 'entry', 'entries')} came back under new ids (not alerted again)"
 
 
 def _one_line(text: str, limit: int = 200) -> str:

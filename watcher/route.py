@@ -5,10 +5,11 @@ Pure: does not interact with any dependency, only processes data. The pipeline r
 the database knows (``Store``), asks here, and writes what is returned, in one transaction.
 
 Story dedup: one story carried by several feeds (a Google News and a Bing News search for
-the same name, the publisher's own feed) alerts each watch once on each channel. Entries
-with the same story key (``parse.story_key``: the headline folded) are copies when they
-come from different feeds and were published within ``STORY_PUBLISHED_SLACK`` of each
-other. A copy is held back while the earlier alert counts: for ``STORY_WINDOW`` after its hit,
+the same name, the publisher's own feed), or carried again by one feed under a new id,
+alerts each watch once on each channel. Entries with the same story key
+(``parse.story_key``: the headline folded) are copies when they were published within
+``STORY_PUBLISHED_SLACK`` of each other, whichever feeds they come from (a daily column's
+same headline, published a day later, is another story). A copy is held back while the earlier alert counts: for ``STORY_WINDOW`` after its hit,
 or for as long as it waits to go out (a digest's); an alert that went dead reached no one and
 never counts, and a statement is news over a mere mention.
 """
@@ -94,23 +95,28 @@ def told_since(now: datetime) -> datetime:
 
 
 def untold(alerts: Sequence[Alert], earlier: Sequence[StoryAlert], now: datetime) -> list[Alert]:
-    """The ``alerts`` that no ``earlier`` alert of their story has told on their channel."""
+    """The ``alerts`` that no ``earlier`` alert of their story, nor one before them in
+    ``alerts``, has told on their channel."""
     told: dict[tuple[str, str, str], list[StoryAlert]] = {}
     for e in earlier:
         told.setdefault((e.story, e.watch, e.channel), []).append(e)
-    return [
-        a
-        for a in alerts
-        if a.hit.story is None
-        or not any(_tells(e, a, now) for e in told.get((a.hit.story, a.hit.hit.watch, a.channel), ()))
-    ]
+    kept = []
+    for a in alerts:
+        new, story = a.hit, a.hit.story
+        if story is not None:
+            key = (story, new.hit.watch, a.channel)
+            if any(_tells(e, a, now) for e in told.get(key, ())):
+                continue
+            told.setdefault(key, []).append(
+                StoryAlert(story, new.feed, new.hit.watch, a.channel, new.hit.statement, new.published, now, "due")
+            )
+        kept.append(a)
+    return kept
 
 
 def _tells(earlier: StoryAlert, alert: Alert, now: datetime) -> bool:
     """Whether ``earlier`` (same story, watch and channel) already tells what ``alert`` would."""
     new = alert.hit
-    if earlier.feed == new.feed:
-        return False  # one feed's same headline is another story (a daily column)
     if earlier.status == "dead":
         return False  # it reached no one
     if earlier.status == "sent" and earlier.created < told_since(now):

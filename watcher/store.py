@@ -461,6 +461,24 @@ class Store:
             known = {r.key_hash: r.content_hash for r in _select_in(conn, query, entries.c.key_hash, list(by_hash))}
         return [a for h, a in by_hash.items() if known.get(h) != a.content_hash]
 
+    def rekeyed(self, name: str, articles: Sequence[Article]) -> set[str]:
+        """The keys of ``articles`` the feed has not stored, whose very content (title, summary
+        and content) it has stored under another key: its entries back under new ids."""
+        by_hash = {_key_hash(a.key): a for a in articles}
+        if not by_hash:
+            return set()
+        with self._tx(write=False) as conn:
+            feed_id = conn.execute(sa.select(feeds.c.id).where(feeds.c.name == name)).scalar_one()
+            of_feed = sa.select(entries.c.key_hash).where(entries.c.feed_id == feed_id)
+            stored = {r.key_hash for r in _select_in(conn, of_feed, entries.c.key_hash, list(by_hash))}
+            fresh = [a for h, a in by_hash.items() if h not in stored]
+            if not fresh:
+                return set()
+            contents = sa.select(entries.c.content_hash).where(entries.c.feed_id == feed_id)
+            hashes = sorted({a.content_hash for a in fresh})
+            known = {r.content_hash for r in _select_in(conn, contents, entries.c.content_hash, hashes)}
+        return {a.key for a in fresh if a.content_hash in known}
+
     @contextmanager
     def saving_poll(self, name: str, record: PollRecord, now: datetime) -> Iterator[PollWrite]:
         """One transaction for everything a successful poll writes: its new and changed
