@@ -15,12 +15,13 @@ Usage::
 
 API:
 
-``LoopbackServer(root=None, *, tls=None, etag=True, last_modified=True, headers=None)``
+``LoopbackServer(root=None, *, tls=None, etag=True, last_modified=True, headers=None, host="127.0.0.1")``
     ``root``: a directory served read-only (no listings, no ``..`` escape). ``tls``: a
     server-side ``ssl.SSLContext`` to serve HTTPS (``trustme``: ``ca.issue_cert("127.0.0.1")``
     then ``cert.configure_cert(ctx)``). ``etag`` / ``last_modified``: whether files and canned
     200 responses carry those validators. ``headers``: added to every file and canned response.
-    A context manager (or ``start()`` / ``stop()``); binds 127.0.0.1 on an ephemeral port.
+    A context manager (or ``start()`` / ``stop()``); binds ``host`` (another loopback address
+    such as 127.0.0.2 stands for another machine) on an ephemeral port.
 ``.base_url`` / ``.url(path="/")``
     ``http(s)://127.0.0.1:PORT`` and a URL under it.
 ``.respond(path, body=b"", *, status=200, headers=None)``
@@ -95,7 +96,7 @@ class _Canned:
 
 
 class LoopbackServer:
-    """A threaded HTTP(S) server on 127.0.0.1. See the module docstring for the API."""
+    """A threaded HTTP(S) server on a loopback address. See the module docstring for the API."""
 
     def __init__(
         self,
@@ -105,8 +106,10 @@ class LoopbackServer:
         etag: bool = True,
         last_modified: bool = True,
         headers: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.root = Path(root).resolve() if root is not None else None
+        self.host = host
         self.tls = tls
         self.etag = etag
         self.last_modified = last_modified
@@ -123,7 +126,7 @@ class LoopbackServer:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> Self:
-        self._httpd = _Server(("127.0.0.1", 0), _RequestHandler, self)
+        self._httpd = _Server((self.host, 0), _RequestHandler, self)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -163,7 +166,7 @@ class LoopbackServer:
     @property
     def base_url(self) -> str:
         scheme = "https" if self.tls else "http"
-        return f"{scheme}://127.0.0.1:{self.port}"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def url(self, path: str = "/") -> str:
         return self.base_url + (path if path.startswith("/") else "/" + path)

@@ -23,7 +23,7 @@ import trustme
 from tests.httpserver import Handler, LoopbackServer, endless, trickle
 from watcher.backoff import parse_retry_after
 from watcher.errors import FetchError
-from watcher.fetch import Fetcher
+from watcher.fetch import Fetcher, internal_address
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 MiB = 1024 * 1024
@@ -784,3 +784,72 @@ def test_credentials_in_the_url_are_sent(fetcher: Fetcher, server: LoopbackServe
     url = server.url("/rss").replace("://", "://bob:s3cret@")
     assert fetcher.fetch(url, timeout=5).body == FEED
     assert server.requests[0].headers["authorization"].startswith("Basic ")
+
+
+# -- no request forgery through redirects --------------------------------------------------
+
+
+def internal_but_127_0_0_2_is_public(address: str) -> str | None:
+    """On loopback every address is internal: 127.0.0.2 plays a public host here."""
+    return None if address == "127.0.0.2" else internal_address(address)
+
+
+def internal_but_127_0_0_1_is_public(address: str) -> str | None:
+    return None if address == "127.0.0.1" else internal_address(address)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_public_feed_is_never_redirected_to_an_internal_address(status: int) -> None:
+    with LoopbackServer(host="127.0.0.2") as admin, LoopbackServer() as public:
+        admin.respond("/admin", FEED)
+        public.respond("/feed.xml", status=status, headers={"Location": admin.url("/admin")})
+        with Fetcher(internal=internal_but_127_0_0_1_is_public) as fetcher:
+            error = fetch_error(fetcher, public.url("/feed.xml"))
+        assert error.reason == (
+            "redirect to a loopback address refused: 127.0.0.2 is 127.0.0.2, the feed's URL is public"
+        )
+        assert admin.requests == [], "the internal server was sent a request"
+
+
+def test_the_address_connected_to_is_checked_not_the_name() -> None:
+    # "localhost" is no address: it is refused for what it resolves to.
+    with LoopbackServer() as admin, LoopbackServer(host="127.0.0.2") as public:
+        admin.respond("/admin", FEED)
+        target = f"http://localhost:{admin.port}/admin"
+        public.respond("/feed.xml", status=302, headers={"Location": target})
+        with Fetcher(internal=internal_but_127_0_0_2_is_public) as fetcher:
+            error = fetch_error(fetcher, public.url("/feed.xml"))
+        assert error.reason.startswith("redirect to a loopback address refused: localhost is ")
+        assert admin.requests == []
+
+
+def test_a_feed_on_an_internal_address_may_be_redirected_within_and_out() -> None:
+    with LoopbackServer(host="127.0.0.2") as public, LoopbackServer() as intranet:
+        public.respond("/feed.xml", FEED)
+        intranet.respond("/old.xml", status=301, headers={"Location": intranet.url("/new.xml")})
+        intranet.respond("/new.xml", status=302, headers={"Location": public.url("/feed.xml")})
+        with Fetcher(internal=internal_but_127_0_0_2_is_public) as fetcher:
+            fetched = fetcher.fetch(intranet.url("/old.xml"), timeout=20)
+        assert (fetched.body, fetched.moved_to) == (FEED, intranet.url("/new.xml"))
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("fd00:ec2::254", "private"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1%eth0", "link-local"),
+        ("100.100.100.200", "non-public"),
+        ("0.0.0.0", "private"),
+        ("93.184.215.14", None),
+        ("2606:4700:4700::1111", None),
+    ],
+)
+def test_internal_addresses(address: str, kind: str | None) -> None:
+    assert internal_address(address) == kind

@@ -29,6 +29,7 @@ import pytest
 from tests.conftest import ROOT, json_lines, run_watcher, wait_for, watcher_cmd, write_config
 from tests.httpserver import LoopbackServer
 from watcher.config import load_config
+from watcher.fetch import Fetcher, internal_address
 from watcher.mailsink import MailSink
 from watcher.render import message_id
 from watcher.service import Daemon as ServiceDaemon
@@ -629,3 +630,47 @@ def test_a_feed_making_up_new_ids_alerts_each_story_once_and_is_flagged(
     assert "new ids" in (feeds["same"]["last_error"] or ""), feeds["same"]
     table = run_watcher(config, "feeds").stdout
     assert "same: entry ids change between polls" in table, table
+
+
+# -- 9: no request forgery through redirects -------------------------------------------------
+
+
+def internal_but_127_0_0_1_is_public(address: str) -> str | None:
+    return None if address == "127.0.0.1" else internal_address(address)
+
+
+def test_a_redirect_to_an_internal_admin_port_is_refused_and_shown(
+    tmp_path: Path, server: LoopbackServer, sink: MailSink
+) -> None:
+    """A public feed answering 301 (and another 302) to an internal admin port: nothing is
+    asked of the admin port, nothing of it is emailed, the feed keeps its URL, and `watcher
+    feeds` says why it failed. On loopback every address is internal, so 127.0.0.1 plays the
+    public host and 127.0.0.2 the internal one (the fetcher's classification is its seam)."""
+    with LoopbackServer(host="127.0.0.2") as admin:
+        admin.respond("/admin/feed.xml", (DEMO / "forum-wire.xml").read_bytes())
+        server.respond("/moved.xml", status=301, headers={"Location": admin.url("/admin/feed.xml")})
+        server.respond("/found.xml", status=302, headers={"Location": admin.url("/admin/feed.xml")})
+        config = load_config(
+            write_config(
+                tmp_path / "feeds.yaml",
+                f"sqlite:///{tmp_path}/watcher.db",
+                {"moved": server.url("/moved.xml"), "found": server.url("/found.xml")},
+                smtp_port=sink.port,
+            )
+        )
+        watcher = make_watcher(config, fetcher=Fetcher(internal=internal_but_127_0_0_1_is_public))
+        try:
+            results = watcher.poll()
+            watcher.deliver()
+        finally:
+            watcher.close()
+        assert admin.requests == [], "the internal server was asked"
+    assert [r.error for r in results] == [
+        "redirect to a loopback address refused: 127.0.0.2 is 127.0.0.2, the feed's URL is public"
+    ] * 2
+    assert sink.messages == []
+    feeds = {f["feed"]: f for f in json_lines(run_watcher(tmp_path / "feeds.yaml", "feeds", "--json").stdout)}
+    assert feeds["moved"]["url"] == server.url("/moved.xml"), "a refused 301 moved the feed"
+    assert feeds["moved"]["status"] == "failed"
+    table = run_watcher(tmp_path / "feeds.yaml", "feeds").stdout
+    assert "moved: redirect to a loopback address refused" in table, table

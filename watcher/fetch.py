@@ -18,6 +18,12 @@ Rules (each one is a test in ``tests/test_fetch.py``):
 * Redirects are followed by hand (at most ``max_redirects`` hops, http/https targets only, a
   loop is reported as one). ``moved_to`` is where the unbroken run of permanent redirects
   (301/308) from the requested URL ends: ``A -301-> B -302-> C`` moves the feed to B.
+* No server-side request forgery through redirects: a fetch whose URL is on a public address
+  never sends a request to a loopback, private, link-local (cloud metadata) or otherwise
+  non-public address (``internal_address``). The address checked is the one connected to,
+  before anything is sent on it, so a name resolving elsewhere the second time changes
+  nothing; a feed whose own URL is on such an address (an intranet feed) may be redirected
+  within it. Through an HTTP proxy the proxy resolves names, and only its rules apply.
 * 410 → ``FetchError(gone=True)``; 429/503 → ``FetchError(retry_after=...)``; any other status
   outside 2xx/304 → ``FetchError(status=...)`` with reason ``"HTTP 404 Not Found"``. An empty
   200 is ``body=b""``: whether that is a feed is the parser's call.
@@ -39,6 +45,7 @@ import contextlib
 import email.utils
 import http
 import http.client
+import ipaddress
 import os
 import socket
 import ssl
@@ -82,9 +89,13 @@ class Fetcher:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_redirects: int = DEFAULT_MAX_REDIRECTS,
         user_agent: str = USER_AGENT,
+        internal: Callable[[str], str | None] | None = None,
     ) -> None:
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
+        #: What kind of non-public address an IP address is, or None (a test seam: on loopback
+        #: every address is internal).
+        self.internal = internal or internal_address
         self._session = requests.Session()
         # No retries here: retrying is the pipeline's job (backoff per feed).
         adapter = _WatchedAdapter(max_retries=0)
@@ -108,7 +119,7 @@ class Fetcher:
         except ValueError:
             raise FetchError(redact_url(url), "invalid URL") from None
         if scheme in ("http", "https"):
-            fetch = _HttpFetch(self._session, url, timeout, self.max_bytes, self.max_redirects)
+            fetch = _HttpFetch(self._session, url, timeout, self.max_bytes, self.max_redirects, self.internal)
             return fetch.run(etag=etag, last_modified=last_modified)
         # A one-letter scheme is a Windows drive ("C:\feeds\x.xml"), not a URL.
         if scheme in ("", "file") or len(scheme) == 1:
@@ -163,15 +174,40 @@ class Fetcher:
 class _HttpFetch:
     """One HTTP(S) fetch: its deadline, its redirect hops, and its error translation."""
 
-    def __init__(self, session: requests.Session, url: str, timeout: float, max_bytes: int, max_redirects: int) -> None:
+    def __init__(
+        self,
+        session: requests.Session,
+        url: str,
+        timeout: float,
+        max_bytes: int,
+        max_redirects: int,
+        internal: Callable[[str], str | None],
+    ) -> None:
         self.session = session
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
         self.url = url
         self.shown = redact_url(url)
         self.timeout = timeout
+        self.internal = internal
         #: The URL of the hop in progress (differs from ``url`` after a redirect).
         self.hop = url
+        #: Whether the first hop (the feed's own URL) went to a non-public address; None before it.
+        self.inside: bool | None = None
+
+    def check_peer(self, address: str) -> None:
+        """Refuse to talk to a non-public ``address`` on a hop after a public first one.
+
+        Called by the connection with the address it is connected to, before each request.
+        """
+        kind = self.internal(address)
+        if self.inside is None:
+            self.inside = kind is not None
+        elif kind is not None and not self.inside:
+            host = urlsplit(self.hop).hostname
+            raise FetchError(
+                self.shown, f"redirect to a {kind} address refused: {host} is {address}, the feed's URL is public"
+            )
 
     def run(self, *, etag: str | None, last_modified: str | None) -> Fetched:
         headers = {}
@@ -182,7 +218,7 @@ class _HttpFetch:
         seen = {self.url}
         moved_to: str | None = None
         permanent_so_far = True
-        with _Deadline(self.timeout) as deadline:
+        with _Deadline(self.timeout) as deadline, _fetching(self):
             for _ in range(self.max_redirects + 1):
                 with self._wrap_errors(deadline):
                     if deadline.expired:
@@ -468,9 +504,46 @@ def _shutdown(sock: socket.socket) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
+@contextlib.contextmanager
+def _fetching(fetch: _HttpFetch) -> Iterator[None]:
+    """``fetch`` is the thread's fetch in progress: its connections show it their peer."""
+    _current.fetch = fetch
+    try:
+        yield
+    finally:
+        _current.fetch = None
+
+
+def internal_address(address: str) -> str | None:
+    """What kind of non-public address ``address`` is ("loopback", "private", ...), or None
+    when it is a public one. IPv4 addresses mapped into IPv6 count as the IPv4 address."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"  # 169.254.169.254: the cloud metadata service
+    if ip.is_private:
+        return "private"
+    if not ip.is_global:
+        return "non-public"  # shared (100.64/10, another cloud's metadata), reserved, multicast
+    return None
+
+
 class _WatchedConnection(HTTPConnection):
-    """A urllib3 connection that hands its socket to the current fetch's deadline before it
-    waits for an answer (a new connection's or a kept-alive one's)."""
+    """A urllib3 connection that shows the current fetch the address it is connected to
+    before each request, and hands its socket to the fetch's deadline before it waits for an
+    answer (a new connection's or a kept-alive one's)."""
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        fetch = getattr(_current, "fetch", None)
+        if fetch is not None and self.proxy is None:
+            if self.sock is None:
+                self.connect()
+            assert self.sock is not None
+            fetch.check_peer(self.sock.getpeername()[0])
+        super().request(*args, **kwargs)
 
     def getresponse(self) -> HTTPResponse:  # type: ignore[override]
         deadline = getattr(_current, "deadline", None)
