@@ -63,11 +63,9 @@ def _repeated(i: int, raws: list[tuple[str, str]]) -> bool:
     count: a summary is often the content's first paragraphs run together."""
     raw = raws[i][1]
     for j, (_, other) in enumerate(raws):
-        if j == i or not other:
+        if j == i or len(other) < len(raw) or (len(other) == len(raw) and j > i):
             continue
-        if "\n" in raw or "\n" in other:
-            raw, other = " ".join(raw.split()), " ".join(other.split())
-        if raw in other and (len(other) > len(raw) or j < i):
+        if raw in other or ("\n" in raw and " ".join(raw.split()) in " ".join(other.split())):
             return True
     return False
 
@@ -109,10 +107,12 @@ def fold(text: str) -> str:
 def word_set(folded: str) -> set[str]:
     """The distinct words of folded text (maximal runs of letters and digits)."""
     if not folded.isascii():
-        if any(ch.isalnum() for ch in set(_NON_ASCII.findall(folded))):
+        # Non-ASCII punctuation (’ — “) is a word break: made a space, the text may be ASCII.
+        for ch in set(_NON_ASCII.findall(folded)):
+            if not ch.isalnum():
+                folded = folded.replace(ch, " ")
+        if not folded.isascii():
             return set(WORD.findall(folded))
-        # Non-ASCII punctuation only (’ — “): as "?" it stays a word break, and the text ASCII.
-        folded = folded.encode("ascii", "replace").decode("ascii")
     return set(folded.translate(_WORD_BREAKS).split())
 
 
