@@ -431,6 +431,34 @@ BAD = [
         "speaker and theme names must be unique",
     ),
     (
+        "theme-near",
+        "themes:\n  - {name: T, any_of: [GPU], near: sentences}\n",
+        {},
+        '2: themes[0].near: "sentences" is not a proximity',
+        "use sentence, paragraph, article or a number of words like 20",
+    ),
+    (
+        "theme-where",
+        "themes:\n  - {name: T, any_of: [GPU], where: headline}\n",
+        {},
+        '2: themes[0].where: "headline" is not allowed',
+        "use one of: 'title', 'lead' or 'anywhere'",
+    ),
+    (
+        "theme-min-score",
+        "themes:\n  - {name: T, any_of: [GPU], min_score: 120}\n",
+        {},
+        "2: themes[0].min_score: 120 is out of range",
+        "use a whole number from 0 to 100 (higher alerts less)",
+    ),
+    (
+        "theme-veto-scope",
+        "themes:\n  - {name: T, any_of: [GPU], none_of_scope: entry}\n",
+        {},
+        '2: themes[0].none_of_scope: "entry" is not allowed',
+        "use one of: 'sentence', 'paragraph' or 'article'",
+    ),
+    (
         "all-of-flat",
         "themes:\n  - {name: T, all_of: [US]}\n",
         {},
@@ -734,3 +762,14 @@ def test_env_numbers_that_are_not_numbers_are_reported(yaml_text: str, env: dict
         )
     assert expected in str(e.value)
     assert all(value not in str(e.value) for value in env.values()), "an env value may be a secret"
+
+
+def test_theme_options_are_read_with_their_defaults() -> None:
+    text = (
+        "themes:\n"
+        "  - {name: A, any_of: [GPU]}\n"
+        "  - {name: B, any_of: [GPU], near: 20, where: lead, at_least: 2, none_of_scope: article, min_score: 70}\n"
+    )
+    a, b = parse(text, {}).themes
+    assert (a.near, a.where, a.at_least, a.none_of_scope, a.min_score) == ("sentence", "anywhere", 1, "sentence", 50)
+    assert (b.near, b.where, b.at_least, b.none_of_scope, b.min_score) == (20, "lead", 2, "article", 70)
