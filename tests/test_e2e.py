@@ -70,7 +70,7 @@ def test_two_polls_store_hits_send_one_email_each_and_use_conditional_get(
         assert message["X-Watcher-Watch"] in {h["watch"] for h in hits}
         text = body_of(message, "plain")
         assert any(str(h["link"]) in text for h in hits)
-    said = [m.message for m in sink.messages if m.message["Subject"].startswith("[watcher] Jen Zhu Scott said:")]
+    said = [m.message for m in sink.messages if m.message["Subject"].endswith("(statement)")]
     assert said and "US plus China" in body_of(said[0], "plain")
 
     server.clear_requests()

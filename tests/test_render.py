@@ -42,6 +42,7 @@ def item(
     channel: str = "desk",
     evidence: tuple[Evidence, ...] = (Evidence("summary", "Jen Zhu Scott said chips matter.", ((0, 13),)),),
     score: int = 97,
+    lead: str = "",
 ) -> OutboxItem:
     hit = Hit(watch=watch, kind=kind, statement=statement, score=score, evidence=evidence)  # type: ignore[arg-type]
     stored = StoredHit(
@@ -53,6 +54,7 @@ def item(
         published=published,
         hit=hit,
         created=NOW - timedelta(minutes=5),
+        lead=lead,
     )
     return OutboxItem(
         id=100 + row,
@@ -97,10 +99,13 @@ def parts(msg: EmailMessage) -> tuple[str, str]:
 @pytest.mark.parametrize(
     ("alert", "subject"),
     [
-        (item(), "[watcher] Jen Zhu Scott said: Jen Zhu Scott on AI chips"),
-        (item(statement=False), "[watcher] Jen Zhu Scott mentioned: Jen Zhu Scott on AI chips"),
+        (item(title="Chips matter, says CEO"), "[watcher] Jen Zhu Scott said: Chips matter, says CEO"),
+        (item(title="Chips matter", statement=False), "[watcher] Jen Zhu Scott mentioned: Chips matter"),
         (theme(), "[watcher] US-China AI collaboration: US and China agree on AI talks"),
         (item(title=""), "[watcher] Jen Zhu Scott said: (no title)"),
+        # The title names the speaker already: the name is not read twice (issue 12, point 14).
+        (item(), "[watcher] Jen Zhu Scott on AI chips (statement)"),
+        (item(statement=False, title="JEN ZHU SCOTT: a profile"), "[watcher] JEN ZHU SCOTT: a profile (mention)"),
     ],
 )
 def test_subject_says_who_said_or_mentioned_what(alert: OutboxItem, subject: str) -> None:
@@ -117,7 +122,7 @@ def test_a_long_subject_is_cut_with_an_ellipsis() -> None:
 
 def test_alert_email_has_the_headers_inbox_rules_need() -> None:
     msg = reparse(render_alert(item(), sender=SENDER, to=TO, now=NOW))
-    assert msg["Subject"] == "[watcher] Jen Zhu Scott said: Jen Zhu Scott on AI chips"
+    assert msg["Subject"] == "[watcher] Jen Zhu Scott on AI chips (statement)"
     assert msg["From"] == SENDER and msg["To"] == "analyst@example.org"
     assert msg["Date"] == "Wed, 25 Nov 2026 12:00:00 +0000"
     assert msg["Message-ID"] == "<watcher.1%2Edesk@watcher.example>"
@@ -141,7 +146,7 @@ def test_message_id_is_stable_across_retries_and_distinct_per_channel() -> None:
 def test_text_part_golden() -> None:
     text, _ = parts(render_alert(item(), sender=SENDER, to=TO, now=NOW))
     assert text == (
-        "[watcher] Jen Zhu Scott said: Jen Zhu Scott on AI chips\n"
+        "[watcher] Jen Zhu Scott on AI chips (statement)\n"
         "\n"
         "Jen Zhu Scott said this (statement)\n"
         "Title:     Jen Zhu Scott on AI chips\n"
@@ -174,7 +179,7 @@ def test_a_mention_and_a_theme_say_so() -> None:
 def test_unicode_survives_headers_and_body() -> None:
     alert = item(title="Jen Zhu Scott 谈中美人工智能合作 — «ça va»", feed="新闻")
     msg = reparse(render_alert(alert, sender=SENDER, to=TO, now=NOW))
-    assert msg["Subject"] == "[watcher] Jen Zhu Scott said: Jen Zhu Scott 谈中美人工智能合作 — «ça va»"
+    assert msg["Subject"] == "[watcher] Jen Zhu Scott 谈中美人工智能合作 — «ça va» (statement)"
     assert msg["X-Watcher-Feed"] == "新闻"
     text, html = parts(msg)
     assert "谈中美人工智能合作" in text and "谈中美人工智能合作" in html
@@ -365,3 +370,22 @@ def test_send_test_sample_is_marked_as_a_test() -> None:
 def test_digest_subject_is_cut() -> None:
     many = [item(i, watch=f"watch number {i}") for i in range(30)]
     assert len(digest_subject(many)) <= 120
+
+
+LEAD = (
+    "Beijing and Washington should build AI together, the Power Dynamics CEO told a forum in "
+    "Singapore on Tuesday. She proposed shared safety standards. " + "More words follow here. " * 20
+)
+
+
+def test_an_alert_on_the_title_alone_carries_the_lead() -> None:
+    """Issue 12, point 14: a hit on the headline alone told nothing of the story."""
+    on_title = item(evidence=(Evidence("title", "Jen Zhu Scott on AI chips", ((0, 13),)),), lead=LEAD)
+    text, html = parts(render_alert(on_title, sender=SENDER, to=TO, now=NOW))
+    assert "Lead:      Beijing and Washington should build AI together" in text
+    [lead] = [line for line in text.splitlines() if line.startswith("Lead:")]
+    assert "She proposed shared safety standards." in lead
+    assert len(lead) <= len("Lead:      ") + 300 and lead.endswith("here.")  # cut after a sentence
+    assert "Beijing and Washington should build AI together" in html
+    on_summary = item(lead=LEAD)  # the evidence is from the summary: it says enough
+    assert "Lead:" not in parts(render_alert(on_summary, sender=SENDER, to=TO, now=NOW))[0]

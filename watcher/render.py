@@ -73,6 +73,8 @@ class _HitView:
     evidence: tuple[tuple[str, tuple[Segment, ...]], ...]
     feed: str
     published: str
+    #: The article's lead, when the evidence has nothing but the headline; else "".
+    lead: str
     link: str | None
     link_refused: bool
 
@@ -169,6 +171,31 @@ def _verb(stored: StoredHit) -> str:
     return "said" if stored.hit.statement else "mentioned"
 
 
+#: Characters of an article's lead an alert shows.
+LEAD_MAX = 300
+
+
+def _lead(stored: StoredHit) -> str:
+    """What the article says beyond its headline, when the evidence is the headline alone:
+    an alert on a title should still tell what the story is."""
+    if any(e.field != "title" for e in stored.hit.evidence):
+        return ""
+    lead = one_line(stored.lead)
+    if len(lead) <= LEAD_MAX:
+        return lead
+    cut = lead[:LEAD_MAX]
+    sentence = cut.rfind(". ")
+    return cut[: sentence + 1] if sentence > LEAD_MAX // 2 else _cut(lead, LEAD_MAX)
+
+
+def _named_in_title(stored: StoredHit) -> bool:
+    """The headline names the speaker: the match found them there, or the name is in it."""
+    if stored.hit.kind != "speaker":
+        return False
+    found = any(e.field == "title" and e.spans for e in stored.hit.evidence)
+    return found or stored.hit.watch.casefold() in stored.title.casefold()
+
+
 def _view(stored: StoredHit) -> _HitView:
     return _HitView(
         watch=stored.hit.watch,
@@ -180,6 +207,7 @@ def _view(stored: StoredHit) -> _HitView:
         evidence=tuple((e.field, segments(capped(e))) for e in stored.hit.evidence),
         feed=one_line(stored.feed),
         published=_published(stored),
+        lead=_lead(stored),
         link=safe_link(stored.link),
         link_refused=bool(stored.link) and safe_link(stored.link) is None,
     )
@@ -209,11 +237,19 @@ def group_by_watch(items: Sequence[OutboxItem]) -> list[tuple[str, list[OutboxIt
 
 
 def alert_subject(stored: StoredHit, *, test: bool = False) -> str:
-    """``[watcher] <speaker> said: <title>``, ``... mentioned: ...`` or ``[watcher] <theme>: <title>``."""
+    """``[watcher] <speaker> said: <title>``, ``... mentioned: ...`` or ``[watcher] <theme>: <title>``;
+    ``[watcher] <title> (statement)`` or ``(mention)`` when the title names the speaker
+    already, so that the name is not read twice."""
     verb = _verb(stored)
     prefix = "[watcher] test alert: " if test else "[watcher] "
+    title = stored.title or "(no title)"
+    if _named_in_title(stored):
+        kind = "statement" if stored.hit.statement else "mention"
+        return header_text(
+            f"{prefix}{_cut(one_line(title), SUBJECT_MAX - len(prefix) - len(kind) - 3)} ({kind})", SUBJECT_MAX
+        )
     head = f"{prefix}{stored.hit.watch} {verb}: " if verb else f"{prefix}{stored.hit.watch}: "
-    return header_text(head + (stored.title or "(no title)"), SUBJECT_MAX)
+    return header_text(head + title, SUBJECT_MAX)
 
 
 def digest_subject(items: Sequence[OutboxItem]) -> str:

@@ -72,7 +72,7 @@ _STORY_LOCK = 0x73746F72  # "stor"
 _ROUTE_LOCK = 0x726F7574  # "rout"
 
 #: The newest script in migrations/versions (tests/test_store.py checks this against Alembic).
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -112,6 +112,9 @@ entries = sa.Table(
     sa.Column("entry_id", sa.Text),
     sa.Column("link", sa.Text),
     sa.Column("title", sa.Text, nullable=False),
+    # The start of the article's text (``Article.lead``), shown by an alert on its title;
+    # NULL for entries stored before it was kept.
+    sa.Column("lead", sa.Text),
     sa.Column("published", UTCDateTime),
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
@@ -790,6 +793,7 @@ def _write_entries(
             entry_id=a.entry_id,
             link=a.link,
             title=a.title,
+            lead=a.lead,
             published=a.published,
             content_hash=a.content_hash,
             updated_at=now,
@@ -800,7 +804,7 @@ def _write_entries(
     ids = _existing_entries(conn, feed_id, list(rows))
     changed = [(ids[h], row) for h, row in rows.items() if h in ids]
     if changed:
-        columns = ("entry_id", "link", "title", "published", "content_hash", "updated_at")
+        columns = ("entry_id", "link", "title", "lead", "published", "content_hash", "updated_at")
         # Bind names must differ from column names in an executemany UPDATE.
         conn.execute(
             entries.update()
@@ -989,6 +993,7 @@ def _stored_hit_select() -> sa.Select[Any]:
             entries.c.link,
             entries.c.title,
             entries.c.published,
+            entries.c.lead,
             feeds.c.name.label("feed"),
         )
         .select_from(hits)
@@ -1006,6 +1011,7 @@ def _stored_hit(r: Any) -> StoredHit:
         title=r.title,
         published=r.published,
         created=r.created_at,
+        lead=r.lead or "",
         hit=Hit(
             watch=r.watch,
             kind=r.kind,

@@ -12,6 +12,10 @@ from typing import Any, Literal
 HitKind = Literal["speaker", "theme"]
 
 
+#: Characters of an article's text kept as its lead (the summary, else the content).
+LEAD_CHARS = 500
+
+
 @dataclass(frozen=True)
 class Article:
     """One feed entry, reduced to what watcher stores and matches."""
@@ -32,6 +36,11 @@ class Article:
     #: The story's identity across feeds (see ``parse.story_key``); None when the headline is
     #: too short to tell stories apart.
     story: str | None = None
+
+    @property
+    def lead(self) -> str:
+        """The start of the article's text, as much as an alert shows: its summary, else its content."""
+        return (self.summary or self.content)[:LEAD_CHARS]
 
 
 @dataclass(frozen=True)
@@ -157,6 +166,8 @@ class StoredHit:
     published: datetime | None
     hit: Hit
     created: datetime
+    #: The article's summary, else the start of its text; "" when not stored.
+    lead: str = ""
 
 
 OutboxStatus = Literal["due", "failed", "dead", "sent"]

@@ -46,7 +46,8 @@ def process(body: bytes, url: str, headers: Mapping[str, str] | None, matcher: M
 
     parsed = parse_feed(body, url=url, headers=headers)
     hits = {a.key: found for a in parsed.articles if (found := matcher.match(a))}
-    stored = tuple(dataclasses.replace(a, summary="", content="") for a in parsed.articles)
+    # Only what is stored crosses back to the poll: the lead, not the whole text.
+    stored = tuple(dataclasses.replace(a, summary=a.lead, content="") for a in parsed.articles)
     return Processed(stored, hits, parsed.problem)
 
 
