@@ -248,6 +248,29 @@ def _article(entry: Any) -> Article:
     content = " ".join(filter(None, (_detail_text(c) for c in entry.get("content") or ())))
     link = _no_nul(entry.get("link") or "").strip() or None
     entry_id = _no_nul(entry.get("id") or "").strip() or link
+    return _new_article(
+        entry_id,
+        link,
+        title,
+        summary,
+        content,
+        # Plain dict lookups: FeedParserDict.get would remap and warn (feedparser issue 310).
+        published=_utc(dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed")),
+        source=(entry.get("source") or {}).get("title"),
+    )
+
+
+def _new_article(
+    entry_id: str | None,
+    link: str | None,
+    title: str,
+    summary: str,
+    content: str,
+    *,
+    published: datetime | None,
+    source: str | None = None,
+) -> Article:
+    """An Article with its dedup key, content hash and story key, however the feed was read."""
     return Article(
         key=entry_id or _sha256(title, content),
         entry_id=entry_id,
@@ -255,12 +278,11 @@ def _article(entry: Any) -> Article:
         title=title,
         summary=summary,
         content=content,
-        # Plain dict lookups: FeedParserDict.get would remap and warn (feedparser issue 310).
-        published=_utc(dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed")),
+        published=published,
         # Hashed with paragraph breaks folded, so entries stored before matching read paragraphs
         # do not all look edited.
         content_hash=_sha256(title, " ".join(summary.split()), " ".join(content.split())),
-        story=story_key(title, (entry.get("source") or {}).get("title")),
+        story=story_key(title, source),
     )
 
 
@@ -299,16 +321,13 @@ def _json_item(item: dict[str, Any]) -> Article:
     link = _json_string(item.get("url")).strip() or _json_string(item.get("external_url")).strip() or None
     raw_id = item.get("id")
     entry_id = (_json_string(raw_id) if isinstance(raw_id, int | float | str) else "").strip() or link
-    return Article(
-        key=entry_id or _sha256(title, content),
-        entry_id=entry_id,
-        link=link,
-        title=title,
-        summary=summary,
-        content=content,
+    return _new_article(
+        entry_id,
+        link,
+        title,
+        summary,
+        content,
         published=_rfc3339(item.get("date_published")) or _rfc3339(item.get("date_modified")),
-        content_hash=_sha256(title, " ".join(summary.split()), " ".join(content.split())),
-        story=story_key(title),
     )
 
 
