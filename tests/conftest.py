@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -177,3 +180,51 @@ def body_of(message: EmailMessage, kind: str = "plain") -> str:
     part = message.get_body((kind,))
     assert part is not None, f"no {kind} part"
     return str(part.get_content())
+
+
+class Serving:
+    """``watcher run --http 127.0.0.1:0`` as a separate process, and where it listens."""
+
+    def __init__(self, config: Path, *args: str, env: Mapping[str, str] | None = None) -> None:
+        self.log = config.parent / "daemon.log"
+        self._log_file = self.log.open("w", encoding="utf-8")
+        self.process = subprocess.Popen(
+            watcher_cmd(config, "run", *args),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log_file,
+            env={**os.environ, **(env or {})},
+        )
+        found: list[str] = []
+
+        def listening() -> bool:
+            found[:] = re.findall(r"on (http://127\.0\.0\.1:\d+/) \(", self.log.read_text(encoding="utf-8"))
+            return bool(found) or self.process.poll() is not None
+
+        wait_for(listening, "the daemon's HTTP endpoint")
+        assert found, f"the daemon did not listen:\n{self.log.read_text(encoding='utf-8')}"
+        self.url = found[0]
+
+    def stop(self) -> str:
+        """Stop the daemon (SIGTERM) and return its log; it must exit 0."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()
+        text = self.log.read_text(encoding="utf-8")
+        assert self.process.returncode == 0, text
+        return text
+
+
+@contextmanager
+def serving(config: Path, *args: str, env: Mapping[str, str] | None = None) -> Iterator[Serving]:
+    """The daemon of ``config`` with its HTTP endpoint on a free loopback port, stopped after."""
+    daemon = Serving(config, "--http", "127.0.0.1:0", *args, env=env)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()

@@ -13,9 +13,11 @@ from watcher.config import (
     Config,
     Defaults,
     FeedSettings,
+    HttpSettings,
     SmtpSettings,
     Speaker,
     Theme,
+    listening_on,
     load_config,
     parse_config,
     parse_duration,
@@ -634,6 +636,27 @@ BAD = [
         " WATCHER_DATABASE_URL: (environment variable) is not a database URL",
         "use e.g. sqlite:///watcher.db",
     ),
+    (
+        "http-listen-not-address",
+        "http: {listen: 8080}\n",
+        {},
+        "1: http.listen: 8080 is a number, not text",
+        "put it in quotes",
+    ),
+    (
+        "http-listen-no-port",
+        "http: {listen: localhost}\n",
+        {},
+        '1: http.listen: "localhost" is not an address to listen on',
+        "write host:port, e.g. 127.0.0.1:8080",
+    ),
+    (
+        "http-public-without-token",
+        "http:\n  listen: 0.0.0.0:8080\n",
+        {},
+        "1: http.token: required to listen on 0.0.0.0:8080 (not loopback)",
+        "set token: ${WATCHER_HTTP_TOKEN}",
+    ),
 ]
 
 
@@ -645,6 +668,36 @@ def test_bad_config_is_one_clear_line(text: str, env: dict[str, str], where: str
     assert line.startswith(f"{CONFIG_PATH}:{where}"), line
     assert fix in line, line
     assert not any(value in line for value in env.values()), "a value from the environment was printed"
+
+
+@pytest.mark.parametrize(
+    ("listen", "token", "expected"),
+    [
+        ("127.0.0.1:8080", None, ("127.0.0.1", 8080)),
+        ("localhost:0", None, ("localhost", 0)),
+        ("'[::1]:9100'", None, ("::1", 9100)),
+        ("0.0.0.0:8080", "'${TOKEN}'", ("0.0.0.0", 8080)),
+        ("'[::]:8080'", "'${TOKEN}'", ("::", 8080)),
+    ],
+)
+def test_the_http_endpoint_listens_on_loopback_or_with_a_token(
+    listen: str, token: str | None, expected: object
+) -> None:
+    text = f"http: {{listen: {listen}" + (f", token: {token}" if token else "") + "}\n"
+    config = parse_config(text, CONFIG_PATH, {"TOKEN": "s3cret"})
+    assert config.http.listen == expected
+    assert config.http.token == ("s3cret" if token else None)
+    assert "s3cret" not in repr(config)
+
+
+def test_the_http_endpoint_is_off_by_default_and_the_flag_keeps_the_configs_token() -> None:
+    assert parse_config("", CONFIG_PATH, {}).http.listen is None
+    with_token = parse_config("http: {token: t0ken}\n", CONFIG_PATH, {}).http
+    assert listening_on(with_token, "0.0.0.0:9000") == HttpSettings(listen=("0.0.0.0", 9000), token="t0ken")
+    with pytest.raises(ConfigError, match=r"^--http 0\.0\.0\.0:9000: http\.token: required to listen"):
+        listening_on(HttpSettings(), "0.0.0.0:9000")
+    with pytest.raises(ConfigError, match=r'^--http 9000: http\.listen: "9000" is not an address'):
+        listening_on(HttpSettings(), "9000")
 
 
 def test_enough_bad_cases() -> None:

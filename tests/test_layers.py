@@ -13,7 +13,20 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "watcher"
 
 #: Decide things from data only: no network, database, mail, scheduler or terminal.
-PURE = {"config", "parse", "text", "phrases", "attribution", "match", "route", "render", "backoff", "types", "errors"}
+PURE = {
+    "config",
+    "parse",
+    "text",
+    "phrases",
+    "attribution",
+    "match",
+    "route",
+    "render",
+    "dashboard",
+    "backoff",
+    "types",
+    "errors",
+}
 #: Where each library may be imported. A second importer means a second place to keep in step.
 HOMES = {
     "sqlalchemy": {"store"},
@@ -33,6 +46,7 @@ HOMES = {
     "standardwebhooks": {"deliver"},
     "aiosmtpd": {"mailsink"},
     "pebble": {"workers"},
+    "prometheus_client": {"metrics"},
 }
 
 
@@ -90,7 +104,7 @@ def test_short_lived_commands_do_not_import_what_only_the_daemon_or_a_change_nee
     templates are imported only when used (an all-304 poll needs none of them)."""
     code = (
         "import sys, watcher.cli, watcher.service, watcher.store, watcher.deliver, watcher.workers; "
-        "print(sorted(m for m in ('apscheduler', 'alembic', 'feedparser', 'rapidfuzz', 'jinja2') if m in sys.modules))"
+        "print(sorted(m for m in ('apscheduler', 'alembic', 'feedparser', 'rapidfuzz', 'jinja2', 'prometheus_client') if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent

@@ -136,11 +136,16 @@ def _configured_feeds(ctx: click.Context) -> list[str] | None:
     return [f.name for f in _config(ctx).feeds]
 
 
-def _watcher(ctx: click.Context, *, upgrade: bool, polls: bool = False) -> Any:
+def _watcher(ctx: click.Context, *, upgrade: bool, polls: bool = False, metrics: bool = False) -> Any:
     config = _config(ctx)
     from watcher.service import make_watcher
 
-    watcher = make_watcher(config, upgrade=upgrade, polls=polls)
+    counted = None
+    if metrics:
+        from watcher.metrics import Metrics
+
+        counted = Metrics()
+    watcher = make_watcher(config, upgrade=upgrade, polls=polls, metrics=counted)
     ctx.call_on_close(watcher.close)
     # What exists now (modules, config, engine) lives until exit. Frozen, the cycle collector
     # never scans it again: not in a daemon's every full collection, nor in the final one
@@ -221,10 +226,18 @@ class _RedactArgs(logging.Filter):
 
 
 @cli.command()
+@click.option(
+    "--http",
+    "address",
+    metavar="HOST:PORT",
+    help="Serve the status page, /metrics, /healthz and /readyz there (e.g. 127.0.0.1:8080); "
+    "beyond loopback http.token must be set.",
+)
 @click.pass_context
 @_fails_cleanly
-def run(ctx: click.Context) -> None:
+def run(ctx: click.Context, address: str | None) -> None:
     """Run the daemon: poll feeds on schedule and send alerts."""
+    from watcher.config import listening_on
     from watcher.service import Daemon
 
     # A reload request (systemctl reload) during start-up must not kill the daemon;
@@ -232,8 +245,11 @@ def run(ctx: click.Context) -> None:
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    watcher = _watcher(ctx, upgrade=True, polls=True)
-    sys.exit(Daemon(watcher, ctx.obj["config_path"]).run())
+    http = _config(ctx).http
+    if address is not None:
+        http = listening_on(http, address)
+    watcher = _watcher(ctx, upgrade=True, polls=True, metrics=http.listen is not None)
+    sys.exit(Daemon(watcher, ctx.obj["config_path"], http=http).run())
 
 
 @cli.command()

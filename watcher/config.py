@@ -41,7 +41,7 @@ from datetime import timedelta
 from email.utils import parseaddr
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 from urllib.parse import unquote, urlsplit
 
 import yaml
@@ -66,10 +66,12 @@ __all__ = [
     "Config",
     "Defaults",
     "FeedSettings",
+    "HttpSettings",
     "SmtpSettings",
     "Speaker",
     "Theme",
     "format_duration",
+    "listening_on",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -396,6 +398,21 @@ VetoScope = Annotated[
     Literal["sentence", "paragraph", "article"], BeforeValidator(_one_of(("sentence", "paragraph", "article")))
 ]
 Score = Annotated[int, BeforeValidator(_whole(0, 100, " (higher alerts less)"))]
+
+
+def _listen(value: object) -> object:
+    """``host:port`` (``[::1]:8080`` for IPv6; port 0 takes any free port) → (host, port)."""
+    if isinstance(value, tuple):
+        return value
+    text = _text(value)
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):(\d{1,5})", text)
+    if match is None or int(match[2]) > 65535:
+        raise _fail("{value} is not an address to listen on; write host:port, e.g. 127.0.0.1:8080")
+    return match[1].strip("[]"), int(match[2])
+
+
+#: Where the daemon's HTTP endpoint listens: (host, port).
+Listen = Annotated[tuple[str, int], BeforeValidator(_listen)]
 Count = Annotated[int, BeforeValidator(_whole(1, 100))]
 
 # ---------------------------------------------------------------------------------------------
@@ -580,6 +597,42 @@ class ChannelSettings:
 
 
 @dataclass(frozen=True, config=_SCHEMA, repr=False)
+class HttpSettings:
+    """The daemon's HTTP endpoint (health, metrics, status page): on when ``listen`` is set,
+    here or by ``watcher run --http``. Anything but loopback needs ``token``."""
+
+    listen: Listen | None = None
+    #: Asked of every request, as a bearer token or as the basic-auth password.
+    token: Secret | None = field(default=None, repr=False)
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> HttpSettings:
+        problem = self.exposed()
+        if problem:
+            raise _problems([(("token",), problem, None)])
+        return self
+
+    def exposed(self) -> str | None:
+        """Why these settings may not be used: listening beyond loopback without a token."""
+        if self.listen is None or self.token is not None or _is_loopback(self.listen[0]):
+            return None
+        return (
+            f"required to listen on {self.address} (not loopback): anyone who reaches it could read the "
+            "status page; set token: ${WATCHER_HTTP_TOKEN} with a long random value, or listen on 127.0.0.1"
+        )
+
+    @property
+    def address(self) -> str:
+        if self.listen is None:
+            return "nowhere"
+        host, port = self.listen
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def __repr__(self) -> str:
+        return _repr(self)
+
+
+@dataclass(frozen=True, config=_SCHEMA, repr=False)
 class Config:
     """The whole validated configuration."""
 
@@ -593,6 +646,7 @@ class Config:
     themes: tuple[Theme, ...] = ()
     smtp: SmtpSettings | None = None
     channels: tuple[ChannelSettings, ...] = ()
+    http: HttpSettings = HttpSettings()
     #: Complete lines (``feeds.yaml: line 7: feeds[0].interval: ...``) for the operator.
     warnings: tuple[str, ...] = ()
 
@@ -981,6 +1035,7 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
     data = _top_level(data, report)
     raw_defaults = _section(data, "defaults", report)
     raw_smtp = _section(data, "smtp", report)
+    raw_http = _section(data, "http", report)
     # Names are taken from the raw items, so that a watch with some other problem still counts:
     # its duplicate is reported, and a channel naming it draws no misleading "unknown watch".
     watch_names = _raw_names(data.get("speakers"), "speakers") + _raw_names(data.get("themes"), "themes")
@@ -995,6 +1050,7 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
     themes = _list_section(data, "themes", Theme, report, context)
     smtp = report.validate(SmtpSettings, raw_smtp, ("smtp",), context) if raw_smtp is not None else None
     channels = _list_section(data, "channels", ChannelSettings, report, context)
+    http = report.validate(HttpSettings, raw_http or {}, ("http",), {}) or HttpSettings()
 
     _check_feeds(feeds, data, report)
     _unique(watch_names, report, "speaker and theme names must be unique, because channels' watches refer to them")
@@ -1015,6 +1071,7 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
         themes=tuple(theme for _, theme in themes),
         smtp=smtp,
         channels=tuple(channel for _, channel in channels),
+        http=http,
         warnings=tuple(report.warnings),
     )
 
@@ -1035,3 +1092,19 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     except OSError as e:
         raise ConfigError(name, [f"cannot read: {e.strerror}; check the path and its permissions"]) from None
     return parse_config(text, name, os.environ if env is None else env)
+
+
+def listening_on(http: HttpSettings, address: str) -> HttpSettings:
+    """``http`` listening on ``address`` (``watcher run --http ADDR``), checked as
+    ``http.listen`` in the file is: beyond loopback, ``http.token`` must be set.
+
+    Raises:
+        ConfigError: naming ``--http``, when the address is not host:port or needs a token.
+    """
+    report = _Report(f"--http {address}")
+    report.source[("http", "listen")] = address
+    raw = {"listen": address, "token": http.token}
+    checked = report.validate(HttpSettings, {k: v for k, v in raw.items() if v is not None}, ("http",), {})
+    if checked is None:
+        raise ConfigError(report.path, [p for _, p in report.problems])
+    return cast(HttpSettings, checked)

@@ -381,6 +381,8 @@ class Delivery:
     outcome: Literal["sent", "failed", "dead", "released"]
     #: The server's answer when sent; the reason otherwise.
     detail: str
+    #: When sent: for each row, how long after its hit was recorded the server accepted it.
+    waited: tuple[timedelta, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -524,7 +526,7 @@ def _deliver(
         else:
             store.mark_sent(ids, now)
             log.info("channel %s: sent %s: %s", name, plural(len(ids), "alert"), answer)
-            return [Delivery(name, ids, "sent", answer)]
+            return [Delivery(name, ids, "sent", answer, waited=tuple(now - i.stored.created for i in items))]
         if error.transient:
             broken[name] = error
         reason = str(error)

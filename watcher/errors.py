@@ -88,9 +88,12 @@ def located(path: str, problem: str) -> str:
 class FeedError(WatcherError):
     """A feed could not be polled. Carries the feed URL (credentials masked)."""
 
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, *, kind: str = "internal") -> None:
         self.url = url
         self.reason = reason
+        #: The class of failure, one of a few words, for metrics and the status page:
+        #: http_4xx, http_5xx, timeout, fetch (any other fetch failure), parse, storage or internal.
+        self.kind = kind
         super().__init__(reason)
 
     def __str__(self) -> str:
@@ -108,8 +111,13 @@ class FetchError(FeedError):
         status: int | None = None,
         retry_after: float | None = None,
         gone: bool = False,
+        timed_out: bool = False,
     ) -> None:
-        super().__init__(url, reason)
+        if status is not None:
+            kind = "http_5xx" if status >= 500 else "http_4xx"
+        else:
+            kind = "timeout" if timed_out else "fetch"
+        super().__init__(url, reason, kind=kind)
         #: HTTP status when the server answered, else None (DNS, refused, timeout).
         self.status = status
         #: Seconds the server asked us to wait (429/503 Retry-After), if any.
@@ -120,6 +128,9 @@ class FetchError(FeedError):
 
 class ParseError(FeedError):
     """The body is not a feed, or nothing usable could be read from it."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason, kind="parse")
 
 
 class Abandoned(WatcherError):

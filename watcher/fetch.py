@@ -329,7 +329,7 @@ class _HttpFetch:
         response.raw.drain_conn()
 
     def _timed_out(self) -> FetchError:
-        return FetchError(self.shown, f"timed out after {self.timeout:g}s")
+        return FetchError(self.shown, f"timed out after {self.timeout:g}s", timed_out=True)
 
     @contextlib.contextmanager
     def _wrap_errors(self, deadline: _Deadline) -> Iterator[None]:

@@ -22,7 +22,7 @@ from watcher.backoff import doubling_delay
 from watcher.config import ChannelSettings, FeedSettings, Speaker, Theme
 from watcher.errors import Abandoned, FeedError, FetchError, StorageError, plural, redact_url
 from watcher.store import PollRecord, Store, Unchanged
-from watcher.types import FeedState, Fetched, Processed
+from watcher.types import FeedState, Fetched, Hit, NewHit, Processed
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,10 @@ class PollResult:
     not_modified: bool = False
     #: One-line reason when the poll failed; None on success.
     error: str | None = None
+    #: The class of the failure (``FeedError.kind``, or "abandoned" when watcher stopped).
+    error_kind: str | None = None
+    #: (watch, kind) of each new hit, kind being "statement", "mention" or "theme".
+    found: tuple[tuple[str, str], ...] = ()
     #: Seconds spent per stage: "fetch", "parse" (parsing and matching), "dedup", "store".
     timings: dict[str, float] = field(default_factory=dict)
     #: Not polled: the feed is backing off after failures (or was told to wait by
@@ -174,27 +178,30 @@ def poll_feed(
             new_hits = save_poll(store, feed.name, record, channels, started)
     except Abandoned:
         # watcher is stopping: the feed did nothing wrong, and is polled afresh next time.
-        return PollResult(feed.name, url, error="abandoned: watcher is stopping", timings=clock.seconds)
+        return PollResult(
+            feed.name, url, error="abandoned: watcher is stopping", error_kind="abandoned", timings=clock.seconds
+        )
     except FeedError as e:
         _record_failure(store, feed, state, e, now())
-        return PollResult(feed.name, url, error=e.reason, timings=clock.seconds)
+        return PollResult(feed.name, url, error=e.reason, error_kind=e.kind, timings=clock.seconds)
     except StorageError as e:
         # The poll's transaction rolled back: its entries are seen again next time, and the
         # feed shows why meanwhile (a database that refuses one feed's text must not be
         # invisible; when the whole database is down, recording this fails too, and is logged).
         reason = _one_line(f"not stored: {e}")
-        _record_failure(store, feed, state, FeedError(redact_url(url), reason), now())
-        return PollResult(feed.name, url, error=reason, timings=clock.seconds)
+        _record_failure(store, feed, state, FeedError(redact_url(url), reason, kind="storage"), now())
+        return PollResult(feed.name, url, error=reason, error_kind="storage", timings=clock.seconds)
     except Exception as e:
         # A bug, not the feed (STYLE rule 4): this feed fails with its traceback logged, the
         # other feeds of the poll go on, and its entries are seen again next time.
         log.critical("feed %s (%s): unexpected error", feed.name, redact_url(url), exc_info=True)
         reason = _one_line(f"internal error: {type(e).__name__}: {e}")
         _record_failure(store, feed, state, FeedError(redact_url(url), reason), now())
-        return PollResult(feed.name, url, error=reason, timings=clock.seconds)
+        return PollResult(feed.name, url, error=reason, error_kind="internal", timings=clock.seconds)
     if new_hits and not alert:
-        log.info("feed %s: first poll, %s stored without alerting", feed.name, plural(new_hits, "hit"))
-    return PollResult(feed.name, url, new=len(changed), hits=new_hits, timings=clock.seconds)
+        log.info("feed %s: first poll, %s stored without alerting", feed.name, plural(len(new_hits), "hit"))
+    found = tuple((h.hit.watch, hit_kind(h.hit)) for h in new_hits)
+    return PollResult(feed.name, url, new=len(changed), hits=len(new_hits), found=found, timings=clock.seconds)
 
 
 def poll_feeds(
@@ -231,7 +238,8 @@ def poll_feeds(
             # poll_feed turns a feed's own faults into results; what escapes it is a bug, and
             # it must not cost the other feeds their poll nor the delivery that follows.
             log.critical("feed %s: unexpected error", feed.name, exc_info=True)
-            return PollResult(feed.name, feed.url, error=_one_line(f"internal error: {type(e).__name__}: {e}"))
+            reason = _one_line(f"internal error: {type(e).__name__}: {e}")
+            return PollResult(feed.name, feed.url, error=reason, error_kind="internal")
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(feeds))), thread_name_prefix="poll") as pool:
         results = list(pool.map(one, feeds))
@@ -243,9 +251,11 @@ def poll_feeds(
     return results
 
 
-def save_poll(store: Store, feed: str, record: PollRecord, channels: Sequence[ChannelSettings], now: datetime) -> int:
+def save_poll(
+    store: Store, feed: str, record: PollRecord, channels: Sequence[ChannelSettings], now: datetime
+) -> list[NewHit]:
     """Store what a poll found, the alerts its new hits make through ``channels`` (none on a
-    silent first poll) and the feed's state, in one transaction; return the new hits' count.
+    silent first poll) and the feed's state, in one transaction; return the new hits.
 
     The alerts are decided between the transaction's reads and writes, so that two feeds
     saving one story at once take turns and the second sees the first's alert.
@@ -254,7 +264,14 @@ def save_poll(store: Store, feed: str, record: PollRecord, channels: Sequence[Ch
         alerts = route.route(tx.new_hits, () if record.silent else channels, now)
         earlier = tx.alerts_for(route.stories(alerts), since=route.told_since(now))
         tx.enqueue(route.untold(alerts, earlier, now))
-    return len(tx.new_hits)
+    return tx.new_hits
+
+
+def hit_kind(hit: Hit) -> str:
+    """A hit's kind as operators count them: a speaker's "statement" or "mention", or "theme"."""
+    if hit.kind == "theme":
+        return "theme"
+    return "statement" if hit.statement else "mention"
 
 
 def route_missed(store: Store, channel: ChannelSettings, now: datetime) -> int:

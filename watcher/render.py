@@ -61,7 +61,7 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class _HitView:
+class HitView:
     """What the templates show for one hit; every string is still raw (templates escape)."""
 
     watch: str
@@ -196,8 +196,9 @@ def _named_in_title(stored: StoredHit) -> bool:
     return found or stored.hit.watch.casefold() in stored.title.casefold()
 
 
-def _view(stored: StoredHit) -> _HitView:
-    return _HitView(
+def hit_view(stored: StoredHit) -> HitView:
+    """What an alert (or the status page) shows of a stored hit, safe to put in a template."""
+    return HitView(
         watch=stored.hit.watch,
         verb=_verb(stored),
         kind=stored.hit.kind,
@@ -308,6 +309,11 @@ def _templates() -> jinja2.Environment:
     )
 
 
+def page(name: str, **context: Any) -> str:
+    """The HTML page ``templates/<name>.html`` (the daemon's status page), autoescaped."""
+    return _templates().get_template(f"{name}.html").render(**context)
+
+
 def _body(name: str, **context: Any) -> tuple[str, str]:
     env = _templates()
     return env.get_template(f"{name}.txt").render(**context), env.get_template(f"{name}.html").render(**context)
@@ -342,7 +348,7 @@ def render_alert(
     """
     stored = item.stored
     subject = alert_subject(stored, test=test)
-    parts = _body("alert", hit=_view(stored), subject=subject, test=test)
+    parts = _body("alert", hit=hit_view(stored), subject=subject, test=test)
     headers = {
         "Subject": subject,
         "Message-ID": message_id(item.alert_id, sender),
@@ -365,7 +371,7 @@ def render_digest(items: Sequence[OutboxItem], *, sender: str, to: Sequence[str]
         raise ValueError("a digest needs at least one alert")
     groups = group_by_watch(items)
     subject = digest_subject(items)
-    views = [(watch, [_view(i.stored) for i in group]) for watch, group in groups]
+    views = [(watch, [hit_view(i.stored) for i in group]) for watch, group in groups]
     parts = _body("digest", groups=views, count=len(items), subject=subject)
     feeds = dict.fromkeys(i.stored.feed for _, group in groups for i in group)
     headers = {

@@ -20,9 +20,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from watcher import __version__, route
-from watcher.config import Config, FeedSettings, format_duration, load_config
+from watcher.config import Config, FeedSettings, HttpSettings, format_duration, load_config
 from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels, utcnow
 from watcher.errors import WatcherError, plural
 from watcher.fetch import Fetcher
@@ -31,6 +32,10 @@ from watcher.pipeline import Fetcher as FetcherProtocol
 from watcher.pipeline import Workers as WorkersProtocol
 from watcher.store import Store, process_owner
 from watcher.workers import default_workers
+
+if TYPE_CHECKING:
+    from watcher.metrics import Metrics
+    from watcher.web import StatusServer
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,8 @@ class Watcher:
     channels: dict[str, Channel]
     now: Callable[[], datetime] = utcnow
     owner: str = field(default_factory=process_owner)
+    #: Counts what the daemon's polls and deliveries do, when its HTTP endpoint is on.
+    metrics: Metrics | None = None
 
     def poll(self, names: Sequence[str] | None = None, *, force: bool = False) -> list[PollResult]:
         """Poll every configured feed (or those named) once, concurrently; with ``force``
@@ -67,7 +74,7 @@ class Watcher:
         )
 
     def poll_one(self, feed: FeedSettings) -> PollResult:
-        return poll_feed(
+        result = poll_feed(
             feed,
             store=self.store,
             fetcher=self.fetcher,
@@ -75,6 +82,9 @@ class Watcher:
             channels=self.config.channels,
             now=self.now,
         )
+        if self.metrics is not None:
+            self.metrics.polled(result)
+        return result
 
     def deliver(self, stop: threading.Event | None = None) -> DeliveryReport:
         """Send every alert that is due now, each channel in a thread of its own: a slow
@@ -97,7 +107,10 @@ class Watcher:
             missed = route_missed(self.store, settings, self.now())
             if missed:
                 log.info("channel %s: %s for hits stored while it was absent", name, plural(missed, "alert"))
-        return flush_outbox(self.store, {name: channel}, now=self.now(), owner=self.owner, stop=stop)
+        report = flush_outbox(self.store, {name: channel}, now=self.now(), owner=self.owner, stop=stop)
+        if self.metrics is not None:
+            self.metrics.delivered(report)
+        return report
 
     def close(self) -> None:
         self.store.close()
@@ -117,6 +130,7 @@ def make_watcher(
     now: Callable[[], datetime] = utcnow,
     upgrade: bool = True,
     polls: bool = False,
+    metrics: Metrics | None = None,
 ) -> Watcher:
     """Build a Watcher for ``config``; any part given is used instead of the real one (a
     reloaded config keeps the running daemon's store, fetcher and workers this way).
@@ -143,17 +157,33 @@ def make_watcher(
         workers=workers,
         channels=channels,
         now=now,
+        metrics=metrics,
     )
 
 
 class Daemon:
     """``watcher run``: the scheduler, its jobs, signals and a clean stop."""
 
-    def __init__(self, watcher: Watcher, config_path: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        watcher: Watcher,
+        config_path: str,
+        env: dict[str, str] | None = None,
+        *,
+        http: HttpSettings | None = None,
+    ) -> None:
         self.watcher = watcher
         self.config_path = config_path
         self.env = env
+        #: The HTTP endpoint's settings, fixed for the daemon's life (``--http`` or the config's).
+        self.http = http if http is not None else watcher.config.http
+        self.server: StatusServer | None = None
         self.stop = threading.Event()
+        self.started = watcher.now()
+        #: When the scheduler last ran the cycle job, and how often it runs it (None without
+        #: feeds): what /healthz judges the daemon alive by.
+        self.last_cycle: datetime | None = None
+        self.cycle_interval: timedelta | None = None
         #: Per channel, the event that wakes its sender: set after a poll records hits, so
         #: their alerts go out at once rather than next tick.
         self.wake: dict[str, threading.Event] = {}
@@ -177,7 +207,15 @@ class Daemon:
         )
 
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT. Returns the process exit code."""
+        """Run until SIGTERM/SIGINT. Returns the process exit code.
+
+        Raises:
+            WatcherError: the HTTP endpoint cannot listen where it was told to.
+        """
+        if self.http.listen is not None:
+            from watcher.web import StatusServer
+
+            self.server = StatusServer(self.http, self)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         if hasattr(signal, "SIGHUP"):
@@ -211,13 +249,21 @@ class Daemon:
         try:
             config = load_config(self.config_path, self.env)
             watcher = make_watcher(
-                config, store=old.store, fetcher=old.fetcher, workers=old.workers, now=old.now, upgrade=False
+                config,
+                store=old.store,
+                fetcher=old.fetcher,
+                workers=old.workers,
+                now=old.now,
+                upgrade=False,
+                metrics=old.metrics,
             )
         except WatcherError as e:
             log.error("config reload failed, keeping the last good config:\n%s", e)
             return
         if config.database_url != old.config.database_url:
             log.warning("the database setting changed; restart watcher to use it")
+        if config.http != old.config.http:
+            log.warning("the http setting changed; restart watcher to use it")
         # The same pool matches with the new watches from its next job on.
         watcher.workers.watch(config.speakers, config.themes)
         self.watcher = watcher
@@ -240,10 +286,16 @@ class Daemon:
                 job.remove()
         if wanted:
             # One line per cycle of the most frequent feed: a quiet daemon still says it is alive.
-            cycle = min(f.interval for f in wanted.values()).total_seconds()
-            self.scheduler.add_job(self._log_cycle, IntervalTrigger(seconds=cycle), id="cycle", replace_existing=True)
+            self.cycle_interval = min(f.interval for f in wanted.values())
+            self.scheduler.add_job(
+                self._log_cycle,
+                IntervalTrigger(seconds=self.cycle_interval.total_seconds()),
+                id="cycle",
+                replace_existing=True,
+            )
         elif self.scheduler.get_job("cycle"):
             self.scheduler.remove_job("cycle")
+            self.cycle_interval = None
         states = {s.name: s for s in self.watcher.store.feed_states()}
         now = self.watcher.now()
         for job_id, feed in wanted.items():
@@ -261,10 +313,20 @@ class Daemon:
 
     def _log_cycle(self) -> None:
         """The one line per cycle at the default level; each feed's own at -v (debug)."""
+        self.last_cycle = self.watcher.now()
         upcoming = [j.next_run_time for j in self.scheduler.get_jobs() if j.id.startswith("feed:") and j.next_run_time]
         wait = max(1, round((min(upcoming) - self.watcher.now()).total_seconds())) if upcoming else 0
         next_poll = f"; next poll in {format_duration(timedelta(seconds=wait if wait < 60 else round(wait / 60) * 60))}"
         log.info("poll cycle: %s%s", self.cycle.take(), next_poll if upcoming else "")
+
+    def liveness(self) -> Liveness:
+        """Alive when the scheduler has run its cycle job within two of its intervals (since
+        the start, before the first): it shares the poll threads, so hung polls starve it too."""
+        now = self.watcher.now()
+        interval = self.cycle_interval
+        since = self.last_cycle or self.started
+        alive = interval is None or now - since <= 2 * interval
+        return Liveness(alive, now, self.started, self.last_cycle, interval)
 
     def poll_if_due(self, name: str) -> None:
         """The job of one feed: poll it, unless it is backing off after failures."""
@@ -335,6 +397,8 @@ class Daemon:
             log.critical("%s: unexpected error (%d in %s jobs so far); carrying on", what, count, kind, exc_info=True)
 
     def _shutdown(self) -> int:
+        if self.server is not None:
+            self.server.close()
         self.scheduler.shutdown(wait=False)
         abandoned = self.in_flight.wait_idle(STOP_GRACE.total_seconds())
         if abandoned:
@@ -347,6 +411,18 @@ class Daemon:
         self.watcher.close()
         log.info("stopped")
         return 0
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """Whether the daemon's scheduler is alive, and what that was judged on (``/healthz``)."""
+
+    alive: bool
+    now: datetime
+    started: datetime
+    last_cycle: datetime | None
+    #: How often the cycle job runs (the shortest feed interval); None with no feeds.
+    interval: timedelta | None
 
 
 class _Cycle:

@@ -210,6 +210,18 @@ class Unchanged:
     moved_to: str | None
 
 
+@dataclass(frozen=True)
+class Overview:
+    """Counts of the moment, for metrics (``Store.overview``)."""
+
+    #: Feeds per status (new, ok, empty, failed, disabled).
+    feeds: Mapping[str, int]
+    #: Alerts not sent yet, per outbox status: due, failed and dead (each present, maybe 0).
+    alerts: Mapping[str, int]
+    #: Since when the longest-waiting due alert has been due; None when none is due.
+    oldest_due: datetime | None
+
+
 def _key_hash(key: str) -> str:
     return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -296,7 +308,7 @@ class Store:
 
     def upgrade(self) -> None:
         """Apply every pending migration (a quick no-op when there is none)."""
-        current, head = self._revisions()
+        current, head = self.revisions()
         if current == head:
             return
         from alembic import command  # here, not at the top: most starts have nothing to migrate
@@ -308,14 +320,14 @@ class Store:
 
     def check_schema(self) -> None:
         """Raise SchemaOutdatedError unless the database is at the latest migration."""
-        current, head = self._revisions()
+        current, head = self.revisions()
         if current != head:
             raise SchemaOutdatedError(
                 f"database schema is at {current or 'nothing'}, not {head}",
                 "run `watcher db upgrade`",
             )
 
-    def _revisions(self) -> tuple[str | None, str]:
+    def revisions(self) -> tuple[str | None, str]:
         """The database's migration revision and the latest one this code knows.
 
         Read with plain SQL rather than Alembic, whose import and script scan would cost
@@ -545,6 +557,41 @@ class Store:
             query = query.limit(limit)
         with self._tx(write=False) as conn:
             return [_stored_hit(r) for r in conn.execute(query)]
+
+    def hits_per_day(self, since: datetime) -> list[tuple[str, str, int]]:
+        """(UTC day as YYYY-MM-DD, watch, hits recorded that day) since ``since``."""
+        day = sa.func.date(hits.c.created_at)
+        query = (
+            sa.select(day, hits.c.watch, sa.func.count()).where(hits.c.created_at >= since).group_by(day, hits.c.watch)
+        )
+        with self._tx(write=False) as conn:
+            # SQLite's date() is text and PostgreSQL's a date: both print as YYYY-MM-DD.
+            return [(str(d), watch, int(n)) for d, watch, n in conn.execute(query)]
+
+    def overview(self, now: datetime) -> Overview:
+        """Feeds by status, the alerts not sent yet by status, and since when the oldest due
+        one has been due: read at every metrics scrape, so index-backed and quick."""
+        undelivered = ("due", "failed", "dead")
+        due = sa.and_(outbox.c.status.in_(("due", "failed")), outbox.c.next_attempt_at <= now)
+        with self._tx(write=False) as conn:
+            by_status: dict[str, int] = dict(
+                conn.execute(sa.select(feeds.c.status, sa.func.count()).group_by(feeds.c.status)).tuples().all()
+            )
+            alerts: dict[str, int] = dict(
+                conn.execute(
+                    sa.select(outbox.c.status, sa.func.count())
+                    .where(outbox.c.status.in_(undelivered))
+                    .group_by(outbox.c.status)
+                )
+                .tuples()
+                .all()
+            )
+            oldest = conn.execute(sa.select(sa.func.min(outbox.c.next_attempt_at)).where(due)).scalar_one()
+        return Overview(
+            feeds={str(k): int(v) for k, v in by_status.items()},
+            alerts={status: int(alerts.get(status, 0)) for status in undelivered},
+            oldest_due=oldest,
+        )
 
     # -- outbox ----------------------------------------------------------------------
 
