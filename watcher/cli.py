@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from click.core import ParameterSource
 
-from watcher import route
+from watcher import logs, route
 from watcher.config import Config, format_duration, load_config, parse_duration
 from watcher.errors import WatcherError, plural, redact_url, url_origin
 from watcher.render import iso_time
@@ -154,24 +154,30 @@ def _watcher(ctx: click.Context, *, upgrade: bool, polls: bool = False, metrics:
     return watcher
 
 
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger().setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("apscheduler", "alembic", "urllib3", "mail.log"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+def _configure_logging(ctx: click.Context) -> None:
+    obj = ctx.find_root().obj
+    logs.configure(verbose=bool(obj.get("verbose")), form=obj.get("log_format") or "human")
 
 
 def _verbose_after_command(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value:
         ctx.find_root().obj["verbose"] = True
-        _configure_logging(verbose=True)
+        _configure_logging(ctx)
+
+
+def _log_format_after_command(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.find_root().obj["log_format"] = value
+        _configure_logging(ctx)
 
 
 _VERBOSE_HELP = "Debug logging; show tracebacks."
+_LOG_FORMAT_HELP = "Log lines for people (human, the default) or one JSON object per line (json)."
 
 
 class _Group(click.Group):
-    """A command group whose commands also take ``-v`` after their name (``watcher poll -v``)."""
+    """A command group whose commands also take ``-v`` and ``--log-format`` after their name
+    (``watcher poll -v``, ``watcher run --log-format json``)."""
 
     group_class = type  # subgroups (db, outbox) are _Groups too
 
@@ -183,6 +189,15 @@ class _Group(click.Group):
                 expose_value=False,
                 callback=_verbose_after_command,
                 help=_VERBOSE_HELP,
+            )
+        )
+        cmd.params.append(
+            click.Option(
+                ["--log-format"],
+                type=click.Choice(["human", "json"]),
+                expose_value=False,
+                callback=_log_format_after_command,
+                help=_LOG_FORMAT_HELP,
             )
         )
         super().add_command(cmd, name)
@@ -200,13 +215,21 @@ class _Group(click.Group):
     help="Configuration file (env WATCHER_CONFIG).",
 )
 @click.option("-v", "--verbose", is_flag=True, help=_VERBOSE_HELP)
+@click.option(
+    "--log-format",
+    type=click.Choice(["human", "json"]),
+    default="human",
+    envvar="WATCHER_LOG_FORMAT",
+    show_default=True,
+    help=_LOG_FORMAT_HELP + " Env WATCHER_LOG_FORMAT.",
+)
 @click.version_option(package_name="watcher")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str, verbose: bool) -> None:
+def cli(ctx: click.Context, config_path: str, verbose: bool, log_format: str) -> None:
     """Watch news feeds for tracked speakers and themes, and alert at once."""
     ctx.ensure_object(dict)
-    ctx.obj.update(config_path=config_path, verbose=verbose)
-    _configure_logging(verbose)
+    ctx.obj.update(config_path=config_path, verbose=verbose, log_format=log_format)
+    _configure_logging(ctx)
     # urllib3 logs each request's path with its query ("GET /feed?token=... HTTP/1.1"),
     # which may hold a feed's or webhook's token.
     pool_log = logging.getLogger("urllib3.connectionpool")

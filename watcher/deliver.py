@@ -48,6 +48,7 @@ from watcher import __version__
 from watcher.backoff import doubling_delay, parse_retry_after
 from watcher.config import ChannelSettings, Config, SmtpSettings
 from watcher.errors import ConfigError, DeliveryError, plural, url_origin
+from watcher.logs import event
 from watcher.render import error_excerpt, render_alert, render_digest, sample_item, webhook_payload
 from watcher.types import OutboxItem
 
@@ -525,7 +526,13 @@ def _deliver(
             error = DeliveryError(name, f"internal error: {type(e).__name__}: {e}", transient=True)
         else:
             store.mark_sent(ids, now)
-            log.info("channel %s: sent %s: %s", name, plural(len(ids), "alert"), answer)
+            log.info(
+                "channel %s: sent %s: %s",
+                name,
+                plural(len(ids), "alert"),
+                answer,
+                extra=event("alert.sent", channel=name, alerts=len(ids), answer=answer),
+            )
             return [Delivery(name, ids, "sent", answer, waited=tuple(now - i.stored.created for i in items))]
         if error.transient:
             broken[name] = error
@@ -585,7 +592,13 @@ def _mark_failure(
     if not error.transient:
         ids = tuple(i.id for i in items)
         store.mark_dead(ids, reason)
-        log.warning("channel %s: %s dead: %s", name, plural(len(ids), "alert"), reason)
+        log.warning(
+            "channel %s: %s dead: %s",
+            name,
+            plural(len(ids), "alert"),
+            reason,
+            extra=event("alert.dead", channel=name, alerts=len(ids), reason=reason),
+        )
         return [Delivery(name, ids, "dead", reason)]
     out: list[Delivery] = []
     exhausted = tuple(i.id for i in items if i.attempts >= MAX_ATTEMPTS)
@@ -603,5 +616,11 @@ def _mark_failure(
         when = now + retry_delay(attempts, retry_after=error.retry_after, jitter=jitter)
         store.mark_failed(row_ids, reason, when)
         out.append(Delivery(name, tuple(row_ids), "failed", reason))
-    log.warning("channel %s: %s failed: %s", name, plural(len(items), "alert"), reason)
+    log.warning(
+        "channel %s: %s failed: %s",
+        name,
+        plural(len(items), "alert"),
+        reason,
+        extra=event("alert.failed", channel=name, alerts=len(items), reason=reason),
+    )
     return out

@@ -21,6 +21,8 @@ from watcher import route
 from watcher.backoff import doubling_delay
 from watcher.config import ChannelSettings, FeedSettings, Speaker, Theme
 from watcher.errors import Abandoned, FeedError, FetchError, StorageError, plural, redact_url
+from watcher.logs import event
+from watcher.render import iso_time
 from watcher.store import PollRecord, Store, Unchanged
 from watcher.types import FeedState, Fetched, Hit, NewHit, Processed
 
@@ -142,7 +144,13 @@ def poll_feed(
             )
         started = now()
         if fetched.moved_to:
-            log.warning("feed %s moved permanently to %s; update feeds.yaml", feed.name, redact_url(fetched.moved_to))
+            moved = redact_url(fetched.moved_to)
+            log.warning(
+                "feed %s moved permanently to %s; update feeds.yaml",
+                feed.name,
+                moved,
+                extra=event("feed.moved", feed.name, to=moved),
+            )
         if fetched.not_modified:
             polled = Unchanged(
                 feed.name, started, _next_poll(feed, started), fetched.etag, fetched.last_modified, fetched.moved_to
@@ -194,12 +202,23 @@ def poll_feed(
     except Exception as e:
         # A bug, not the feed (STYLE rule 4): this feed fails with its traceback logged, the
         # other feeds of the poll go on, and its entries are seen again next time.
-        log.critical("feed %s (%s): unexpected error", feed.name, redact_url(url), exc_info=True)
+        log.critical(
+            "feed %s (%s): unexpected error",
+            feed.name,
+            redact_url(url),
+            exc_info=True,
+            extra=event("feed.internal_error", feed.name),
+        )
         reason = _one_line(f"internal error: {type(e).__name__}: {e}")
         _record_failure(store, feed, state, FeedError(redact_url(url), reason), now())
         return PollResult(feed.name, url, error=reason, error_kind="internal", timings=clock.seconds)
     if new_hits and not alert:
-        log.info("feed %s: first poll, %s stored without alerting", feed.name, plural(len(new_hits), "hit"))
+        log.info(
+            "feed %s: first poll, %s stored without alerting",
+            feed.name,
+            plural(len(new_hits), "hit"),
+            extra=event("feed.first_poll", feed.name, hits=len(new_hits)),
+        )
     found = tuple((h.hit.watch, hit_kind(h.hit)) for h in new_hits)
     return PollResult(feed.name, url, new=len(changed), hits=len(new_hits), found=found, timings=clock.seconds)
 
@@ -237,7 +256,9 @@ def poll_feeds(
         except Exception as e:
             # poll_feed turns a feed's own faults into results; what escapes it is a bug, and
             # it must not cost the other feeds their poll nor the delivery that follows.
-            log.critical("feed %s: unexpected error", feed.name, exc_info=True)
+            log.critical(
+                "feed %s: unexpected error", feed.name, exc_info=True, extra=event("feed.internal_error", feed.name)
+            )
             reason = _one_line(f"internal error: {type(e).__name__}: {e}")
             return PollResult(feed.name, feed.url, error=reason, error_kind="internal")
 
@@ -343,7 +364,20 @@ def _record_failure(store: Store, feed: FeedSettings, state: FeedState, error: F
     retry_after = error.retry_after if isinstance(error, FetchError) else None
     gone = isinstance(error, FetchError) and error.gone
     next_at = now + failure_delay(feed.interval, state.consecutive_failures, retry_after)
-    log.warning("feed %s: %s", feed.name, error)
+    log.warning(
+        "feed %s: %s",
+        feed.name,
+        error,
+        extra=event(
+            "feed.failed",
+            feed.name,
+            url=error.url,
+            reason=error.reason,
+            kind=error.kind,
+            failures=state.consecutive_failures + 1,
+            next_poll=iso_time(next_at),
+        ),
+    )
     try:
         store.record_failure(feed.name, error.reason, now, next_at, disable=gone)
     except StorageError as e:

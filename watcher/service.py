@@ -27,6 +27,7 @@ from watcher.config import Config, FeedSettings, HttpSettings, format_duration, 
 from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels, utcnow
 from watcher.errors import WatcherError, plural
 from watcher.fetch import Fetcher
+from watcher.logs import event
 from watcher.pipeline import POLL_THREADS, PollResult, poll_feed, poll_feeds, route_missed
 from watcher.pipeline import Fetcher as FetcherProtocol
 from watcher.pipeline import Workers as WorkersProtocol
@@ -106,7 +107,12 @@ class Watcher:
         if settings is not None:
             missed = route_missed(self.store, settings, self.now())
             if missed:
-                log.info("channel %s: %s for hits stored while it was absent", name, plural(missed, "alert"))
+                log.info(
+                    "channel %s: %s for hits stored while it was absent",
+                    name,
+                    plural(missed, "alert"),
+                    extra=event("channel.missed", channel=name, alerts=missed),
+                )
         report = flush_outbox(self.store, {name: channel}, now=self.now(), owner=self.owner, stop=stop)
         if self.metrics is not None:
             self.metrics.delivered(report)
@@ -223,11 +229,13 @@ class Daemon:
         self._schedule_feeds()
         self.scheduler.start()
         self._start_senders()
+        feeds, channels = len(self.watcher.config.feeds), len(self.watcher.channels)
         log.info(
             "watcher %s running: %s, %s",
             __version__,
-            plural(len(self.watcher.config.feeds), "feed"),
-            plural(len(self.watcher.channels), "channel"),
+            plural(feeds, "feed"),
+            plural(channels, "channel"),
+            extra=event("daemon.started", version=__version__, feeds=feeds, channels=channels),
         )
         self._warn_unheard()
         while not self.stop.wait(1.0):
@@ -235,7 +243,8 @@ class Daemon:
         return self._shutdown()
 
     def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        log.info("received %s, stopping", name, extra=event("daemon.stopping", signal=name))
         self.stop.set()
         self._wake_senders()
 
@@ -258,7 +267,7 @@ class Daemon:
                 metrics=old.metrics,
             )
         except WatcherError as e:
-            log.error("config reload failed, keeping the last good config:\n%s", e)
+            log.error("config reload failed, keeping the last good config:\n%s", e, extra=event("config.reload_failed"))
             return
         if config.database_url != old.config.database_url:
             log.warning("the database setting changed; restart watcher to use it")
@@ -269,7 +278,11 @@ class Daemon:
         self.watcher = watcher
         self._schedule_feeds()
         self._start_senders()
-        log.info("config reloaded: %s", plural(len(config.feeds), "feed"))
+        log.info(
+            "config reloaded: %s",
+            plural(len(config.feeds), "feed"),
+            extra=event("config.reloaded", feeds=len(config.feeds)),
+        )
         self._warn_unheard()
 
     def _warn_unheard(self) -> None:
@@ -317,7 +330,22 @@ class Daemon:
         upcoming = [j.next_run_time for j in self.scheduler.get_jobs() if j.id.startswith("feed:") and j.next_run_time]
         wait = max(1, round((min(upcoming) - self.watcher.now()).total_seconds())) if upcoming else 0
         next_poll = f"; next poll in {format_duration(timedelta(seconds=wait if wait < 60 else round(wait / 60) * 60))}"
-        log.info("poll cycle: %s%s", self.cycle.take(), next_poll if upcoming else "")
+        counts = self.cycle.take()
+        log.info(
+            "poll cycle: %s%s",
+            _Cycle.phrase(counts),
+            next_poll if upcoming else "",
+            extra=event(
+                "poll.cycle",
+                polled=counts["ok"] + counts["not modified"],
+                unchanged=counts["not modified"],
+                failed=counts["failed"] + counts["disabled"],
+                backing_off=counts["backing off"],
+                new=counts["new"],
+                hits=counts["hits"],
+                next_poll_seconds=wait if upcoming else None,
+            ),
+        )
 
     def liveness(self) -> Liveness:
         """Alive when the scheduler has run its cycle job within two of its intervals (since
@@ -346,6 +374,7 @@ class Daemon:
                 name,
                 plural(result.new, "entry", "entries"),
                 plural(result.hits, "hit"),
+                extra=event("feed.polled", name, new=result.new, hits=result.hits),
             )
         if result.hits:
             self._wake_senders()
@@ -381,7 +410,14 @@ class Daemon:
             with self.in_flight.job(), self._carry_on("delivery", f"channel {name}"):
                 report = self.watcher.deliver_channel(name, stop=self.stop)
                 if report.sent or report.failed or report.dead:
-                    log.info("channel %s: %s", name, report)
+                    log.info(
+                        "channel %s: %s",
+                        name,
+                        report,
+                        extra=event(
+                            "channel.delivered", channel=name, sent=report.sent, failed=report.failed, dead=report.dead
+                        ),
+                    )
 
     @contextmanager
     def _carry_on(self, kind: str, what: str) -> Iterator[None]:
@@ -409,7 +445,7 @@ class Daemon:
             logging.shutdown()
             os._exit(0)
         self.watcher.close()
-        log.info("stopped")
+        log.info("stopped", extra=event("daemon.stopped"))
         return 0
 
 
@@ -438,10 +474,15 @@ class _Cycle:
             self._counts["new"] += result.new
             self._counts["hits"] += result.hits
 
-    def take(self) -> str:
-        """The counts so far, as one phrase; the next cycle starts from zero."""
+    def take(self) -> collections.Counter[str]:
+        """The counts so far (by poll status, "new" and "hits"); the next cycle starts from zero."""
         with self._lock:
             c, self._counts = self._counts, collections.Counter()
+        return c
+
+    @staticmethod
+    def phrase(c: collections.Counter[str]) -> str:
+        """The counts of a cycle as the cycle line says them."""
         polled = c["ok"] + c["not modified"]
         failed = c["failed"] + c["disabled"]
         parts = [f"{plural(polled, 'feed')} polled ({c['not modified']} unchanged)"]

@@ -28,6 +28,7 @@ from watcher import __version__
 from watcher.config import HttpSettings, format_duration
 from watcher.dashboard import CHART_DAYS, status_page
 from watcher.errors import StorageError, WatcherError
+from watcher.logs import event
 from watcher.render import iso_time
 
 if TYPE_CHECKING:
@@ -76,7 +77,12 @@ class StatusServer:
         )
         self._thread.start()
         guarded = "token required" if settings.token else "no token: loopback only"
-        log.info("status page, /metrics, /healthz and /readyz on %s (%s)", self.url, guarded)
+        log.info(
+            "status page, /metrics, /healthz and /readyz on %s (%s)",
+            self.url,
+            guarded,
+            extra=event("http.listening", url=self.url, token=settings.token is not None),
+        )
 
     def close(self) -> None:
         self._server.shutdown()
@@ -101,6 +107,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     timeout = REQUEST_TIMEOUT
+    # Headers and body go out as two writes: with Nagle's algorithm on, a keep-alive client's
+    # delayed ACK would hold the body back about 40 ms.
+    disable_nagle_algorithm = True
 
     def version_string(self) -> str:
         return f"watcher/{__version__}"
