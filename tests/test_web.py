@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -145,6 +146,20 @@ def test_the_daemon_refuses_to_listen_beyond_loopback_without_a_token(tmp_path: 
     assert configured.returncode == 1
     assert "http.token: required to listen on 0.0.0.0:8080 (not loopback)" in configured.stderr
     assert not (tmp_path / "w.db").exists(), "the daemon started before refusing"
+
+
+def test_the_daemon_says_so_when_its_address_is_taken(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "feeds.yaml", f"sqlite:///{tmp_path}/w.db", {"wire": "https://example.org/x"})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_watcher(config, "run", "--http", f"127.0.0.1:{port}", ok=False)
+    assert result.returncode == 1
+    assert (
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use: change http.listen or --http"
+        in result.stderr
+    )
 
 
 # -- in process: health and readiness decisions ------------------------------------------
