@@ -280,6 +280,7 @@ def test_timeout_exceptions_map_to_timed_out(fetcher: Fetcher, mocked: responses
     mocked.get("https://example.org/rss", body=exc)
     err = fetch_error(fetcher, "https://example.org/rss", timeout=20)
     assert err.reason == "timed out after 20s" and err.status is None
+    assert err.kind == "timeout"  # what /metrics counts it as
 
 
 def test_declared_length_over_the_cap_is_refused_unread(mocked: responses.RequestsMock) -> None:

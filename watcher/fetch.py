@@ -329,7 +329,11 @@ class _HttpFetch:
         response.raw.drain_conn()
 
     def _timed_out(self) -> FetchError:
-        return FetchError(self.shown, f"timed out after {self.timeout:g}s", timed_out=True)
+        return FetchError(self.shown, self._timeout_reason, timed_out=True)
+
+    @property
+    def _timeout_reason(self) -> str:
+        return f"timed out after {self.timeout:g}s"
 
     @contextlib.contextmanager
     def _wrap_errors(self, deadline: _Deadline) -> Iterator[None]:
@@ -344,7 +348,7 @@ class _HttpFetch:
                 # The error is an artifact of the watchdog shutting the socket down.
                 raise self._timed_out() from None
             reason, cause = self._describe(e)
-            raise FetchError(self.shown, reason) from cause
+            raise FetchError(self.shown, reason, timed_out=reason == self._timeout_reason) from cause
 
     def _describe(self, error: BaseException) -> tuple[str, BaseException | None]:
         """A one-line reason for a network error, and the error to chain as its cause.
@@ -371,7 +375,7 @@ class _HttpFetch:
         # urllib3's NewConnectionError subclasses its ConnectTimeoutError; it is not a timeout.
         timeouts = [e for e in chain if not isinstance(e, urllib3.exceptions.NewConnectionError)]
         if find(TimeoutError, urllib3.exceptions.TimeoutError, requests.Timeout, among=timeouts):
-            return f"timed out after {self.timeout:g}s", find(TimeoutError)
+            return self._timeout_reason, find(TimeoutError)
         # ConnectionResetError includes http.client.RemoteDisconnected.
         if found := find(ConnectionResetError):
             return "connection closed by the server", found
