@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import ROOT, wait_for
 from tests.httpserver import LoopbackServer
 from watcher.config import parse_config
 from watcher.errors import Abandoned
@@ -88,3 +92,44 @@ def test_a_poll_abandoned_at_stop_records_no_failure(tmp_path: Path) -> None:
         assert (state.status, state.consecutive_failures, state.last_error) == ("new", 0, None)
     finally:
         w.close()
+
+
+#: A daemon whose parse workers never finish closing (a library stuck joining a process):
+#: the stop must still end the process, within the (shortened) limit.
+STALLING_DAEMON = """
+import logging, sys, threading
+from datetime import timedelta
+import watcher.service as service
+from watcher.config import load_config
+from watcher.workers import InlineWorkers
+
+class Stalling(InlineWorkers):
+    def close(self) -> None:
+        threading.Event().wait()
+
+logging.basicConfig(level=logging.INFO)
+service.STOP_LIMIT = timedelta(seconds=1)
+config = load_config(sys.argv[1])
+w = service.make_watcher(config, workers=Stalling((), ()))
+sys.exit(service.Daemon(w, sys.argv[1]).run())
+"""
+
+
+def test_a_stop_that_stalls_still_ends_the_process(tmp_path: Path) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text(f"database: sqlite:///{tmp_path}/w.db\nfeeds: []\n", encoding="utf-8")
+    log = tmp_path / "daemon.log"
+    with log.open("w", encoding="utf-8") as err:
+        daemon = subprocess.Popen([sys.executable, "-c", STALLING_DAEMON, str(config)], cwd=ROOT, stderr=err)
+        try:
+            wait_for(lambda: "running" in log.read_text(encoding="utf-8"), "the daemon to start")
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=30)
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
+    text = log.read_text(encoding="utf-8")
+    assert daemon.returncode == 0, text
+    assert "received SIGTERM, stopping" in text
+    assert "still stopping after 1s; exiting now" in text

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 DELIVERY_TICK = timedelta(seconds=5)
 #: How long a stopping daemon waits for in-flight polls before abandoning them.
 STOP_GRACE = timedelta(seconds=8)
+#: How long a stop may take in all before the process exits regardless.
+STOP_LIMIT = STOP_GRACE + timedelta(seconds=7)
 
 
 @dataclass
@@ -185,6 +187,7 @@ class Daemon:
         self.http = http if http is not None else watcher.config.http
         self.server: StatusServer | None = None
         self.stop = threading.Event()
+        self._stop_signal: str | None = None
         self.started = watcher.now()
         #: When the scheduler last ran the cycle job, and how often it runs it (None without
         #: feeds): what /healthz judges the daemon alive by.
@@ -240,13 +243,15 @@ class Daemon:
         self._warn_unheard()
         while not self.stop.wait(1.0):
             pass
+        name = self._stop_signal or "a stop"
+        log.info("received %s, stopping", name, extra=event("daemon.stopping", signal=name))
         return self._shutdown()
 
     def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        log.info("received %s, stopping", name, extra=event("daemon.stopping", signal=name))
+        # Only set a flag: the handler runs in the main thread between any two bytecodes, so
+        # taking a lock here (logging's, the senders') could wait on the main thread itself.
+        self._stop_signal = signal.Signals(signum).name
         self.stop.set()
-        self._wake_senders()
 
     def _on_reload(self, _signum: int, _frame: FrameType | None) -> None:
         # Load in a thread: a signal handler must not block the main loop on file I/O.
@@ -363,9 +368,10 @@ class Daemon:
 
     def _poll_if_due(self, name: str) -> None:
         feed = next((f for f in self.watcher.config.feeds if f.name == name), None)
-        if feed is None or self.stop.is_set():
-            return
+        # Counted before the stop check: a stop that finds no job in flight must find none later.
         with self.in_flight.job():
+            if feed is None or self.stop.is_set():
+                return
             result = self.watcher.poll_one(feed)
         self.cycle.add(result)
         if result.new:
@@ -433,6 +439,13 @@ class Daemon:
             log.critical("%s: unexpected error (%d in %s jobs so far); carrying on", what, count, kind, exc_info=True)
 
     def _shutdown(self) -> int:
+        # Whatever stalls the stop (a library waiting on a stuck thread or process), the
+        # process ends within a bound: a service manager's stop must not hang, and what was
+        # in flight is redone on the next start.
+        overdue = threading.Timer(STOP_LIMIT.total_seconds(), self._exit_overdue)
+        overdue.daemon = True
+        overdue.start()
+        self._wake_senders()
         if self.server is not None:
             self.server.close()
         self.scheduler.shutdown(wait=False)
@@ -445,8 +458,18 @@ class Daemon:
             logging.shutdown()
             os._exit(0)
         self.watcher.close()
+        overdue.cancel()
         log.info("stopped", extra=event("daemon.stopped"))
         return 0
+
+    def _exit_overdue(self) -> None:
+        log.critical(
+            "still stopping after %s; exiting now (unfinished work is redone on the next start)",
+            format_duration(STOP_LIMIT),
+            extra=event("daemon.stop_overdue"),
+        )
+        logging.shutdown()
+        os._exit(0)
 
 
 @dataclass(frozen=True)
