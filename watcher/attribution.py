@@ -743,9 +743,15 @@ _PHOTO_CREDIT = re.compile(
 )
 
 
+#: Text that every photo credit contains: a paragraph without any is no caption, found
+#: without running the credit pattern over it (long paragraphs are common in feeds).
+_CREDIT_HINTS = ("/", "Photo", "Getty Images", "Image:", "Illustration by", "Pictured:")
+
+
 def _caption(layout: Layout, pos: int) -> bool:
     start, end = layout.paragraphs[layout.sentence_paragraph[layout.sentence_of(pos)]]
-    return _PHOTO_CREDIT.search(layout.text, start, end) is not None
+    paragraph = layout.text[start:end]
+    return any(hint in paragraph for hint in _CREDIT_HINTS) and _PHOTO_CREDIT.search(paragraph) is not None
 
 
 def _pronoun_speaks(layout: Layout, index: int, *, after: int = 0) -> int | None:
