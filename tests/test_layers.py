@@ -47,6 +47,7 @@ HOMES = {
     "aiosmtpd": {"mailsink"},
     "pebble": {"workers"},
     "prometheus_client": {"metrics"},
+    "procrastinate": {"cluster"},
 }
 
 

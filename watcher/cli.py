@@ -14,6 +14,7 @@ work as printed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import json
@@ -136,7 +137,9 @@ def _configured_feeds(ctx: click.Context) -> list[str] | None:
     return [f.name for f in _config(ctx).feeds]
 
 
-def _watcher(ctx: click.Context, *, upgrade: bool, polls: bool = False, metrics: bool = False) -> Any:
+def _watcher(
+    ctx: click.Context, *, upgrade: bool, polls: bool = False, metrics: bool = False, serve: bool = False
+) -> Any:
     config = _config(ctx)
     from watcher.service import make_watcher
 
@@ -145,7 +148,7 @@ def _watcher(ctx: click.Context, *, upgrade: bool, polls: bool = False, metrics:
         from watcher.metrics import Metrics
 
         counted = Metrics()
-    watcher = make_watcher(config, upgrade=upgrade, polls=polls, metrics=counted)
+    watcher = make_watcher(config, upgrade=upgrade, polls=polls, metrics=counted, serve=serve)
     ctx.call_on_close(watcher.close)
     # What exists now (modules, config, engine) lives until exit. Frozen, the cycle collector
     # never scans it again: not in a daemon's every full collection, nor in the final one
@@ -261,7 +264,7 @@ class _RedactArgs(logging.Filter):
 def run(ctx: click.Context, address: str | None) -> None:
     """Run the daemon: poll feeds on schedule and send alerts."""
     from watcher.config import listening_on
-    from watcher.service import Daemon
+    from watcher.service import make_daemon
 
     # A reload request (systemctl reload) during start-up must not kill the daemon;
     # Daemon.run installs the real handler.
@@ -271,8 +274,8 @@ def run(ctx: click.Context, address: str | None) -> None:
     http = _config(ctx).http
     if address is not None:
         http = listening_on(http, address)
-    watcher = _watcher(ctx, upgrade=True, polls=True, metrics=http.listen is not None)
-    sys.exit(Daemon(watcher, ctx.obj["config_path"], http=http).run())
+    watcher = _watcher(ctx, upgrade=True, polls=True, metrics=http.listen is not None, serve=True)
+    sys.exit(make_daemon(watcher, ctx.obj["config_path"], http=http).run())
 
 
 @cli.command()
@@ -506,7 +509,7 @@ def feeds(ctx: click.Context, name: str | None, retry: tuple[str, ...], as_json:
         return
     from rich.table import Table
 
-    table = Table("feed", "status", "last poll", "next poll", "entries")
+    table = Table("feed", "status", "last poll", "next poll", "entries", "polled by")
     for column in table.columns[1:]:
         column.no_wrap = True  # short, and cut they say nothing; the name wraps instead
     styles = {"ok": "green", "failed": "red", "disabled": "red", "empty": "yellow"}
@@ -518,6 +521,7 @@ def feeds(ctx: click.Context, name: str | None, retry: tuple[str, ...], as_json:
             _relative(s.last_polled_at, now),
             next_poll,
             str(s.entries_seen),
+            _text(s.polled_by or ""),
         )
     _console().print(table)
     for s in states:
@@ -542,7 +546,7 @@ def _print_feed(ctx: click.Context, s: FeedState, now: datetime) -> None:
             s.status + (f", {plural(s.consecutive_failures, 'failure')} in a row" if s.consecutive_failures else ""),
         ),
         ("last error", s.last_error or "none"),
-        ("last poll", _when_relative(s.last_polled_at, now)),
+        ("last poll", _when_relative(s.last_polled_at, now) + (f" by {s.polled_by}" if s.polled_by else "")),
         ("last success", _when_relative(s.last_success_at, now)),
         ("next poll", _next_poll(s, now)),
         ("validators", validators or "none (every poll fetches the whole feed)"),
@@ -565,6 +569,57 @@ def _next_poll(s: FeedState, now: datetime) -> str:
     if s.last_polled_at is not None and s.next_poll_at > s.last_polled_at:
         return f"{when}: its interval, {format_duration(s.next_poll_at - s.last_polled_at)}, after the last poll"
     return when
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: the processes and the queue.")
+@click.pass_context
+@_fails_cleanly
+def cluster(ctx: click.Context, as_json: bool) -> None:
+    """The processes of the cluster (`watcher run` on PostgreSQL) and its job queue.
+
+    Each live process: its host:pid, since when it runs, the jobs it runs now and whether it
+    runs the cluster's config. The queue: per task, the jobs due now, scheduled for later
+    (each feed's next poll), running, and failed.
+    """
+    store = _store(ctx)
+    if not store.clustered:
+        raise WatcherError(
+            f"database {redact_url(store.url)} is SQLite: `watcher run` is one process there, not a cluster"
+        )
+    from watcher.cluster import Cluster
+
+    engine = Cluster(store.url, concurrency=1, name="cli")
+    workers = {w.id: w for w in engine.live_workers()}
+    members = store.members(workers)
+    depth = engine.depth()
+    newest = max(members, key=lambda m: m.config_loaded_at).config_hash if members else None
+    now = datetime.now(UTC)
+    if as_json:
+        processes = [
+            {
+                "owner": m.owner,
+                "started_at": iso_time(m.started_at),
+                "running": workers[m.worker_id].running,
+                "last_heartbeat": iso_time(workers[m.worker_id].last_heartbeat),
+                "config_hash": m.config_hash,
+                "cluster_config": m.config_hash == newest,
+            }
+            for m in members
+        ]
+        click.echo(json.dumps({"processes": processes, "queue": [dataclasses.asdict(q) for q in depth]}))
+        return
+    from rich.table import Table
+
+    table = Table("process", "started", "running jobs", "config")
+    for m in members:
+        config = m.config_hash[:12] + ("" if m.config_hash == newest else " (not the cluster's)")
+        table.add_row(_text(m.owner), _relative(m.started_at, now), str(workers[m.worker_id].running), config)
+    _console().print(table)
+    queue = Table("task", "due now", "scheduled", "running", "failed")
+    for q in depth:
+        queue.add_row(q.task, str(q.due), str(q.scheduled), str(q.running), str(q.failed))
+    _console().print(queue)
 
 
 @cli.group(cls=_Group)
@@ -798,6 +853,7 @@ def _feed_json(s: FeedState) -> dict[str, Any]:
         "next_poll_at": iso_time(s.next_poll_at),
         "entries_seen": s.entries_seen,
         "consecutive_failures": s.consecutive_failures,
+        "polled_by": s.polled_by,
         "etag": s.etag,
         "last_modified": s.last_modified,
     }

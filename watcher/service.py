@@ -1,14 +1,18 @@
 """Composition root and daemon: builds the parts once, then schedules polls and delivery.
 
 ``make_watcher`` is the only place adapters are constructed; tests pass fakes or real
-loopback-backed parts by argument. ``run_daemon`` is ``watcher run``: one APScheduler job
-per feed (its interval, with jitter, never two at once), one sender thread per channel woken
-after any poll that recorded hits, clean stop on SIGTERM/SIGINT and config reload on SIGHUP.
+loopback-backed parts by argument. ``Daemon`` is ``watcher run`` on SQLite: one APScheduler
+job per feed (its interval, with jitter, never two at once), one sender thread per channel
+woken after any poll that recorded hits, clean stop on SIGTERM/SIGINT and config reload on
+SIGHUP. ``ClusterDaemon`` is ``watcher run`` on PostgreSQL: the same polls and deliveries as
+jobs of the cluster's queue (``watcher.cluster``), which every process on the database
+shares; ``make_daemon`` picks one.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import os
 import signal
@@ -35,6 +39,7 @@ from watcher.store import Store, process_owner
 from watcher.workers import default_workers
 
 if TYPE_CHECKING:
+    from watcher.cluster import Cluster
     from watcher.metrics import Metrics
     from watcher.web import StatusServer
 
@@ -61,6 +66,8 @@ class Watcher:
     owner: str = field(default_factory=process_owner)
     #: Counts what the daemon's polls and deliveries do, when its HTTP endpoint is on.
     metrics: Metrics | None = None
+    #: The daemon's membership of the cluster (``watcher run`` on PostgreSQL), else None.
+    cluster: Cluster | None = None
 
     def poll(self, names: Sequence[str] | None = None, *, force: bool = False) -> list[PollResult]:
         """Poll every configured feed (or those named) once, concurrently; with ``force``
@@ -139,6 +146,8 @@ def make_watcher(
     upgrade: bool = True,
     polls: bool = False,
     metrics: Metrics | None = None,
+    serve: bool = False,
+    cluster: Cluster | None = None,
 ) -> Watcher:
     """Build a Watcher for ``config``; any part given is used instead of the real one (a
     reloaded config keeps the running daemon's store, fetcher and workers this way).
@@ -146,6 +155,8 @@ def make_watcher(
     With ``upgrade`` the database is migrated to the latest schema first (``run`` and
     ``poll`` do this); without it an outdated schema raises SchemaOutdatedError. With
     ``polls`` the workers get ready now, in the background, while the database opens.
+    With ``serve`` (``watcher run``) on PostgreSQL, the process joins the database's cluster
+    (``cluster`` given is kept, as a reload does).
     """
     channels = channels if channels is not None else make_channels(config)
     workers = workers or default_workers(config.speakers, config.themes)
@@ -158,6 +169,10 @@ def make_watcher(
         store.check_schema()
     store.sync_feeds([(f.name, f.url) for f in config.feeds], now())
     store.release_dead_claims()
+    if cluster is None and serve and store.clustered:
+        from watcher.cluster import Cluster  # only here: SQLite users need no procrastinate
+
+        cluster = Cluster(store.url, concurrency=POLL_THREADS + len(channels) + 2, name=store.owner)
     return Watcher(
         config=config,
         store=store,
@@ -166,7 +181,15 @@ def make_watcher(
         channels=channels,
         now=now,
         metrics=metrics,
+        cluster=cluster,
     )
+
+
+def make_daemon(watcher: Watcher, config_path: str, *, http: HttpSettings | None = None) -> Daemon:
+    """``watcher run``'s daemon: a cluster member on PostgreSQL, the single process on SQLite."""
+    if watcher.cluster is not None:
+        return ClusterDaemon(watcher, config_path, http=http)
+    return Daemon(watcher, config_path, http=http)
 
 
 class Daemon:
@@ -270,6 +293,7 @@ class Daemon:
                 now=old.now,
                 upgrade=False,
                 metrics=old.metrics,
+                cluster=old.cluster,
             )
         except WatcherError as e:
             log.error("config reload failed, keeping the last good config:\n%s", e, extra=event("config.reload_failed"))
@@ -295,16 +319,13 @@ class Daemon:
         if problem:
             log.warning("%s", problem)
 
-    def _schedule_feeds(self) -> None:
+    def _schedule_cycle(self) -> None:
+        """One line per cycle of the most frequent feed: a quiet daemon still says it is alive."""
         from apscheduler.triggers.interval import IntervalTrigger
 
-        wanted = {f"feed:{f.name}": f for f in self.watcher.config.feeds}
-        for job in self.scheduler.get_jobs():
-            if job.id.startswith("feed:") and job.id not in wanted:
-                job.remove()
-        if wanted:
-            # One line per cycle of the most frequent feed: a quiet daemon still says it is alive.
-            self.cycle_interval = min(f.interval for f in wanted.values())
+        feeds = self.watcher.config.feeds
+        if feeds:
+            self.cycle_interval = min(f.interval for f in feeds)
             self.scheduler.add_job(
                 self._log_cycle,
                 IntervalTrigger(seconds=self.cycle_interval.total_seconds()),
@@ -314,6 +335,15 @@ class Daemon:
         elif self.scheduler.get_job("cycle"):
             self.scheduler.remove_job("cycle")
             self.cycle_interval = None
+
+    def _schedule_feeds(self) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        wanted = {f"feed:{f.name}": f for f in self.watcher.config.feeds}
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("feed:") and job.id not in wanted:
+                job.remove()
+        self._schedule_cycle()
         states = {s.name: s for s in self.watcher.store.feed_states()}
         now = self.watcher.now()
         for job_id, feed in wanted.items():
@@ -373,6 +403,10 @@ class Daemon:
             if feed is None or self.stop.is_set():
                 return
             result = self.watcher.poll_one(feed)
+        self._polled(name, result)
+
+    def _polled(self, name: str, result: PollResult) -> None:
+        """Count and log a poll, and wake the senders when it recorded hits."""
         self.cycle.add(result)
         if result.new:
             log.debug(
@@ -413,17 +447,23 @@ class Daemon:
                 if name not in self.watcher.channels:
                     del self.wake[name]  # a reload took it out; one putting it back starts a sender
                     return
-            with self.in_flight.job(), self._carry_on("delivery", f"channel {name}"):
-                report = self.watcher.deliver_channel(name, stop=self.stop)
-                if report.sent or report.failed or report.dead:
-                    log.info(
-                        "channel %s: %s",
-                        name,
-                        report,
-                        extra=event(
-                            "channel.delivered", channel=name, sent=report.sent, failed=report.failed, dead=report.dead
-                        ),
-                    )
+            self._deliver_round(name)
+
+    def _deliver_round(self, name: str) -> DeliveryReport:
+        """One round of channel ``name``'s sender: what it missed, then what is due."""
+        report = DeliveryReport()
+        with self.in_flight.job(), self._carry_on("delivery", f"channel {name}"):
+            report = self.watcher.deliver_channel(name, stop=self.stop)
+            if report.sent or report.failed or report.dead:
+                log.info(
+                    "channel %s: %s",
+                    name,
+                    report,
+                    extra=event(
+                        "channel.delivered", channel=name, sent=report.sent, failed=report.failed, dead=report.dead
+                    ),
+                )
+        return report
 
     @contextmanager
     def _carry_on(self, kind: str, what: str) -> Iterator[None]:
@@ -470,6 +510,195 @@ class Daemon:
         )
         logging.shutdown()
         os._exit(0)
+
+
+#: How often each process of a cluster looks at its config file and the cluster's config.
+CONFIG_CHECK = timedelta(seconds=2)
+
+
+def config_hash(path: str) -> str | None:
+    """The SHA-256 of a config file's bytes (None when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+class ClusterDaemon(Daemon):
+    """``watcher run`` on PostgreSQL: one process of the cluster of every ``watcher run`` on the
+    database. Polls and deliveries are jobs of procrastinate's queue (``watcher.cluster``),
+    run by whichever process takes them; this class says what each job does.
+
+    A poll job queues the feed's next poll at its due time plus the interval (fixed rate, as
+    the single daemon's jobs), or at once when the poll was abandoned because this process
+    is stopping: a stop hands its feeds back to the other processes. The config rule: each
+    process re-reads its config file when the file's content changes (looked at every
+    CONFIG_CHECK) or on SIGHUP; the database records which config each process runs, and a
+    process whose config is not the one loaded last in the cluster says so.
+    """
+
+    def __init__(
+        self, watcher: Watcher, config_path: str, env: dict[str, str] | None = None, *, http: HttpSettings | None = None
+    ) -> None:
+        super().__init__(watcher, config_path, env, http=http)
+        assert watcher.cluster is not None
+        self.cluster = watcher.cluster
+        #: The hash of the config file this process runs, and of the last one it tried.
+        self.config_hash = config_hash(config_path) or ""
+        self._tried_hash = self.config_hash
+        self._told_hash = self.config_hash
+        self.worker_id: int | None = None
+
+    def run(self) -> int:
+        self.worker_id = self.cluster.start(self)
+        self.watcher.store.join_cluster(self.worker_id, self.config_hash, self.watcher.now())
+        return super().run()
+
+    # -- scheduling: the queue holds it ----------------------------------------------
+
+    def _schedule_feeds(self) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        self._schedule_cycle()
+        self.scheduler.add_job(
+            self._check_config,
+            IntervalTrigger(seconds=CONFIG_CHECK.total_seconds()),
+            id="config",
+            replace_existing=True,
+        )
+        with self._carry_on("tick", "queueing feeds"):
+            self._queue_missing_polls()
+
+    def _queue_missing_polls(self) -> int:
+        """Queue a poll of each configured feed that has none (new, or its chain broken), at
+        its next poll time; return how many."""
+        queued = self.cluster.queued_polls()
+        states = {s.name: s for s in self.watcher.store.feed_states()}
+        now = self.watcher.now()
+        count = 0
+        for feed in self.watcher.config.feeds:
+            state = states.get(feed.name)
+            if feed.name in queued or (state is not None and state.status == "disabled"):
+                continue
+            due = max(now, state.next_poll_at) if state is not None and state.next_poll_at else now
+            count += self.cluster.queue_poll(feed.name, due)
+        return count
+
+    def _start_senders(self) -> None:
+        """A first delivery round of every channel (then after hits, and every tick)."""
+        if self.stop.is_set():
+            return
+        for name in self.watcher.channels:
+            with self._carry_on("delivery", f"queueing a delivery of {name}"):
+                self.cluster.queue_delivery(name)
+
+    def _wake_senders(self) -> None:
+        self._start_senders()
+
+    # -- the jobs (``cluster.Jobs``) -----------------------------------------------------
+
+    def poll(self, name: str, due: datetime) -> None:
+        """Poll feed ``name``, then queue its next poll."""
+        feed = next((f for f in self.watcher.config.feeds if f.name == name), None)
+        if feed is None:
+            return  # taken out of the config: its polls end here
+        result: PollResult | None = None
+        if not self.stop.is_set():
+            with self._carry_on("poll", f"feed {name}"), self.in_flight.job():
+                last = self.watcher.store.feed_state(name).last_polled_at
+                # Not when polled since this job's time by another job (two processes starting
+                # together each queued it): that would poll it twice in an interval.
+                if last is None or last < due:
+                    result = self.watcher.poll_one(feed)
+                    self._polled(name, result)
+        now = self.watcher.now()
+        if (result is None and self.stop.is_set()) or (result is not None and result.error_kind == "abandoned"):
+            after = now  # handed back: another process polls it at once
+        else:
+            # Its next slot; slots missed (a poll later than an interval) are skipped, not made up.
+            after = due + feed.interval
+            while after <= now:
+                after += feed.interval
+        with self._carry_on("poll", f"queueing the next poll of {name}"):
+            self.cluster.queue_poll(name, after)
+
+    def deliver(self, channel: str) -> None:
+        """A delivery round of ``channel``; alerts a stop released go to another process at once."""
+        if channel not in self.watcher.channels:
+            return  # not in this process's config: a process that has it sends its alerts
+        report = self._deliver_round(channel)
+        if report.released:
+            with self._carry_on("delivery", f"handing back {channel}"):
+                self.cluster.queue_delivery(channel)
+
+    def tick(self) -> None:
+        """The cluster's periodic work, in one process at a time: retry the jobs of processes
+        gone silent, forget them, queue feeds that have no poll, and a delivery round."""
+        with self._carry_on("tick", "the cluster's tick"):
+            retried = self.cluster.retry_stalled()
+            if retried:
+                log.warning(
+                    "retried %s of processes that stopped without a word",
+                    plural(retried, "job"),
+                    extra=event("cluster.retried", jobs=retried),
+                )
+            live = [w.id for w in self.cluster.live_workers()]
+            self.watcher.store.forget_members(live, self.watcher.now() - timedelta(seconds=60))
+            self._queue_missing_polls()
+            self._start_senders()
+
+    # -- config --------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        digest = config_hash(self.config_path) or ""
+        self._tried_hash = digest
+        old = self.watcher
+        super().reload()
+        if self.watcher is not old and self.worker_id is not None:
+            self.config_hash = digest
+            with self._carry_on("tick", "recording the config"):
+                self.watcher.store.loaded_config(self.worker_id, digest, self.watcher.now())
+
+    def _check_config(self) -> None:
+        """Reload when the config file changed; say so when the cluster runs another config."""
+        digest = config_hash(self.config_path)
+        if digest is not None and digest != self._tried_hash:
+            self.reload()
+            return
+        with self._carry_on("tick", "reading the cluster's config"):
+            live = {w.id for w in self.cluster.live_workers()}
+            members = self.watcher.store.members(live)
+            newest = max(members, key=lambda m: m.config_loaded_at, default=None)
+            if newest is not None and newest.config_hash not in (self.config_hash, self._told_hash):
+                self._told_hash = newest.config_hash
+                log.warning(
+                    "%s runs another config than this process (%s): its file differs from this one's; "
+                    "put the same config on every process of the cluster",
+                    newest.owner,
+                    self.config_path,
+                    extra=event("config.differs", member=newest.owner),
+                )
+
+    def _shutdown(self) -> int:
+        if self.server is not None:
+            self.server.close()
+        self.scheduler.shutdown(wait=False)
+        # A parse in flight is abandoned now, and its feed handed back; a fetch in flight ends
+        # within its timeout. The worker takes no new job and waits for the running ones.
+        self.watcher.workers.close()
+        ended = self.cluster.stop(STOP_GRACE.total_seconds() + 2)
+        if self.worker_id is not None:
+            with self._carry_on("tick", "leaving the cluster"):
+                self.watcher.store.leave_cluster(self.worker_id)
+        if not ended:
+            log.warning("abandoning unfinished jobs; the other processes retry them")
+            self.watcher.close()
+            logging.shutdown()
+            os._exit(0)
+        self.watcher.close()
+        log.info("stopped", extra=event("daemon.stopped"))
+        return 0
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ _STORY_LOCK = 0x73746F72  # "stor"
 _ROUTE_LOCK = 0x726F7574  # "rout"
 
 #: The newest script in migrations/versions (tests/test_store.py checks this against Alembic).
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -99,6 +99,8 @@ feeds = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("consecutive_failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("entries_seen", sa.Integer, nullable=False, server_default="0"),
+    # "host:pid" of the process that polled the feed last (which one, in a cluster).
+    sa.Column("polled_by", sa.Text),
 )
 
 entries = sa.Table(
@@ -175,6 +177,33 @@ outbox = sa.Table(
     sa.UniqueConstraint("hit_id", "channel", name="uq_outbox_hit_channel"),
     sa.Index("ix_outbox_status_due", "status", "next_attempt_at"),
 )
+
+
+# The processes of a cluster (PostgreSQL): each procrastinate worker's host:pid and the config
+# it runs (a hash of its file). Whether one is alive is procrastinate's heartbeat.
+cluster_members = sa.Table(
+    "cluster_members",
+    metadata,
+    sa.Column("worker_id", sa.BigInteger, primary_key=True),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("config_hash", sa.String(64), nullable=False),
+    # When the process last loaded a config that differed from the one it ran (or started):
+    # the newest such load among the live members is the cluster's config.
+    sa.Column("config_loaded_at", UTCDateTime, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One process of a cluster, as ``watcher cluster`` lists it."""
+
+    worker_id: int
+    #: "host:pid".
+    owner: str
+    started_at: datetime
+    config_hash: str
+    config_loaded_at: datetime
 
 
 @dataclass(frozen=True)
@@ -272,6 +301,8 @@ class Store:
         except (exc.ArgumentError, ImportError) as e:
             raise StorageError(f"cannot open database {redact_url(url)}") from e
         self._sqlite = self.engine.dialect.name == "sqlite"
+        #: Who polls through this store, as feeds.polled_by records it.
+        self.owner = process_owner()
         # SQLite allows one writer at a time: threads of this process queue on a lock
         # instead of sleeping in SQLite's busy handler; other processes wait on busy_timeout.
         self._write_lock = threading.Lock()
@@ -430,6 +461,7 @@ class Store:
                     consecutive_failures=0,
                     last_error=None,
                     status=sa.case((feeds.c.status == "failed", "ok"), else_=feeds.c.status),
+                    polled_by=self.owner,
                 ),
                 [
                     {
@@ -457,6 +489,7 @@ class Store:
                     last_polled_at=now,
                     next_poll_at=next_poll_at,
                     consecutive_failures=feeds.c.consecutive_failures + 1,
+                    polled_by=self.owner,
                 )
             )
 
@@ -516,6 +549,7 @@ class Store:
                 next_poll_at=record.next_poll_at,
                 consecutive_failures=0,
                 entries_seen=feeds.c.entries_seen + inserted,
+                polled_by=self.owner,
             )
             if record.moved_to:
                 values["moved_to"] = record.moved_to
@@ -592,6 +626,55 @@ class Store:
             alerts={status: int(alerts.get(status, 0)) for status in undelivered},
             oldest_due=oldest,
         )
+
+    # -- cluster ---------------------------------------------------------------------
+
+    @property
+    def clustered(self) -> bool:
+        """True on PostgreSQL: every `watcher run` on this database joins one cluster."""
+        return self.engine.dialect.name == "postgresql"
+
+    def join_cluster(self, worker_id: int, config_hash: str, now: datetime) -> None:
+        """Record this process as the cluster member behind procrastinate worker ``worker_id``."""
+        with self._tx() as conn:
+            conn.execute(
+                cluster_members.insert().values(
+                    worker_id=worker_id, owner=self.owner, started_at=now, config_hash=config_hash, config_loaded_at=now
+                )
+            )
+
+    def loaded_config(self, worker_id: int, config_hash: str, now: datetime) -> None:
+        """Record that member ``worker_id`` now runs the config of ``config_hash``."""
+        with self._tx() as conn:
+            conn.execute(
+                cluster_members.update()
+                .where(cluster_members.c.worker_id == worker_id)
+                .values(config_hash=config_hash, config_loaded_at=now)
+            )
+
+    def members(self, live: Collection[int]) -> list[Member]:
+        """The members whose worker is among ``live``, oldest first."""
+        with self._tx(write=False) as conn:
+            rows = conn.execute(sa.select(cluster_members).order_by(cluster_members.c.started_at)).all()
+        return [
+            Member(r.worker_id, r.owner, r.started_at, r.config_hash, r.config_loaded_at)
+            for r in rows
+            if r.worker_id in live
+        ]
+
+    def forget_members(self, live: Collection[int], started_before: datetime) -> None:
+        """Delete the members started before ``started_before`` whose worker is not among ``live``
+        (killed: procrastinate pruned their worker); those younger may not be listed yet."""
+        with self._tx() as conn:
+            conn.execute(
+                cluster_members.delete().where(
+                    cluster_members.c.worker_id.not_in(sorted(live)), cluster_members.c.started_at < started_before
+                )
+            )
+
+    def leave_cluster(self, worker_id: int) -> None:
+        with self._tx() as conn:
+            conn.execute(cluster_members.delete().where(cluster_members.c.worker_id == worker_id))
 
     # -- outbox ----------------------------------------------------------------------
 
@@ -811,6 +894,7 @@ def _feed_state(r: Any) -> FeedState:
         last_error=r.last_error,
         consecutive_failures=r.consecutive_failures,
         entries_seen=r.entries_seen,
+        polled_by=r.polled_by,
     )
 
 

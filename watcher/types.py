@@ -147,6 +147,8 @@ class FeedState:
     last_error: str | None
     consecutive_failures: int
     entries_seen: int
+    #: "host:pid" of the process that polled it last: which one, in a cluster.
+    polled_by: str | None = None
 
     @property
     def first_poll(self) -> bool:

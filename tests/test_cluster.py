@@ -1,0 +1,257 @@
+"""Several `watcher run` processes on one PostgreSQL database: one cluster (issue 16).
+
+The short version of bench/cluster.py's runs, on real parts: three daemons as separate
+processes, loopback feeds whose entries keep coming, a webhook receiver and an SMTP sink,
+one daemon SIGKILLed in the middle and the others stopped with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import ROOT, run_watcher, wait_for, watcher_cmd, write_config
+from tests.httpserver import LoopbackServer
+from watcher.mailsink import MailSink
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+FEEDS = 60
+INTERVAL = 3.0
+#: The feed that answers slowly: a poll of it is in flight when a daemon is stopped.
+SLOW = "f0"
+SLOW_SECONDS = 1.5
+
+
+def rss(feed: str, items: int) -> bytes:
+    entries = "".join(
+        f"<item><guid>{feed}-{i}</guid><title>Jen Zhu Scott said {feed} item {i}</title>"
+        f"<description>Jen Zhu Scott said that {feed} has news number {i}.</description></item>"
+        for i in range(items)
+    )
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>{feed}</title>{entries}</channel></rss>'.encode()
+
+
+class Feeds:
+    """60 feeds on a loopback server; ``grow()`` adds one entry to each. Records when each is
+    requested."""
+
+    def __init__(self, server: LoopbackServer) -> None:
+        self.server = server
+        self.items = 0
+        self.lock = threading.Lock()
+        self.times: dict[str, list[float]] = {f"f{n}": [] for n in range(FEEDS)}
+        for name in self.times:
+            server.route(f"/{name}.xml", self._handler(name))
+        self.grow()
+
+    def _handler(self, name: str) -> Any:
+        def handler(request: Any) -> None:
+            with self.lock:
+                self.times[name].append(time.monotonic())
+                body = rss(name, self.items)
+            if name == SLOW:
+                time.sleep(SLOW_SECONDS)
+            request.send_response(200)
+            request.send_header("Content-Type", "application/rss+xml")
+            request.send_header("Content-Length", str(len(body)))
+            request.end_headers()
+            request.wfile.write(body)
+
+        return handler
+
+    def grow(self) -> None:
+        with self.lock:
+            self.items += 1
+
+    def urls(self) -> dict[str, str]:
+        return {name: self.server.url(f"/{name}.xml") for name in self.times}
+
+
+class Hook:
+    """A webhook receiver that records each alert's webhook-id."""
+
+    def __init__(self, server: LoopbackServer) -> None:
+        self.ids: list[str] = []
+        self.lock = threading.Lock()
+        server.route("/hook", self._handle)
+        self.url = server.url("/hook")
+
+    def _handle(self, request: Any) -> None:
+        with self.lock:
+            self.ids.append(request.headers["webhook-id"])
+        request.send_response(200)
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as s:
+        yield s
+
+
+def query(url: str, sql: str) -> list[Any]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text(sql)))
+    finally:
+        engine.dispose()
+
+
+def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("w") as f:
+        return subprocess.Popen(watcher_cmd(config, "run"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=f)
+
+
+def tree(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """The process and every process it started (parse workers, their fork server)."""
+    parent = psutil.Process(process.pid)
+    return [parent, *parent.children(recursive=True)]
+
+
+def holder(url: str, feed: str) -> int | None:
+    """The pid of the daemon whose worker runs a poll of ``feed`` now."""
+    rows = query(
+        url,
+        "SELECT m.owner FROM procrastinate_jobs j JOIN cluster_members m ON m.worker_id = j.worker_id"
+        f" WHERE j.status = 'doing' AND j.task_name = 'watcher.poll' AND j.args->>'name' = '{feed}'",
+    )
+    return int(rows[0].owner.rpartition(":")[2]) if rows else None
+
+
+def check_operability(config: Path, daemons: list[subprocess.Popen[bytes]]) -> None:
+    """`watcher cluster` lists the three daemons and the queue; `watcher feeds` says who polled."""
+    shown = json.loads(run_watcher(config, "cluster", "--json").stdout)
+    pids = sorted(int(p["owner"].rpartition(":")[2]) for p in shown["processes"])
+    assert pids == sorted(d.pid for d in daemons), shown
+    assert all(p["cluster_config"] for p in shown["processes"]), shown
+    polls = next(q for q in shown["queue"] if q["task"] == "watcher.poll")
+    assert polls["due"] + polls["scheduled"] + polls["running"] >= FEEDS - 1, shown["queue"]
+    polled_by = {f["polled_by"] for f in map(json.loads, run_watcher(config, "feeds", "--json").stdout.splitlines())}
+    assert {int(p.rpartition(":")[2]) for p in polled_by} == set(pids)
+    table = run_watcher(config, "cluster").stdout
+    assert all(f":{pid}" in table for pid in pids) and "watcher.poll" in table, table
+
+
+def test_three_daemons_poll_each_feed_once_per_interval_and_alert_each_hit_once_through_a_kill_and_a_stop(
+    tmp_path: Path, server: LoopbackServer, database_url: str
+) -> None:
+    feeds, hook = Feeds(server), Hook(server)
+    with MailSink(tmp_path / "mail") as sink:
+        config = write_config(
+            tmp_path / "feeds.yaml",
+            database_url,
+            feeds.urls(),
+            interval=f"{INTERVAL:g}s",
+            smtp_port=sink.port,
+            hooks={"hook": hook.url},
+        )
+        run_watcher(config, "db", "upgrade")
+        daemons = [start(config, tmp_path / f"daemon{i}.log") for i in range(3)]
+        trees = {d.pid: tree(d) for d in daemons}
+        try:
+            # Every daemon polls: each feed's last poller, seen over a few cycles, covers all three.
+            pollers: set[str] = set()
+
+            def all_poll() -> bool:
+                pollers.update(r.polled_by for r in query(database_url, "SELECT polled_by FROM feeds") if r.polled_by)
+                return len(pollers) == 3
+
+            wait_for(all_poll, "each of the three daemons to poll feeds", timeout=30)
+            feeds.grow()
+            check_operability(config, daemons)
+
+            # SIGKILL the daemon polling the slow feed, in the middle of that poll.
+            wait_for(lambda: holder(database_url, SLOW) is not None, "a poll of the slow feed in flight")
+            victim = next(d for d in daemons if d.pid == holder(database_url, SLOW))
+            killed_at = time.monotonic()
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10)
+            feeds.grow()
+            # Its poll is retried by another daemon once its heartbeat is stale (10 s) and a tick runs (5 s).
+            wait_for(lambda: any(t > killed_at + SLOW_SECONDS for t in feeds.times[SLOW]), "the slow feed polled again")
+            retried_after = min(t for t in feeds.times[SLOW] if t > killed_at) - killed_at
+            assert retried_after < 10 + 5 + INTERVAL + 2, retried_after
+
+            survivors = [d for d in daemons if d is not victim]
+            entries = FEEDS * feeds.items
+            wait_for(lambda: query(database_url, "SELECT count(*) FROM entries")[0][0] == entries, "every entry stored")
+            wait_for(
+                lambda: query(database_url, "SELECT count(*) FROM outbox WHERE status <> 'sent'")[0][0] == 0,
+                "every alert sent",
+            )
+
+            # A graceful stop while its poll of the slow feed is in flight: the daemon leaves no
+            # job behind, and the last one polls that feed on time.
+            wait_for(lambda: holder(database_url, SLOW) is not None, "another poll of the slow feed in flight")
+            stopping = next(d for d in survivors if d.pid == holder(database_url, SLOW))
+            stopped_at = time.monotonic()
+            stopping.send_signal(signal.SIGTERM)
+            assert stopping.wait(SLOW_SECONDS + 8) == 0
+            stop_seconds = time.monotonic() - stopped_at
+            assert stop_seconds < SLOW_SECONDS + 3, stop_seconds
+            assert (
+                query(
+                    database_url,
+                    "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing' AND worker_id NOT IN (SELECT id FROM procrastinate_workers)",
+                )[0][0]
+                == 0
+            )
+            wait_for(
+                lambda: any(t > stopped_at + SLOW_SECONDS for t in feeds.times[SLOW]),
+                "the slow feed polled by the last daemon",
+                timeout=INTERVAL + SLOW_SECONDS + 3,
+            )
+            last = next(d for d in survivors if d is not stopping)
+            last.send_signal(signal.SIGTERM)
+            assert last.wait(15) == 0
+        finally:
+            for d in daemons:
+                if d.poll() is None:
+                    d.kill()
+                    d.wait()
+
+        # Each feed polled once per interval: the gaps between two polls of a feed average
+        # the interval (within 10 %), and hardly any is short (a poll retried after the kill).
+        gaps = [b - a for name, times in feeds.times.items() if name != SLOW for a, b in itertools.pairwise(times)]
+        assert gaps, feeds.times
+        mean = sum(gaps) / len(gaps)
+        assert 0.9 * INTERVAL <= mean <= 1.1 * INTERVAL, (mean, sorted(gaps)[:10])
+        short = [g for g in gaps if g < INTERVAL / 2]
+        assert len(short) <= max(2, len(gaps) // 50), sorted(gaps)[:10]
+
+        # Every entry stored once, every hit alerted once on each channel, under one id.
+        assert query(database_url, "SELECT count(*) FROM entries")[0][0] == FEEDS * feeds.items
+        hits = query(database_url, "SELECT count(*) FROM hits")[0][0]
+        assert hits == FEEDS * feeds.items
+        sent = {
+            r.channel: r.n
+            for r in query(
+                database_url, "SELECT channel, count(*) AS n FROM outbox WHERE status = 'sent' GROUP BY channel"
+            )
+        }
+        assert sent == {"hook": hits, "desk": hits}
+        hook_ids = {r.alert_id for r in query(database_url, "SELECT alert_id FROM outbox WHERE channel = 'hook'")}
+        assert set(hook.ids) == hook_ids, "a webhook alert under an id the outbox does not have"
+        assert len(hook.ids) - len(set(hook.ids)) <= 1, "resent more than a crash between send and mark allows"
+        message_ids = {m.message["Message-ID"] for m in sink.messages}
+        assert len(message_ids) == hits
+
+    # No process of any daemon left behind, the killed one's parse workers included.
+    leftovers = [p for procs in trees.values() for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not leftovers, leftovers
+    members = query(database_url, "SELECT count(*) FROM cluster_members")[0][0]
+    assert members <= 1, "a stopped daemon stays listed"  # the killed one's row goes at the next tick
