@@ -8,7 +8,7 @@ migrate one after the other: the second finds the schema at head and does nothin
 from alembic import context
 from sqlalchemy import Connection, engine_from_config, pool
 
-from watcher.store import metadata
+from watcher.store import metadata, watchers_own
 
 #: Key of the PostgreSQL advisory lock held while migrating (any constant unique to watcher).
 MIGRATION_LOCK = 0x77617463  # "watc"
@@ -40,6 +40,7 @@ def run(connection: Connection) -> None:
             # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
             render_as_batch=dialect == "sqlite",
             compare_type=True,
+            include_name=watchers_own,
         )
         with context.begin_transaction():
             context.run_migrations()

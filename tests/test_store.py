@@ -293,10 +293,11 @@ def test_the_migrations_build_the_schema_the_code_declares(store: Store) -> None
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from watcher.store import metadata
+    from watcher.store import metadata, watchers_own
 
     with store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+        opts = {"compare_type": True, "include_name": watchers_own}
+        diff = compare_metadata(MigrationContext.configure(conn, opts=opts), metadata)
     assert diff == []
 
 

@@ -576,7 +576,7 @@ def _next_poll(s: FeedState, now: datetime) -> str:
 @click.pass_context
 @_fails_cleanly
 def cluster(ctx: click.Context, as_json: bool) -> None:
-    """The processes of the cluster (`watcher run` on PostgreSQL) and its job queue.
+    """The cluster's live processes and its job queue (PostgreSQL).
 
     Each live process: its host:pid, since when it runs, the jobs it runs now and whether it
     runs the cluster's config. The queue: per task, the jobs due now, scheduled for later

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from watcher import __version__, route
 from watcher.config import Config, FeedSettings, HttpSettings, format_duration, load_config
 from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels, utcnow
-from watcher.errors import WatcherError, plural
+from watcher.errors import StorageError, WatcherError, plural
 from watcher.fetch import Fetcher
 from watcher.logs import event
 from watcher.pipeline import POLL_THREADS, PollResult, poll_feed, poll_feeds, route_missed
@@ -170,8 +170,13 @@ def make_watcher(
     store.sync_feeds([(f.name, f.url) for f in config.feeds], now())
     store.release_dead_claims()
     if cluster is None and serve and store.clustered:
-        from watcher.cluster import Cluster  # only here: SQLite users need no procrastinate
-
+        try:
+            from watcher.cluster import Cluster  # only here: SQLite users need no procrastinate
+        except ImportError as e:
+            raise StorageError(
+                "`watcher run` on PostgreSQL joins a cluster, which needs procrastinate",
+                "install it with pip install -e '.[postgres]'",
+            ) from e
         cluster = Cluster(store.url, concurrency=POLL_THREADS + len(channels) + 2, name=store.owner)
     return Watcher(
         config=config,
@@ -549,6 +554,8 @@ class ClusterDaemon(Daemon):
         self._tried_hash = self.config_hash
         self._told_hash = self.config_hash
         self.worker_id: int | None = None
+        #: Set when the worker died under the daemon: it exits 1 for its supervisor to restart it.
+        self.failed = False
 
     def run(self) -> int:
         self.worker_id = self.cluster.start(self)
@@ -661,7 +668,13 @@ class ClusterDaemon(Daemon):
                 self.watcher.store.loaded_config(self.worker_id, digest, self.watcher.now())
 
     def _check_config(self) -> None:
-        """Reload when the config file changed; say so when the cluster runs another config."""
+        """Reload when the config file changed; say so when the cluster runs another config.
+        (And stop when the worker died: a member that takes no job must not look alive.)"""
+        if not self.cluster.running and not self.stop.is_set():
+            log.critical("the cluster's worker stopped; exiting for a supervisor to restart watcher")
+            self.failed = True
+            self.stop.set()
+            return
         digest = config_hash(self.config_path)
         if digest is not None and digest != self._tried_hash:
             self.reload()
@@ -695,10 +708,10 @@ class ClusterDaemon(Daemon):
             log.warning("abandoning unfinished jobs; the other processes retry them")
             self.watcher.close()
             logging.shutdown()
-            os._exit(0)
+            os._exit(1 if self.failed else 0)
         self.watcher.close()
         log.info("stopped", extra=event("daemon.stopped"))
-        return 0
+        return 1 if self.failed else 0
 
 
 @dataclass(frozen=True)

@@ -263,6 +263,12 @@ def _evidence_from_json(raw: str) -> tuple[Evidence, ...]:
     return tuple(Evidence.from_json(e) for e in json.loads(raw))
 
 
+def watchers_own(name: str | None, type_: str, parent_names: Mapping[str, Any]) -> bool:
+    """Alembic's ``include_name`` hook: the tables watcher's metadata declares are all but
+    procrastinate's (the cluster's job queue, whose schema is its own, see migration 0007)."""
+    return not (type_ == "table" and (name or "").startswith("procrastinate_"))
+
+
 def migrations_dir() -> Path:
     """The Alembic scripts: the source tree's ``migrations/``, or the installed copy."""
     source = Path(__file__).resolve().parent.parent / "migrations"

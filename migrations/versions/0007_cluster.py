@@ -38,7 +38,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("worker_id", name=op.f("pk_cluster_members")),
     )
     if op.get_bind().dialect.name == "postgresql":
-        from watcher.cluster import engine_schema
+        try:
+            from watcher.cluster import engine_schema
+        except ImportError as e:
+            raise RuntimeError("watcher on PostgreSQL needs procrastinate: pip install -e '.[postgres]'") from e
 
         # psycopg's own execute: the script is many statements with % and : in function bodies.
         raw = op.get_bind().connection.driver_connection
