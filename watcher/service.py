@@ -694,6 +694,9 @@ class ClusterDaemon(Daemon):
                 )
 
     def _shutdown(self) -> int:
+        overdue = threading.Timer(STOP_LIMIT.total_seconds(), self._exit_overdue)
+        overdue.daemon = True
+        overdue.start()
         if self.server is not None:
             self.server.close()
         self.scheduler.shutdown(wait=False)
@@ -710,6 +713,7 @@ class ClusterDaemon(Daemon):
             logging.shutdown()
             os._exit(1 if self.failed else 0)
         self.watcher.close()
+        overdue.cancel()
         log.info("stopped", extra=event("daemon.stopped"))
         return 1 if self.failed else 0
 
