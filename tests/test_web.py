@@ -113,6 +113,8 @@ def test_each_route_answers_and_metrics_count_a_poll_that_finds_hits(tmp_path: P
         assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
         assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none' forbids scripts
         assert "default-src 'none'" in page.headers["content-security-policy"]
+        # Which process polled each feed last (host:pid): in a cluster, one of several.
+        assert f'<td class="polled-by">{socket.gethostname()}:{daemon.process.pid}</td>' in page.text
 
 
 def test_a_token_guards_every_route(tmp_path: Path, feeds: LoopbackServer) -> None:
