@@ -14,7 +14,7 @@ alerted (lost) or alerted under two ids; processes of the killed daemon left 15 
 whether the survivors stopped cleanly on SIGTERM.
 
 **throughput**: F feeds answering after an added latency (100 ms), their entries stored
-beforehand so each poll is a conditional GET answered 304; 1 then N daemons (16 jobs at
+beforehand so each poll is a conditional GET answered 304; 1 then N daemons (18 jobs at
 once each, fixed), every feed made due at once: the seconds until every feed's poll is
 recorded, and the ratio (issue 16: N=3 at least 2.5x faster than 1).
 
@@ -47,6 +47,7 @@ import psycopg  # noqa: E402
 from tests.conftest import POSTGRES_URL, run_watcher, wait_for, watcher_cmd, write_config  # noqa: E402
 from tests.httpserver import LoopbackServer  # noqa: E402
 from watcher.mailsink import MailSink  # noqa: E402
+from watcher.pipeline import POLL_THREADS  # noqa: E402
 
 PLAIN = POSTGRES_URL.replace("+psycopg", "")
 
@@ -284,7 +285,7 @@ def throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {
         "feeds": args.feeds,
         "latency_ms": args.latency_ms,
-        "jobs_per_process": 16,
+        "jobs_per_process": POLL_THREADS + 2,  # no channel here: 16 and the tick's 2
         "cycle_seconds": {str(k): v for k, v in seconds.items()},
         "speedup": round(seconds[1] / seconds[args.processes], 2),
     }
