@@ -28,7 +28,7 @@ from watcher.mailsink import MailSink
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 FEEDS = 60
-INTERVAL = 3.0
+INTERVAL = 4.0
 #: The feed that answers slowly: a poll of it is in flight when a daemon is stopped.
 SLOW = "f0"
 SLOW_SECONDS = 1.5
@@ -228,14 +228,18 @@ def test_three_daemons_poll_each_feed_once_per_interval_and_alert_each_hit_once_
                     d.kill()
                     d.wait()
 
-        # Each feed polled once per interval: the gaps between two polls of a feed average
-        # the interval (within 10 %), and hardly any is short (a poll retried after the kill).
-        gaps = [b - a for name, times in feeds.times.items() if name != SLOW for a, b in itertools.pairwise(times)]
+        # Each feed polled once per interval, not once per daemon: the typical gap between two
+        # polls of a feed is the interval (within 10 %), and a gap short enough to be a second
+        # poll in one interval is rare (a poll retried after the kill). A poll late on a loaded
+        # machine shortens the gap after it, hence a quarter interval and not less.
+        gaps = sorted(
+            b - a for name, times in feeds.times.items() if name != SLOW for a, b in itertools.pairwise(times)
+        )
         assert gaps, feeds.times
-        mean = sum(gaps) / len(gaps)
-        assert 0.9 * INTERVAL <= mean <= 1.1 * INTERVAL, (mean, sorted(gaps)[:10])
-        short = [g for g in gaps if g < INTERVAL / 2]
-        assert len(short) <= max(2, len(gaps) // 50), sorted(gaps)[:10]
+        median = gaps[len(gaps) // 2]
+        assert 0.9 * INTERVAL <= median <= 1.1 * INTERVAL, (median, gaps[:10], gaps[-10:])
+        twice = [g for g in gaps if g < INTERVAL / 4]
+        assert len(twice) <= max(2, len(gaps) // 50), gaps[:10]
 
         # Every entry stored once, every hit alerted once on each channel, under one id.
         assert query(database_url, "SELECT count(*) FROM entries")[0][0] == FEEDS * feeds.items + 1

@@ -36,6 +36,7 @@ from watcher.pipeline import POLL_THREADS, PollResult, poll_feed, poll_feeds, ro
 from watcher.pipeline import Fetcher as FetcherProtocol
 from watcher.pipeline import Workers as WorkersProtocol
 from watcher.store import Store, process_owner
+from watcher.types import FeedState
 from watcher.workers import default_workers
 
 if TYPE_CHECKING:
@@ -83,7 +84,8 @@ class Watcher:
             force=force,
         )
 
-    def poll_one(self, feed: FeedSettings) -> PollResult:
+    def poll_one(self, feed: FeedSettings, state: FeedState | None = None) -> PollResult:
+        """Poll one feed (``state``: its stored state, when the caller has read it)."""
         result = poll_feed(
             feed,
             store=self.store,
@@ -91,6 +93,7 @@ class Watcher:
             workers=self.workers,
             channels=self.config.channels,
             now=self.now,
+            state=state,
         )
         if self.metrics is not None:
             self.metrics.polled(result)
@@ -613,11 +616,11 @@ class ClusterDaemon(Daemon):
         result: PollResult | None = None
         if not self.stop.is_set():
             with self._carry_on("poll", f"feed {name}"), self.in_flight.job():
-                last = self.watcher.store.feed_state(name).last_polled_at
+                state = self.watcher.store.feed_state(name)
                 # Not when polled since this job's time by another job (two processes starting
                 # together each queued it): that would poll it twice in an interval.
-                if last is None or last < due:
-                    result = self.watcher.poll_one(feed)
+                if state.last_polled_at is None or state.last_polled_at < due:
+                    result = self.watcher.poll_one(feed, state)
                     self._polled(name, result)
         now = self.watcher.now()
         if (result is None and self.stop.is_set()) or (result is not None and result.error_kind == "abandoned"):
