@@ -550,7 +550,7 @@ def test_a_success_makes_the_channels_failed_alerts_due_oldest_first(store: Stor
     assert flush_outbox(store, channels, now=NOW, owner=OWNER).failed == 3
     add_hits(store, 1, channels=("hook",), prefix="new", due=NOW + timedelta(minutes=1))
     assert flush_outbox(store, channels, now=NOW + timedelta(minutes=1), owner=OWNER).sent == 4
-    by_alert = {i.alert_id: i.stored.entry_id for i in store.list_outbox()}
+    by_alert = {i.alert_id: s.entry_id for i in store.list_outbox() if (s := i.stored)}
     received = [by_alert[r.headers["webhook-id"]] for r in receiver.requests]
     assert received == ["a0", "new0", "a0", "a1", "a2"]
 

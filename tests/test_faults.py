@@ -429,6 +429,7 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_only_in_the_windo
 
     per_hit = collections.defaultdict(list)
     for row in rows:
+        assert row.stored is not None
         per_hit[row.stored.id].append(row)
     assert set(per_hit) == {h.id for h in hits}
     for hit_rows in per_hit.values():

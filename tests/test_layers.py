@@ -24,6 +24,7 @@ PURE = {
     "render",
     "dashboard",
     "backoff",
+    "health",
     "types",
     "errors",
 }

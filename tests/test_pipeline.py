@@ -76,7 +76,7 @@ def save(
 
 def told(store: Store) -> list[tuple[str, str | None]]:
     """(channel, entry) of every alert, sorted."""
-    return sorted((i.channel, i.stored.entry_id) for i in store.list_outbox())
+    return sorted((i.channel, s.entry_id) for i in store.list_outbox() if (s := i.stored))
 
 
 def test_a_story_already_told_from_another_feed_is_stored_but_not_alerted_again(store: Store) -> None:

@@ -109,11 +109,14 @@ def parts(msg: EmailMessage) -> tuple[str, str]:
     ],
 )
 def test_subject_says_who_said_or_mentioned_what(alert: OutboxItem, subject: str) -> None:
+    assert alert.stored is not None
     assert alert_subject(alert.stored) == subject
 
 
 def test_a_long_subject_is_cut_with_an_ellipsis() -> None:
-    subject = alert_subject(item(title="word " * 100).stored)
+    stored = item(title="word " * 100).stored
+    assert stored is not None
+    subject = alert_subject(stored)
     assert len(subject) <= 120 and subject.endswith("…")
 
 
@@ -279,7 +282,7 @@ def digest_items() -> list[OutboxItem]:
 
 def test_digest_groups_by_watch_statements_first_then_newest() -> None:
     groups = group_by_watch(digest_items())
-    assert [(watch, [i.stored.title for i in group]) for watch, group in groups] == [
+    assert [(watch, [i.title for i in group]) for watch, group in groups] == [
         ("Jen Zhu Scott", ["newest statement", "old statement", "undated mention"]),
         ("US-China AI collaboration", ["theme story"]),
     ]
@@ -293,7 +296,7 @@ def test_digest_lists_a_theme_most_relevant_first() -> None:
         item(4, watch="Semiconductor export controls", kind="theme", statement=False, title="chips", score=75),
     ]
     groups = group_by_watch(items)
-    assert [(watch, [i.stored.title for i in group]) for watch, group in groups] == [
+    assert [(watch, [i.title for i in group]) for watch, group in groups] == [
         ("US-China AI collaboration", ["headline story", "lead story", "passing line"]),
         ("Semiconductor export controls", ["chips"]),
     ]

@@ -259,7 +259,8 @@ def test_polls_count_by_outcome_and_reason_and_hits_by_watch_and_kind() -> None:
     metrics.polled(PollResult("c", "https://c.example/rss", error="HTTP 503", waiting_until=NOW))
     metrics.polled(PollResult("c", "https://c.example/rss", error="abandoned", error_kind="abandoned"))
     text = metrics.exposition(
-        Overview({"ok": 2, "failed": 1}, {"due": 3, "failed": 1, "dead": 0}, NOW), NOW + timedelta(minutes=16)
+        Overview({"ok": 2, "failed": 1}, {"due": 3, "failed": 1, "dead": 0}, NOW, health={"ok": 2, "silent": 1}),
+        NOW + timedelta(minutes=16),
     ).decode()
     assert value(text, "watcher_polls_total", outcome="failed", reason="http_5xx") == 1
     assert value(text, "watcher_polls_total", outcome="not_modified", reason="") == 1
@@ -273,6 +274,8 @@ def test_polls_count_by_outcome_and_reason_and_hits_by_watch_and_kind() -> None:
     assert value(text, "watcher_outbox_alerts", status="due") == 3
     assert value(text, "watcher_outbox_oldest_due_age_seconds") == 960
     assert value(text, "watcher_feeds", health="failed") == 1 and value(text, "watcher_feeds", health="disabled") == 0
+    assert value(text, "watcher_feed_health", health="silent") == 1
+    assert value(text, "watcher_feed_health", health="failing") == 0
 
 
 def test_deliveries_count_attempts_by_outcome_and_the_latency_of_those_sent() -> None:

@@ -304,6 +304,7 @@ def poll(ctx: click.Context, names: tuple[str, ...], force: bool, as_json: bool)
     # never pays for them (on two cores their start slows its fetches).
     watcher = _watcher(ctx, upgrade=True)
     results = watcher.poll(list(names) or None, force=force)
+    watcher.check_health()
     report = watcher.deliver()
     if as_json:
         for r in results:
@@ -509,15 +510,17 @@ def feeds(ctx: click.Context, name: str | None, retry: tuple[str, ...], as_json:
         return
     from rich.table import Table
 
-    table = Table("feed", "status", "last poll", "next poll", "entries", "polled by")
+    table = Table("feed", "status", "health", "last poll", "next poll", "entries", "polled by")
     for column in table.columns[1:]:
         column.no_wrap = True  # short, and cut they say nothing; the name wraps instead
     styles = {"ok": "green", "failed": "red", "disabled": "red", "empty": "yellow"}
+    styles |= {"failing": "red", "gone": "red", "silent": "yellow"}
     for s in states:
         next_poll = "never" if s.status == "disabled" else _relative(s.next_poll_at, now)
         table.add_row(
             _text(s.name),
             _styled(s.status, styles.get(s.status, "")),
+            _styled(s.health, styles.get(s.health, "")),
             _relative(s.last_polled_at, now),
             next_poll,
             str(s.entries_seen),
@@ -545,6 +548,7 @@ def _print_feed(ctx: click.Context, s: FeedState, now: datetime) -> None:
             "status",
             s.status + (f", {plural(s.consecutive_failures, 'failure')} in a row" if s.consecutive_failures else ""),
         ),
+        ("health", _health(s, now)),
         ("last error", s.last_error or "none"),
         ("last poll", _when_relative(s.last_polled_at, now) + (f" by {s.polled_by}" if s.polled_by else "")),
         ("last success", _when_relative(s.last_success_at, now)),
@@ -555,6 +559,17 @@ def _print_feed(ctx: click.Context, s: FeedState, now: datetime) -> None:
     for label, value in rows:
         if value:
             _say(ctx, f"{label + ':':<14}{value}")
+
+
+def _health(s: FeedState, now: datetime) -> str:
+    """The health last alerted, and since when its problem has lasted."""
+    if s.health == "failing":
+        return f"failing, since {_when_relative(s.failing_since, now)}"
+    if s.health == "silent":
+        return f"silent: no new entry since {_when_relative(s.quiet_since, now)}"
+    if s.health == "gone":
+        return "gone: it answered 410 Gone"
+    return "ok"
 
 
 def _next_poll(s: FeedState, now: datetime) -> str:
@@ -667,8 +682,8 @@ def outbox(ctx: click.Context, status: OutboxStatus | None, as_json: bool, limit
             i.status,
             str(i.attempts),
             _outbox_when(i),
-            _text(i.stored.hit.watch),
-            _text(i.stored.title[:60]),
+            _text(i.watch),
+            _text(i.title[:60]),
             _text(i.last_error or ""),
         )
     _console().print(table)
@@ -847,6 +862,9 @@ def _feed_json(s: FeedState) -> dict[str, Any]:
         "feed": s.name,
         "url": redact_url(s.fetch_url),
         "status": s.status,
+        "health": s.health,
+        "failing_since": iso_time(s.failing_since),
+        "quiet_since": iso_time(s.quiet_since),
         "last_error": s.last_error,
         "last_polled_at": iso_time(s.last_polled_at),
         "last_success_at": iso_time(s.last_success_at),
@@ -869,9 +887,9 @@ def _outbox_json(i: OutboxItem) -> dict[str, Any]:
         "next_attempt_at": iso_time(i.next_attempt_at),
         "sent_at": iso_time(i.sent_at),
         "last_error": i.last_error,
-        "watch": i.stored.hit.watch,
-        "feed": i.stored.feed,
-        "title": i.stored.title,
+        "watch": i.watch,
+        "feed": i.feed,
+        "title": i.title,
     }
 
 

@@ -431,12 +431,18 @@ class Defaults:
     timeout: Duration = timedelta(seconds=20)
     #: False: a feed's first poll stores its backlog silently instead of alerting on all of it.
     alert_on_first_poll: Flag = False
+    #: A feed failing for longer than this is reported as failing (``feed.failing``).
+    failing_after: Duration = timedelta(hours=24)
+    #: A feed that brings no new entry for longer than this is reported as silent
+    #: (``feed.silent``); None: never.
+    expect_every: Duration | None = None
 
 
 @dataclass(frozen=True, config=_SCHEMA, repr=False)
 class FeedSettings:
     """One feed to poll. Read from a file, a feed without ``name`` is named after its URL and
-    one without ``interval``, ``timeout`` or ``alert_on_first_poll`` takes ``defaults``'."""
+    one without ``interval``, ``timeout``, ``alert_on_first_poll``, ``failing_after`` or
+    ``expect_every`` takes ``defaults``'."""
 
     #: An http(s) URL, or an absolute file path (relative paths are resolved against the
     #: config file's directory; ``file://`` URLs are turned into paths).
@@ -445,6 +451,8 @@ class FeedSettings:
     interval: Duration
     timeout: Duration
     alert_on_first_poll: Flag
+    failing_after: Duration = Defaults.failing_after
+    expect_every: Duration | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -567,6 +575,8 @@ class ChannelSettings:
     url: HttpUrl | None = field(default=None, metadata={"for": "webhook", "required": True})
     #: Webhook signing secret; None for email.
     secret: Secret | None = field(default=None, repr=False, metadata={"for": "webhook", "required": True})
+    #: True: also the feeds' health alerts (failing, gone, silent, recovered).
+    health: Flag = False
 
     @model_validator(mode="wrap")
     @classmethod

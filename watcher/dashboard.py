@@ -119,7 +119,8 @@ def status_page(
         started=when(started),
         last_cycle=when(last_cycle),
         alive=alive,
-        feeds=sorted(feeds, key=lambda f: (order.get(f.status, 5), f.name.casefold())),
+        # The feeds whose trouble alerted (failing, gone, silent) before those only failing now.
+        feeds=sorted(feeds, key=lambda f: (f.health == "ok", order.get(f.status, 5), f.name.casefold())),
         feed_url=lambda f: redact_url(f.fetch_url),
         hits=[(hit_view(s), when(s.created)) for s in hits],
         outbox=outbox,

@@ -156,7 +156,7 @@ class EmailChannel:
 
     def render(self, items: Sequence[OutboxItem], now: datetime, *, test: bool = False) -> EmailMessage:
         """The email for ``items``: a digest on digest channels, else the one alert."""
-        if self.digest and not test:
+        if self.digest and not test and items[0].health is None:
             return render_digest(items, sender=self.smtp.sender, to=self.settings.to, now=now)
         (item,) = items
         return render_alert(item, sender=self.smtp.sender, to=self.settings.to, now=now, test=test)
@@ -489,10 +489,12 @@ def flush_outbox(
 
 
 def _sends(claimed: Sequence[OutboxItem], channels: Mapping[str, Channel]) -> list[tuple[str, list[OutboxItem]]]:
-    """Claimed rows cut into sends, in claim order: a digest channel's rows together."""
+    """Claimed rows cut into sends, in claim order: a digest channel's hits together, every
+    other row (a health alert among them) alone."""
     sends: dict[tuple[str, int], list[OutboxItem]] = {}
     for item in claimed:
-        key = (item.channel, 0 if channels[item.channel].digest else item.id)
+        together = channels[item.channel].digest and item.health is None
+        key = (item.channel, 0 if together else item.id)
         sends.setdefault(key, []).append(item)
     return [(name, items) for (name, _), items in sends.items()]
 
@@ -533,7 +535,7 @@ def _deliver(
                 answer,
                 extra=event("alert.sent", channel=name, alerts=len(ids), answer=answer),
             )
-            return [Delivery(name, ids, "sent", answer, waited=tuple(now - i.stored.created for i in items))]
+            return [Delivery(name, ids, "sent", answer, waited=tuple(now - i.created for i in items))]
         if error.transient:
             broken[name] = error
         reason = str(error)

@@ -19,8 +19,10 @@ the config's own names. No URL, title or error text is ever a label.
 ``watcher_outbox_alerts{status}``              alerts not sent: due, failed, dead
 ``watcher_outbox_oldest_due_age_seconds``      how long the longest-waiting due alert has
                                                been due (0 when none is)
-``watcher_feeds{health}``                      feeds by health (new, ok, empty, failed,
-                                               disabled)
+``watcher_feeds{health}``                      feeds by status of the last poll (new, ok,
+                                               empty, failed, disabled)
+``watcher_feed_health{health}``                feeds by health alerted: ok, failing, gone,
+                                               silent (see ``watcher.health``)
 ``watcher_database_up``                        1 when the last scrape could read the
                                                database, else 0
 ``watcher_info{version}``, ``process_*``,      the version; the process's memory, CPU,
@@ -48,7 +50,7 @@ from prometheus_client import (
 )
 
 from watcher import __version__
-from watcher.types import FeedStatus
+from watcher.types import FeedStatus, Health
 
 if TYPE_CHECKING:
     from watcher.deliver import DeliveryReport
@@ -111,7 +113,12 @@ class Metrics:
             "How long the longest-waiting due alert has been due; 0 when none is.",
             registry=r,
         )
-        self.feeds = Gauge("watcher_feeds", "Configured feeds by health.", ["health"], registry=r)
+        self.feeds = Gauge(
+            "watcher_feeds", "Configured feeds by the status of their last poll.", ["health"], registry=r
+        )
+        self.feed_health = Gauge(
+            "watcher_feed_health", "Feeds by health alerted: ok, failing, gone, silent.", ["health"], registry=r
+        )
         self.database_up = Gauge("watcher_database_up", "1 when the database could be read at this scrape.", registry=r)
         Info("watcher", "The running watcher.", registry=r).info({"version": __version__})
         ProcessCollector(registry=r)
@@ -153,6 +160,8 @@ class Metrics:
                 # when its count is 0 would never resolve.
                 for health in get_args(FeedStatus):
                     self.feeds.labels(health).set(overview.feeds.get(health, 0))
+                for health in get_args(Health):
+                    self.feed_health.labels(health).set(overview.health.get(health, 0))
                 for status, count in overview.alerts.items():
                     self.alerts.labels(status).set(count)
                 due = overview.oldest_due

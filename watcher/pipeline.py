@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
-from watcher import route
+from watcher import health, route
 from watcher.backoff import doubling_delay
 from watcher.config import ChannelSettings, FeedSettings, Speaker, Theme
 from watcher.errors import Abandoned, FeedError, FetchError, StorageError, plural, redact_url
 from watcher.logs import event
 from watcher.render import iso_time
 from watcher.store import PollRecord, Store, Unchanged
-from watcher.types import FeedState, Fetched, Hit, NewHit, Processed
+from watcher.types import FeedState, Fetched, HealthChange, Hit, NewHit, Processed
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +311,35 @@ def route_missed(store: Store, channel: ChannelSettings, now: datetime) -> int:
         untold = route.untold(alerts, earlier, now)
         tx.enqueue(untold)
     return len(untold)
+
+
+def check_health(
+    store: Store, feeds: Sequence[FeedSettings], channels: Sequence[ChannelSettings], now: datetime
+) -> list[HealthChange]:
+    """Alert each change of the feeds' health to the channels with ``health: true``; return
+    the changes this call stored (one that another process stored first is not).
+
+    Run by the daemon every minute and by `watcher poll` after its polls.
+    """
+    takers = health.health_channels(channels)
+    stored = []
+    for change in health.changes(store.feed_states([f.name for f in feeds]), feeds, now):
+        if store.record_health(change, takers, now):
+            stored.append(change)
+            log.log(
+                logging.INFO if change.health == "ok" else logging.WARNING,
+                "feed %s: %s",
+                change.feed,
+                change.reason,
+                extra=event(
+                    "feed.recovered" if change.health == "ok" else f"feed.{change.health}",
+                    change.feed,
+                    health=change.health,
+                    previous=change.previous,
+                    alerts=len(takers),
+                ),
+            )
+    return stored
 
 
 def failure_delay(interval: timedelta, failures: int, retry_after: float | None) -> timedelta:

@@ -29,7 +29,7 @@ from email.utils import format_datetime, parseaddr
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from watcher.types import Evidence, Hit, OutboxItem, StoredHit
+from watcher.types import Evidence, HealthEvent, Hit, OutboxItem, StoredHit
 
 if TYPE_CHECKING:
     import jinja2
@@ -45,6 +45,8 @@ LINK_MAX = 2048
 #: Webhook payload types, versioned: a breaking change gets a new ``.vN``.
 HIT_TYPE = "watcher.hit.v1"
 TEST_TYPE = "watcher.test.v1"
+#: A feed's change of health: ``watcher.feed.failing.v1``, ``.gone``, ``.silent``, ``.recovered``.
+FEED_TYPE = "watcher.{event}.v1"
 
 # C0/C1 controls and the Unicode line/paragraph separators: anything a mail header parser
 # or a terminal might treat as a line break.
@@ -219,8 +221,8 @@ def _most_relevant_first(items: Sequence[OutboxItem]) -> list[OutboxItem]:
     # when the article was published, or when it was detected if the feed gave no date. The
     # row id breaks ties so the order is stable.
     def key(item: OutboxItem) -> tuple[bool, int, datetime, int]:
-        hit = item.stored.hit
-        return (hit.statement, hit.score, item.stored.published or item.stored.created, item.id)
+        stored = _stored(item)
+        return (stored.hit.statement, stored.hit.score, stored.published or stored.created, item.id)
 
     return sorted(items, key=key, reverse=True)
 
@@ -230,8 +232,13 @@ def group_by_watch(items: Sequence[OutboxItem]) -> list[tuple[str, list[OutboxIt
     then by score, then newest), the group with the most relevant item first."""
     groups: dict[str, list[OutboxItem]] = {}
     for item in _most_relevant_first(items):
-        groups.setdefault(item.stored.hit.watch, []).append(item)
+        groups.setdefault(_stored(item).hit.watch, []).append(item)
     return list(groups.items())
+
+
+def _stored(item: OutboxItem) -> StoredHit:
+    assert item.stored is not None, "a digest carries hits only (health alerts go alone)"
+    return item.stored
 
 
 # -- subjects and ids ------------------------------------------------------------------
@@ -337,6 +344,12 @@ def _message(
     return msg
 
 
+def health_subject(event: HealthEvent) -> str:
+    """``[watcher] feed failing: reuters`` (``gone``, ``silent``, ``recovered``)."""
+    word = event.event.removeprefix("feed.")
+    return header_text(f"[watcher] feed {word}: {event.feed}", SUBJECT_MAX)
+
+
 def render_alert(
     item: OutboxItem, *, sender: str, to: Sequence[str], now: datetime, test: bool = False
 ) -> EmailMessage:
@@ -344,9 +357,14 @@ def render_alert(
 
     Headers: Subject (see :func:`alert_subject`), From, To, Date (``now``), a Message-ID
     derived from ``item.alert_id``, List-ID, Auto-Submitted, X-Watcher-Watch,
-    X-Watcher-Feed and X-Watcher-Alert-Id; with ``test`` also X-Watcher-Test.
+    X-Watcher-Feed and X-Watcher-Alert-Id; with ``test`` also X-Watcher-Test. A health
+    alert has the subject of :func:`health_subject` and X-Watcher-Event instead of
+    X-Watcher-Watch.
     """
+    if item.health is not None:
+        return _render_health(item, item.health, sender=sender, to=to, now=now)
     stored = item.stored
+    assert stored is not None
     subject = alert_subject(stored, test=test)
     parts = _body("alert", hit=hit_view(stored), subject=subject, test=test)
     headers = {
@@ -361,6 +379,22 @@ def render_alert(
     return _message(headers, sender=sender, to=to, now=now, channel=item.channel, parts=parts)
 
 
+def _render_health(
+    item: OutboxItem, event: HealthEvent, *, sender: str, to: Sequence[str], now: datetime
+) -> EmailMessage:
+    subject = health_subject(event)
+    since = None if event.since is None else event.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = _body("health", event=event, subject=subject, since=since, reason=_cut(one_line(event.reason), TEXT_MAX))
+    headers = {
+        "Subject": subject,
+        "Message-ID": message_id(item.alert_id, sender),
+        "X-Watcher-Event": event.event,
+        "X-Watcher-Feed": header_text(event.feed),
+        "X-Watcher-Alert-Id": header_text(item.alert_id),
+    }
+    return _message(headers, sender=sender, to=to, now=now, channel=item.channel, parts=parts)
+
+
 def render_digest(items: Sequence[OutboxItem], *, sender: str, to: Sequence[str], now: datetime) -> EmailMessage:
     """Several alerts of one channel as one email, grouped by watch, most relevant first.
 
@@ -371,9 +405,9 @@ def render_digest(items: Sequence[OutboxItem], *, sender: str, to: Sequence[str]
         raise ValueError("a digest needs at least one alert")
     groups = group_by_watch(items)
     subject = digest_subject(items)
-    views = [(watch, [hit_view(i.stored) for i in group]) for watch, group in groups]
+    views = [(watch, [hit_view(_stored(i)) for i in group]) for watch, group in groups]
     parts = _body("digest", groups=views, count=len(items), subject=subject)
-    feeds = dict.fromkeys(i.stored.feed for _, group in groups for i in group)
+    feeds = dict.fromkeys(i.feed for _, group in groups for i in group)
     headers = {
         "Subject": subject,
         "Message-ID": digest_message_id(items, sender),
@@ -388,6 +422,7 @@ def render_digest(items: Sequence[OutboxItem], *, sender: str, to: Sequence[str]
 
 def _hit_fields(item: OutboxItem) -> dict[str, Any]:
     stored = item.stored
+    assert stored is not None
     return {
         "id": item.alert_id,
         "channel": item.channel,
@@ -429,13 +464,44 @@ def webhook_payload(item: OutboxItem, *, test: bool = False) -> dict[str, Any]:
 
     Fields are only ever added within a version; receivers should ignore unknown fields.
     ``watcher send-test`` sends the same shape with type ``watcher.test.v1`` and an id
-    starting with ``test.``.
+    starting with ``test.``. A feed's change of health is :func:`feed_payload`.
     """
+    if item.health is not None:
+        return feed_payload(item, item.health)
     payload = {"type": HIT_TYPE, **_hit_fields(item)}
     if test:
         # A distinct id, so a receiver that drops duplicates still shows every test.
         payload.update(type=TEST_TYPE, id=f"test.{item.alert_id}")
     return payload
+
+
+def feed_payload(item: OutboxItem, event: HealthEvent) -> dict[str, Any]:
+    """The JSON body of a health alert. Schema ``watcher.feed.failing.v1`` (and ``gone``,
+    ``silent``, ``recovered``, the same fields)::
+
+        {
+          "type": "watcher.feed.failing.v1",
+          "id": "5f0c2a9e-8d1b-...",        # alert id (a UUID); equals the webhook-id header
+          "channel": "ops-hook",
+          "feed": {"name": "reuters", "url": "https://..."},  # credentials and tokens masked
+          "health": "failing" | "gone" | "silent" | "ok",
+          "previous": "ok" | "failing" | "gone" | "silent",
+          "reason": "...",                  # one line: the last error, or the silence
+          "since": "2024-05-01T12:00:00Z" | null,   # when the problem began
+          "detected_at": "2024-05-02T12:00:00Z"
+        }
+    """
+    return {
+        "type": FEED_TYPE.format(event=event.event),
+        "id": item.alert_id,
+        "channel": item.channel,
+        "feed": {"name": event.feed, "url": event.url},
+        "health": event.health,
+        "previous": event.previous,
+        "reason": _cut(one_line(event.reason), TEXT_MAX),
+        "since": iso_time(event.since),
+        "detected_at": iso_time(event.created),
+    }
 
 
 #: Characters of a receiver's error page kept in the error: the gist, not the page.

@@ -32,11 +32,11 @@ from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels
 from watcher.errors import StorageError, WatcherError, plural
 from watcher.fetch import Fetcher
 from watcher.logs import event
-from watcher.pipeline import POLL_THREADS, PollResult, poll_feed, poll_feeds, route_missed
+from watcher.pipeline import POLL_THREADS, PollResult, check_health, poll_feed, poll_feeds, route_missed
 from watcher.pipeline import Fetcher as FetcherProtocol
 from watcher.pipeline import Workers as WorkersProtocol
 from watcher.store import Store, process_owner
-from watcher.types import FeedState
+from watcher.types import FeedState, HealthChange
 from watcher.workers import default_workers
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: How often the daemon looks for due alerts when no poll woke it (digests, retries).
 DELIVERY_TICK = timedelta(seconds=5)
+#: How often the daemon judges the feeds' health (a feed may turn silent without a poll).
+HEALTH_TICK = timedelta(minutes=1)
 #: How long a stopping daemon waits for in-flight polls before abandoning them.
 STOP_GRACE = timedelta(seconds=8)
 #: How long a stop may take in all before the process exits regardless.
@@ -98,6 +100,10 @@ class Watcher:
         if self.metrics is not None:
             self.metrics.polled(result)
         return result
+
+    def check_health(self) -> list[HealthChange]:
+        """Alert the changes of the configured feeds' health (see ``pipeline.check_health``)."""
+        return check_health(self.store, self.config.feeds, self.config.channels, self.now())
 
     def deliver(self, stop: threading.Event | None = None) -> DeliveryReport:
         """Send every alert that is due now, each channel in a thread of its own: a slow
@@ -260,7 +266,16 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_stop)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, self._on_reload)
+        from apscheduler.triggers.interval import IntervalTrigger
+
         self._schedule_feeds()
+        # At once, then every tick: a feed silent while the daemon was down is told at start.
+        self.scheduler.add_job(
+            self.check_health,
+            IntervalTrigger(seconds=HEALTH_TICK.total_seconds()),
+            id="health",
+            next_run_time=datetime.now(UTC),
+        )
         self.scheduler.start()
         self._start_senders()
         feeds, channels = len(self.watcher.config.feeds), len(self.watcher.channels)
@@ -398,6 +413,12 @@ class Daemon:
         since = self.last_cycle or self.started
         alive = interval is None or now - since <= 2 * interval
         return Liveness(alive, now, self.started, self.last_cycle, interval)
+
+    def check_health(self) -> None:
+        """The health job: alert the feeds' changes of health, and wake the senders for them."""
+        with self._carry_on("health", "health check"):
+            if self.watcher.check_health():
+                self._wake_senders()
 
     def poll_if_due(self, name: str) -> None:
         """The job of one feed: poll it, unless it is backing off after failures."""

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ from watcher.types import (
     Article,
     Evidence,
     FeedState,
+    HealthChange,
+    HealthEvent,
     Hit,
     NewHit,
     OutboxItem,
@@ -72,7 +74,7 @@ _STORY_LOCK = 0x73746F72  # "stor"
 _ROUTE_LOCK = 0x726F7574  # "rout"
 
 #: The newest script in migrations/versions (tests/test_store.py checks this against Alembic).
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -101,6 +103,23 @@ feeds = sa.Table(
     sa.Column("entries_seen", sa.Integer, nullable=False, server_default="0"),
     # "host:pid" of the process that polled the feed last (which one, in a cluster).
     sa.Column("polled_by", sa.Text),
+    # The health last alerted (see watcher.health), and what it is judged on.
+    sa.Column("health", sa.String(16), nullable=False, server_default="ok"),
+    sa.Column("failing_since", UTCDateTime),
+    sa.Column("quiet_since", UTCDateTime),
+)
+
+# Each change of a feed's health that alerted: what its outbox rows tell.
+feed_events = sa.Table(
+    "feed_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("feed_id", sa.ForeignKey("feeds.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("health", sa.String(16), nullable=False),
+    sa.Column("previous", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("since", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
 entries = sa.Table(
@@ -160,7 +179,9 @@ outbox = sa.Table(
     "outbox",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("hit_id", sa.ForeignKey("hits.id", ondelete="CASCADE"), nullable=False),
+    # What it alerts: a hit, or a feed's change of health; never both.
+    sa.Column("hit_id", sa.ForeignKey("hits.id", ondelete="CASCADE")),
+    sa.Column("event_id", sa.ForeignKey("feed_events.id", ondelete="CASCADE")),
     sa.Column("channel", sa.Text, nullable=False),
     # What receivers drop duplicates by (webhook-id, Message-ID): a random UUID, so that no
     # other alert ever had it, in this database or in any other (a reset one, a test one).
@@ -175,6 +196,8 @@ outbox = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
     sa.UniqueConstraint("hit_id", "channel", name="uq_outbox_hit_channel"),
+    sa.UniqueConstraint("event_id", "channel", name="uq_outbox_event_channel"),
+    sa.CheckConstraint("(hit_id IS NULL) <> (event_id IS NULL)", name="ck_outbox_hit_or_event"),
     sa.Index("ix_outbox_status_due", "status", "next_attempt_at"),
 )
 
@@ -249,6 +272,8 @@ class Overview:
     alerts: Mapping[str, int]
     #: Since when the longest-waiting due alert has been due; None when none is due.
     oldest_due: datetime | None
+    #: Feeds per health last alerted (ok, failing, gone, silent).
+    health: Mapping[str, int] = field(default_factory=dict)
 
 
 def _key_hash(key: str) -> str:
@@ -409,6 +434,7 @@ class Store:
                             last_modified=None,
                             status=sa.case((feeds.c.last_success_at.is_(None), "new"), else_="ok"),
                             consecutive_failures=0,
+                            failing_since=None,
                             last_error=None,
                             next_poll_at=now,
                         )
@@ -465,6 +491,8 @@ class Store:
                     last_modified=sa.bindparam("b_last_modified"),
                     moved_to=sa.func.coalesce(sa.bindparam("b_moved_to"), feeds.c.moved_to),
                     consecutive_failures=0,
+                    failing_since=None,
+                    quiet_since=sa.func.coalesce(feeds.c.quiet_since, sa.bindparam("b_now", type_=UTCDateTime())),
                     last_error=None,
                     status=sa.case((feeds.c.status == "failed", "ok"), else_=feeds.c.status),
                     polled_by=self.owner,
@@ -496,8 +524,52 @@ class Store:
                     next_poll_at=next_poll_at,
                     consecutive_failures=feeds.c.consecutive_failures + 1,
                     polled_by=self.owner,
+                    failing_since=sa.func.coalesce(feeds.c.failing_since, now),
                 )
             )
+
+    def record_health(self, change: HealthChange, channels: Sequence[str], now: datetime) -> bool:
+        """Store a change of a feed's health and its alert to each of ``channels``, in one
+        transaction, if the feed still has the health ``change`` was judged from; return
+        whether it did. The condition makes each change alert once, however many processes
+        (two daemons, a daemon and `watcher poll`) judge it at the same time."""
+        with self._tx() as conn:
+            moved = conn.execute(
+                feeds.update()
+                .where(feeds.c.name == change.feed, feeds.c.health == change.previous)
+                .values(health=change.health)
+            )
+            if moved.rowcount != 1:
+                return False
+            feed_id = conn.execute(sa.select(feeds.c.id).where(feeds.c.name == change.feed)).scalar_one()
+            event_id = conn.execute(
+                feed_events.insert()
+                .values(
+                    feed_id=feed_id,
+                    health=change.health,
+                    previous=change.previous,
+                    reason=change.reason,
+                    since=change.since,
+                    created_at=now,
+                )
+                .returning(feed_events.c.id)
+            ).scalar_one()
+            if channels:
+                conn.execute(
+                    outbox.insert(),
+                    [
+                        dict(
+                            event_id=event_id,
+                            channel=channel,
+                            alert_id=str(uuid.uuid4()),
+                            status="due",
+                            next_attempt_at=now,
+                            created_at=now,
+                        )
+                        for channel in channels
+                    ],
+                )
+        return True
 
     # -- entries and hits ------------------------------------------------------------
 
@@ -554,6 +626,8 @@ class Store:
                 last_success_at=now,
                 next_poll_at=record.next_poll_at,
                 consecutive_failures=0,
+                failing_since=None,
+                quiet_since=now if inserted else sa.func.coalesce(feeds.c.quiet_since, now),
                 entries_seen=feeds.c.entries_seen + inserted,
                 polled_by=self.owner,
             )
@@ -617,6 +691,9 @@ class Store:
             by_status: dict[str, int] = dict(
                 conn.execute(sa.select(feeds.c.status, sa.func.count()).group_by(feeds.c.status)).tuples().all()
             )
+            by_health: dict[str, int] = dict(
+                conn.execute(sa.select(feeds.c.health, sa.func.count()).group_by(feeds.c.health)).tuples().all()
+            )
             alerts: dict[str, int] = dict(
                 conn.execute(
                     sa.select(outbox.c.status, sa.func.count())
@@ -631,6 +708,7 @@ class Store:
             feeds={str(k): int(v) for k, v in by_status.items()},
             alerts={status: int(alerts.get(status, 0)) for status in undelivered},
             oldest_due=oldest,
+            health={str(k): int(v) for k, v in by_health.items()},
         )
 
     # -- cluster ---------------------------------------------------------------------
@@ -811,23 +889,35 @@ class Store:
     def _outbox_items(self, ids: Sequence[int]) -> list[OutboxItem]:
         if not ids:
             return []
-        query = (
-            _stored_hit_select()
-            .add_columns(
-                outbox.c.id.label("outbox_id"),
-                outbox.c.channel,
-                outbox.c.alert_id,
-                outbox.c.status.label("outbox_status"),
-                outbox.c.attempts,
-                outbox.c.next_attempt_at,
-                outbox.c.last_error,
-                outbox.c.sent_at,
+        columns = (
+            outbox.c.id.label("outbox_id"),
+            outbox.c.channel,
+            outbox.c.alert_id,
+            outbox.c.status.label("outbox_status"),
+            outbox.c.attempts,
+            outbox.c.next_attempt_at,
+            outbox.c.last_error,
+            outbox.c.sent_at,
+        )
+        of_hits = _stored_hit_select().add_columns(*columns).join_from(hits, outbox, outbox.c.hit_id == hits.c.id)
+        of_events = (
+            sa.select(
+                feed_events,
+                feeds.c.name.label("feed"),
+                sa.func.coalesce(feeds.c.moved_to, feeds.c.url).label("url"),
+                *columns,
             )
-            .join_from(hits, outbox, outbox.c.hit_id == hits.c.id)
-            .where(outbox.c.id.in_(list(ids)))
+            .select_from(outbox)
+            .join(feed_events, feed_events.c.id == outbox.c.event_id)
+            .join(feeds, feeds.c.id == feed_events.c.feed_id)
         )
         with self._tx(write=False) as conn:
-            rows = {r.outbox_id: r for r in conn.execute(query)}
+            rows: dict[int, tuple[Any, StoredHit | None, HealthEvent | None]] = {
+                r.outbox_id: (r, _stored_hit(r), None) for r in _select_in(conn, of_hits, outbox.c.id, ids)
+            }
+            rows.update(
+                (r.outbox_id, (r, None, _health_event(r))) for r in _select_in(conn, of_events, outbox.c.id, ids)
+            )
         return [
             OutboxItem(
                 id=r.outbox_id,
@@ -837,10 +927,11 @@ class Store:
                 attempts=r.attempts,
                 next_attempt_at=r.next_attempt_at,
                 last_error=r.last_error,
-                stored=_stored_hit(r),
+                stored=stored,
                 sent_at=r.sent_at,
+                health=health,
             )
-            for r in (rows[i] for i in ids if i in rows)
+            for r, stored, health in (rows[i] for i in ids if i in rows)
         ]
 
 
@@ -901,6 +992,9 @@ def _feed_state(r: Any) -> FeedState:
         consecutive_failures=r.consecutive_failures,
         entries_seen=r.entries_seen,
         polled_by=r.polled_by,
+        health=r.health,
+        failing_since=r.failing_since,
+        quiet_since=r.quiet_since,
     )
 
 
@@ -1136,6 +1230,19 @@ def _stored_hit_select() -> sa.Select[Any]:
         .select_from(hits)
         .join(entries, entries.c.id == hits.c.entry_id)
         .join(feeds, feeds.c.id == entries.c.feed_id)
+    )
+
+
+def _health_event(r: Any) -> HealthEvent:
+    return HealthEvent(
+        id=r.id,
+        feed=r.feed,
+        url=redact_url(r.url),
+        health=r.health,
+        previous=r.previous,
+        reason=r.reason,
+        since=r.since,
+        created=r.created_at,
     )
 
 

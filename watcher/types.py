@@ -125,6 +125,9 @@ class Fetched:
 
 
 FeedStatus = Literal["new", "ok", "empty", "failed", "disabled"]
+#: A feed's health as its alerts tell it (see ``watcher.health``): working, failing for longer
+#: than its ``failing_after``, gone (410), or silent for longer than its ``expect_every``.
+Health = Literal["ok", "failing", "gone", "silent"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,12 @@ class FeedState:
     entries_seen: int
     #: "host:pid" of the process that polled it last: which one, in a cluster.
     polled_by: str | None = None
+    #: The health last alerted (``ok`` until a problem is).
+    health: Health = "ok"
+    #: The first failure of the current run of failures; None while the feed works.
+    failing_since: datetime | None = None
+    #: When the feed last brought a new entry (or was first fetched); None until then.
+    quiet_since: datetime | None = None
 
     @property
     def first_poll(self) -> bool:
@@ -172,12 +181,52 @@ class StoredHit:
     lead: str = ""
 
 
+@dataclass(frozen=True)
+class HealthChange:
+    """A feed whose health is not the one last alerted."""
+
+    feed: str
+    #: The health stored (last alerted); the store changes it only if it still is.
+    previous: Health
+    health: Health
+    #: One line for the alert: the last error, or how long the feed has been silent.
+    reason: str
+    #: Since when the problem has lasted; None for ``gone`` and a recovery.
+    since: datetime | None
+
+
+@dataclass(frozen=True)
+class HealthEvent:
+    """A change of a feed's health, as stored: what a ``feed.*`` alert tells."""
+
+    id: int
+    feed: str
+    #: The feed's URL, credentials and token-like query values masked.
+    url: str
+    #: What the feed is now.
+    health: Health
+    #: What it was (the health alerted before).
+    previous: Health
+    #: One line: the last error, or how long it has been silent.
+    reason: str
+    #: Since when the problem has lasted (the first failure, the last new entry); None for
+    #: ``gone`` and ``recovered``.
+    since: datetime | None
+    created: datetime
+
+    @property
+    def event(self) -> str:
+        """``feed.failing``, ``feed.gone``, ``feed.silent`` or ``feed.recovered``."""
+        return "feed.recovered" if self.health == "ok" else f"feed.{self.health}"
+
+
 OutboxStatus = Literal["due", "failed", "dead", "sent"]
 
 
 @dataclass(frozen=True)
 class OutboxItem:
-    """One (hit, channel) delivery, as claimed from or listed in the outbox."""
+    """One delivery to a channel, as claimed from or listed in the outbox: of a hit
+    (``stored``) or of a feed's change of health (``health``)."""
 
     id: int
     channel: str
@@ -188,9 +237,36 @@ class OutboxItem:
     attempts: int
     next_attempt_at: datetime
     last_error: str | None
-    stored: StoredHit
+    #: The hit alerted; None for a health alert.
+    stored: StoredHit | None
     #: When the receiving server accepted it; None until then.
     sent_at: datetime | None = None
+    #: The health change alerted; None for a hit's alert.
+    health: HealthEvent | None = None
+
+    @property
+    def created(self) -> datetime:
+        """When what it alerts was recorded."""
+        return self.stored.created if self.stored else self._event.created
+
+    @property
+    def watch(self) -> str:
+        """What it is about, for listings: the hit's watch, or the event (``feed.failing``)."""
+        return self.stored.hit.watch if self.stored else self._event.event
+
+    @property
+    def feed(self) -> str:
+        return self.stored.feed if self.stored else self._event.feed
+
+    @property
+    def title(self) -> str:
+        """A line for listings: the article's title, or the feed and the reason."""
+        return self.stored.title if self.stored else f"{self._event.feed}: {self._event.reason}"
+
+    @property
+    def _event(self) -> HealthEvent:
+        assert self.health is not None, "an outbox row alerts a hit or a health change"
+        return self.health
 
 
 @dataclass(frozen=True)
