@@ -455,6 +455,48 @@ def validate(ctx: click.Context) -> None:
 
 
 @cli.command()
+@click.option("--watch", "watch", required=True, metavar="NAME", help="The speaker or theme to run.")
+@click.option("--since", default="30d", show_default=True, help="Articles stored this far back (e.g. 7d).")
+@click.option("--alert", is_flag=True, help="Send the hits' alerts (each once); without it nothing is sent.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per hit per line, then a summary object.")
+@click.pass_context
+@_fails_cleanly
+def replay(ctx: click.Context, watch: str, since: str, alert: bool, as_json: bool) -> None:
+    """Run a new or changed watch over the stored articles and record its hits.
+
+    Without --alert nothing is sent, now or later: see what a new theme finds before it can
+    reach an inbox. With --alert each hit alerts once (those an earlier replay recorded
+    too), through the channels that take the watch; a second replay sends nothing new.
+    """
+    config = _config(ctx)
+    if watch not in config.watch_names:
+        raise click.UsageError(f"no speaker or theme named {watch!r}; see `watcher validate`")
+    window = _parse_since(since)
+    watcher = _watcher(ctx, upgrade=True)
+    result = watcher.replay(watch, since=watcher.now() - window, alert=alert)
+    report = watcher.deliver() if alert else None
+    if as_json:
+        for feed, article, hit in result.found:
+            found = {**_hit_json(article.entry_id, article.link, article.title, hit), "feed": feed}
+            click.echo(json.dumps({**found, "published": iso_time(article.published)}, ensure_ascii=False))
+        summary = {"articles": result.articles, "hits": len(result.found), "recorded": result.recorded}
+        summary |= {"alerts": result.alerts, "sent": report.sent if report else 0}
+        click.echo(json.dumps({"replay": summary}))
+        return
+    for feed, article, hit in result.found:
+        _print_hit(hit, article.title, article.link, feed, published=article.published)
+    _say(
+        ctx,
+        f"{watch}: {plural(len(result.found), 'hit')} in {plural(result.articles, 'article')} stored in the last "
+        f"{since}; {result.recorded} new recorded",
+    )
+    if report is None:
+        _say(ctx, f"nothing sent; `watcher replay --watch {shlex.quote(watch)} --since {since} --alert` sends them")
+    else:
+        _say(ctx, f"{plural(result.alerts, 'alert')} made; alerts: {report}")
+
+
+@cli.command()
 @click.option("--since", default="24h", show_default=True, help="How far back, as a duration (e.g. 7d).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--limit", type=int, default=None, help="At most this many hits.")
@@ -655,6 +697,19 @@ def db_upgrade(ctx: click.Context) -> None:
     finally:
         store.close()
     click.echo(f"database {redact_url(store.url)} is up to date")
+
+
+@db.command("prune")
+@click.pass_context
+@_fails_cleanly
+def db_prune(ctx: click.Context) -> None:
+    """Apply the retention now: delete articles stored longer ago than `retention`.
+
+    `watcher run` does it daily. Kept: what a feed still lists, and what has an alert to send.
+    """
+    watcher = _watcher(ctx, upgrade=True)
+    pruned = watcher.prune()
+    click.echo(f"{plural(pruned, 'article')} stored over {format_duration(watcher.config.retention)} ago deleted")
 
 
 @cli.group(cls=_Group, invoke_without_command=True)

@@ -657,6 +657,8 @@ class Config:
     smtp: SmtpSettings | None = None
     channels: tuple[ChannelSettings, ...] = ()
     http: HttpSettings = HttpSettings()
+    #: How long stored articles are kept (``watcher run`` deletes older ones daily).
+    retention: Duration = timedelta(days=90)
     #: Complete lines (``feeds.yaml: line 7: feeds[0].interval: ...``) for the operator.
     warnings: tuple[str, ...] = ()
 
@@ -1061,6 +1063,9 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
     smtp = report.validate(SmtpSettings, raw_smtp, ("smtp",), context) if raw_smtp is not None else None
     channels = _list_section(data, "channels", ChannelSettings, report, context)
     http = report.validate(HttpSettings, raw_http or {}, ("http",), {}) or HttpSettings()
+    retention = Config.retention
+    if data.get("retention") is not None:
+        retention = report.validate(Duration, data["retention"], ("retention",), {}) or retention
 
     _check_feeds(feeds, data, report)
     _unique(watch_names, report, "speaker and theme names must be unique, because channels' watches refer to them")
@@ -1082,6 +1087,7 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
         smtp=smtp,
         channels=tuple(channel for _, channel in channels),
         http=http,
+        retention=retention,
         warnings=tuple(report.warnings),
     )
 

@@ -24,7 +24,7 @@ from watcher.errors import Abandoned, FeedError, FetchError, StorageError, plura
 from watcher.logs import event
 from watcher.render import iso_time
 from watcher.store import PollRecord, Store, Unchanged
-from watcher.types import FeedState, Fetched, HealthChange, Hit, NewHit, Processed
+from watcher.types import Alert, Article, FeedState, Fetched, HealthChange, Hit, NewHit, Processed
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,7 @@ def poll_feed(
             problem="; ".join(filter(None, (_churn(len(rekeyed)), processed.problem))) or None,
             next_poll_at=_next_poll(feed, started),
             silent=not alert,
+            listed=[a.key for a in processed.articles],
         )
         with clock("store"):
             new_hits = save_poll(store, feed.name, record, channels, started)
@@ -340,6 +341,62 @@ def check_health(
                 ),
             )
     return stored
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What one replay of a watch over the stored articles did."""
+
+    #: Articles matched against.
+    articles: int
+    #: Every hit found: (feed, article, hit), recorded before or not.
+    found: tuple[tuple[str, Article, Hit], ...]
+    #: Hits this replay recorded (no (entry, watch) pair had them).
+    recorded: int
+    #: Alerts it enqueued (only with ``alert``).
+    alerts: int
+
+
+#: Stored articles read and matched at a time.
+REPLAY_BATCH = 500
+
+
+def replay(
+    store: Store,
+    speakers: Sequence[Speaker],
+    themes: Sequence[Theme],
+    watch: str,
+    *,
+    since: datetime,
+    channels: Sequence[ChannelSettings],
+    now: datetime,
+    alert: bool,
+) -> ReplayResult:
+    """Run ``watch`` (a speaker or theme among ``speakers`` and ``themes``) over the
+    articles stored since ``since``, and record its hits as a poll does.
+
+    Without ``alert`` the hits are recorded silent: nothing is sent, now or later, so a new
+    theme never floods an inbox. With ``alert`` they alert through ``channels`` by the same
+    rules and story dedup as a poll's (see ``save_poll``), and so do the hits a replay
+    without it recorded; each once, since an (entry, watch) pair is recorded once.
+    """
+    from watcher.match import Matcher  # the matcher's import is heavy; only a replay needs it here
+
+    matcher = Matcher([s for s in speakers if s.name == watch], [t for t in themes if t.name == watch])
+    found: list[tuple[int, str, Article, Hit]] = []
+    read, after = 0, 0
+    while batch := store.articles_since(since, after=after, limit=REPLAY_BATCH):
+        read += len(batch)
+        after = batch[-1][0]
+        found += [(row, feed, article, hit) for row, feed, article in batch for hit in matcher.match(article)]
+    with store.replaying(watch, found, since, now, alert=alert) as tx:
+        alerts: list[Alert] = []
+        if alert:
+            routed = route.route(tx.new_hits, channels, now)
+            earlier = tx.alerts_for(route.stories(routed), since=route.told_since(now))
+            alerts = route.untold(routed, earlier, now)
+            tx.enqueue(alerts)
+    return ReplayResult(read, tuple((feed, a, h) for _, feed, a, h in found), tx.recorded, len(alerts))
 
 
 def failure_delay(interval: timedelta, failures: int, retry_after: float | None) -> timedelta:

@@ -32,7 +32,16 @@ from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels
 from watcher.errors import StorageError, WatcherError, plural
 from watcher.fetch import Fetcher
 from watcher.logs import event
-from watcher.pipeline import POLL_THREADS, PollResult, check_health, poll_feed, poll_feeds, route_missed
+from watcher.pipeline import (
+    POLL_THREADS,
+    PollResult,
+    ReplayResult,
+    check_health,
+    poll_feed,
+    poll_feeds,
+    replay,
+    route_missed,
+)
 from watcher.pipeline import Fetcher as FetcherProtocol
 from watcher.pipeline import Workers as WorkersProtocol
 from watcher.store import Store, process_owner
@@ -50,6 +59,8 @@ log = logging.getLogger(__name__)
 DELIVERY_TICK = timedelta(seconds=5)
 #: How often the daemon judges the feeds' health (a feed may turn silent without a poll).
 HEALTH_TICK = timedelta(minutes=1)
+#: How often the daemon applies the retention.
+PRUNE_TICK = timedelta(days=1)
 #: How long a stopping daemon waits for in-flight polls before abandoning them.
 STOP_GRACE = timedelta(seconds=8)
 #: How long a stop may take in all before the process exits regardless.
@@ -104,6 +115,32 @@ class Watcher:
     def check_health(self) -> list[HealthChange]:
         """Alert the changes of the configured feeds' health (see ``pipeline.check_health``)."""
         return check_health(self.store, self.config.feeds, self.config.channels, self.now())
+
+    def replay(self, watch: str, *, since: datetime, alert: bool) -> ReplayResult:
+        """Run ``watch`` over the articles stored since ``since`` (see ``pipeline.replay``)."""
+        config = self.config
+        return replay(
+            self.store,
+            config.speakers,
+            config.themes,
+            watch,
+            since=since,
+            channels=config.channels,
+            now=self.now(),
+            alert=alert,
+        )
+
+    def prune(self) -> int:
+        """Apply the retention: delete the articles stored longer ago than ``retention``."""
+        pruned = self.store.prune(self.now() - self.config.retention)
+        if pruned:
+            log.info(
+                "retention: %s stored over %s ago deleted",
+                plural(pruned, "article"),
+                format_duration(self.config.retention),
+                extra=event("retention.pruned", articles=pruned),
+            )
+        return pruned
 
     def deliver(self, stop: threading.Event | None = None) -> DeliveryReport:
         """Send every alert that is due now, each channel in a thread of its own: a slow
@@ -276,6 +313,12 @@ class Daemon:
             id="health",
             next_run_time=datetime.now(UTC),
         )
+        self.scheduler.add_job(
+            self.prune,
+            IntervalTrigger(seconds=PRUNE_TICK.total_seconds()),
+            id="retention",
+            next_run_time=datetime.now(UTC) + HEALTH_TICK,
+        )
         self.scheduler.start()
         self._start_senders()
         feeds, channels = len(self.watcher.config.feeds), len(self.watcher.channels)
@@ -419,6 +462,11 @@ class Daemon:
         with self._carry_on("health", "health check"):
             if self.watcher.check_health():
                 self._wake_senders()
+
+    def prune(self) -> None:
+        """The retention job, daily (its first a minute after the start)."""
+        with self._carry_on("retention", "retention"):
+            self.watcher.prune()
 
     def poll_if_due(self, name: str) -> None:
         """The job of one feed: poll it, unless it is backing off after failures."""

@@ -74,7 +74,7 @@ _STORY_LOCK = 0x73746F72  # "stor"
 _ROUTE_LOCK = 0x726F7574  # "rout"
 
 #: The newest script in migrations/versions (tests/test_store.py checks this against Alembic).
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -136,10 +136,17 @@ entries = sa.Table(
     # The start of the article's text (``Article.lead``), shown by an alert on its title;
     # NULL for entries stored before it was kept.
     sa.Column("lead", sa.Text),
+    # The text as matching reads it, kept for `watcher replay`; NULL for entries stored
+    # before it was kept (a replay reads their title and lead).
+    sa.Column("summary", sa.Text),
+    sa.Column("content", sa.Text),
+    sa.Column("story", sa.String(64)),
     sa.Column("published", UTCDateTime),
     sa.Column("content_hash", sa.String(64), nullable=False),
-    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False, index=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # When a poll last found it in its feed: retention keeps what the feed still lists.
+    sa.Column("seen_at", UTCDateTime),
     sa.UniqueConstraint("feed_id", "key_hash", name="uq_entries_feed_key"),
 )
 
@@ -246,6 +253,8 @@ class PollRecord:
     next_poll_at: datetime
     #: A first poll that stores its backlog without alerting: its hits are never routed.
     silent: bool = False
+    #: The keys of every article the feed lists now (changed or not).
+    listed: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -634,6 +643,13 @@ class Store:
             if record.moved_to:
                 values["moved_to"] = record.moved_to
             conn.execute(feeds.update().where(feeds.c.id == feed_id).values(**values))
+            listed = sorted({_key_hash(key) for key in record.listed})
+            for i in range(0, len(listed), _IN_CHUNK):
+                conn.execute(
+                    entries.update()
+                    .where(entries.c.feed_id == feed_id, entries.c.key_hash.in_(listed[i : i + _IN_CHUNK]))
+                    .values(seen_at=now)
+                )
 
     @contextmanager
     def routing(self, channel: str, since: datetime, now: datetime) -> Iterator[PollWrite | None]:
@@ -661,6 +677,79 @@ class Store:
                 return
             yield PollWrite(conn, _missed_hits(conn, channel, routed, newest, since), now)
             conn.execute(channels.update().where(channels.c.name == channel).values(routed_hit=newest))
+
+    def articles_since(self, since: datetime, *, after: int = 0, limit: int = 500) -> list[tuple[int, str, Article]]:
+        """Up to ``limit`` stored articles first seen at ``since`` or later, with row ids above
+        ``after``, in id order: (row id, feed, article). An entry stored before its text was
+        kept has its lead for summary."""
+        query = (
+            sa.select(entries, feeds.c.name.label("feed"))
+            .join(feeds, feeds.c.id == entries.c.feed_id)
+            .where(entries.c.first_seen_at >= since, entries.c.id > after)
+            .order_by(entries.c.id)
+            .limit(limit)
+        )
+        with self._tx(write=False) as conn:
+            return [
+                (
+                    r.id,
+                    r.feed,
+                    Article(
+                        key=r.key,
+                        entry_id=r.entry_id,
+                        link=r.link,
+                        title=r.title,
+                        summary=r.summary if r.summary is not None else (r.lead or ""),
+                        content=r.content or "",
+                        published=r.published,
+                        content_hash=r.content_hash,
+                        story=r.story,
+                    ),
+                )
+                for r in conn.execute(query)
+            ]
+
+    @contextmanager
+    def replaying(
+        self, watch: str, found: Sequence[tuple[int, str, Article, Hit]], since: datetime, now: datetime, *, alert: bool
+    ) -> Iterator[PollWrite]:
+        """One transaction for what a replay of ``watch`` found among the articles stored
+        since ``since``: ``found`` holds (entry row id, feed, article, hit).
+
+        The hits no (entry, watch) pair has yet are recorded, silent unless ``alert`` (never
+        routed, like a first poll's). With ``alert``, ``PollWrite.new_hits`` also holds the
+        hits of ``watch`` stored silently since ``since`` that no alert was made for (an
+        earlier replay's without ``alert``), for the caller to enqueue."""
+        with self._tx() as conn:
+            earlier = _silent_hits(conn, watch, since) if alert else []
+            by_feed: dict[str, list[tuple[int, Article, Hit]]] = {}
+            for entry, feed, article, hit in found:
+                by_feed.setdefault(feed, []).append((entry, article, hit))
+            fresh = [
+                new
+                for feed, of_feed in by_feed.items()
+                for new in _write_hits(conn, feed, of_feed, now, silent=not alert)
+            ]
+            yield PollWrite(conn, earlier + fresh, now, recorded=len(fresh))
+
+    def prune(self, before: datetime) -> int:
+        """Delete the entries first seen before ``before``, with their hits and sent or dead
+        alerts; return how many. Kept: an entry its feed listed at its last poll (deleted, it
+        would come back as new and alert again) and one whose alert is still to be sent."""
+        listed = entries.alias("listed")
+        latest = sa.select(sa.func.max(listed.c.seen_at)).where(listed.c.feed_id == entries.c.feed_id).scalar_subquery()
+        pending = sa.exists().where(
+            hits.c.entry_id == entries.c.id, outbox.c.hit_id == hits.c.id, outbox.c.status.in_(("due", "failed"))
+        )
+        with self._tx() as conn:
+            result = conn.execute(
+                entries.delete().where(
+                    entries.c.first_seen_at < before,
+                    sa.or_(entries.c.seen_at.is_(None), entries.c.seen_at < latest),
+                    ~pending,
+                )
+            )
+        return int(result.rowcount)
 
     def list_hits(self, since: datetime | None = None, limit: int | None = None) -> list[StoredHit]:
         """Stored hits, newest first."""
@@ -1025,6 +1114,9 @@ def _write_entries(
             link=a.link,
             title=a.title,
             lead=a.lead,
+            summary=a.summary,
+            content=a.content,
+            story=a.story,
             published=a.published,
             content_hash=a.content_hash,
             updated_at=now,
@@ -1035,7 +1127,18 @@ def _write_entries(
     ids = _existing_entries(conn, feed_id, list(rows))
     changed = [(ids[h], row) for h, row in rows.items() if h in ids]
     if changed:
-        columns = ("entry_id", "link", "title", "lead", "published", "content_hash", "updated_at")
+        columns = (
+            "entry_id",
+            "link",
+            "title",
+            "lead",
+            "summary",
+            "content",
+            "story",
+            "published",
+            "content_hash",
+            "updated_at",
+        )
         # Bind names must differ from column names in an executemany UPDATE.
         conn.execute(
             entries.update()
@@ -1104,6 +1207,19 @@ def _route_lock(conn: Connection, *, shared: bool) -> None:
 def _missed_hits(conn: Connection, channel: str, after: int, upto: int, since: datetime) -> list[NewHit]:
     """The hits ``after`` < id <= ``upto`` made at ``since`` or later, not silent, without a row for ``channel``."""
     has_row = sa.exists().where(outbox.c.hit_id == hits.c.id, outbox.c.channel == channel)
+    return _new_hits(
+        conn, hits.c.id > after, hits.c.id <= upto, hits.c.created_at >= since, hits.c.silent.is_(False), ~has_row
+    )
+
+
+def _silent_hits(conn: Connection, watch: str, since: datetime) -> list[NewHit]:
+    """The silent hits of ``watch`` on entries first seen at ``since`` or later that have no alert."""
+    has_row = sa.exists().where(outbox.c.hit_id == hits.c.id)
+    return _new_hits(conn, hits.c.watch == watch, entries.c.first_seen_at >= since, hits.c.silent.is_(True), ~has_row)
+
+
+def _new_hits(conn: Connection, *where: sa.ColumnElement[bool]) -> list[NewHit]:
+    """The hits meeting ``where`` (on hits and their entries), oldest first, as routing weighs them."""
     query = (
         sa.select(
             hits.c.id,
@@ -1119,13 +1235,7 @@ def _missed_hits(conn: Connection, channel: str, after: int, upto: int, since: d
         .select_from(hits)
         .join(entries, entries.c.id == hits.c.entry_id)
         .join(feeds, feeds.c.id == entries.c.feed_id)
-        .where(
-            hits.c.id > after,
-            hits.c.id <= upto,
-            hits.c.created_at >= since,
-            hits.c.silent.is_(False),
-            ~has_row,
-        )
+        .where(*where)
         .order_by(hits.c.id)
     )
     return [
@@ -1150,12 +1260,14 @@ class PollWrite:
     """The transaction of one poll's save (``Store.saving_poll``), or of the hits a channel
     missed (``Store.routing``), between its hits and its end."""
 
-    def __init__(self, conn: Connection, new_hits: list[NewHit], now: datetime) -> None:
+    def __init__(self, conn: Connection, new_hits: list[NewHit], now: datetime, *, recorded: int = 0) -> None:
         self._conn = conn
         self._now = now
         #: The hits to route: those the poll added (no (entry, watch) pair had them), or
         #: those the channel missed.
         self.new_hits = new_hits
+        #: How many hits this transaction recorded (a replay's; its ``new_hits`` may hold older ones).
+        self.recorded = recorded
 
     def alerts_for(self, stories: Collection[str], since: datetime) -> list[StoryAlert]:
         """The alerts made for any of ``stories`` since ``since``, and those not sent yet.

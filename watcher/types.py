@@ -57,7 +57,7 @@ class ParsedFeed:
 class Processed:
     """One feed body, parsed and matched (in a worker process: see ``workers``)."""
 
-    #: Every entry, with only the fields that are stored (its text stays in the worker).
+    #: Every entry, with its text (stored for ``watcher replay``).
     articles: tuple[Article, ...]
     #: Hits per article key, for the articles that have any.
     hits: dict[str, list[Hit]]

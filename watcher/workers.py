@@ -2,7 +2,7 @@
 
 Parsing (feedparser) and matching are pure Python and hold the GIL, so the poll threads, which
 fetch and store, hand them to other processes: one job per changed feed, its body in, the
-entries' stored fields and hits out (``Processed``). A worker compiles the watches it is sent
+entries and hits out (``Processed``). A worker compiles the watches it is sent
 once and keeps them until they change (a reload): one pool serves the daemon for life.
 
 The pool is pebble's: it starts on first use (an all-304 poll never starts it), kills and
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -46,9 +45,7 @@ def process(body: bytes, url: str, headers: Mapping[str, str] | None, matcher: M
 
     parsed = parse_feed(body, url=url, headers=headers)
     hits = {a.key: found for a in parsed.articles if (found := matcher.match(a))}
-    # Only what is stored crosses back to the poll: the lead, not the whole text.
-    stored = tuple(dataclasses.replace(a, summary=a.lead, content="") for a in parsed.articles)
-    return Processed(stored, hits, parsed.problem)
+    return Processed(parsed.articles, hits, parsed.problem)
 
 
 class InlineWorkers:
