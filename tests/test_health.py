@@ -61,6 +61,8 @@ SILENT = FeedSettings(FEED.url, "wire", FEED.interval, FEED.timeout, False, expe
         (SILENT, state(), 49 * HOUR, "silent"),
         (SILENT, state(health="silent"), 0 * HOUR, "ok"),  # a new entry: recovered
         (FEED, state(health="failing"), HOUR, "ok"),
+        # Retried after a 410 (`watcher feeds --retry`): gone until a poll works.
+        (FEED, state(health="gone", status="new", failing_since=T0), HOUR, "gone"),
     ],
 )
 def test_health_is_judged_on_the_thresholds(

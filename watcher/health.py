@@ -28,10 +28,11 @@ def assess(state: FeedState, feed: FeedSettings, now: datetime) -> Health:
     """The feed's health at ``now``."""
     if state.status == "disabled":
         return "gone"
-    if state.consecutive_failures:
-        if state.failing_since is not None and now - state.failing_since >= feed.failing_after:
+    if state.failing_since is not None:  # no successful poll since the failures began
+        if now - state.failing_since >= feed.failing_after:
             return "failing"
-        return state.health  # not failing long enough to tell: no change yet
+        # Not failing long enough to tell, or retried after a 410 and not fetched yet: no change.
+        return state.health
     if feed.expect_every is not None and state.quiet_since is not None and now - state.quiet_since > feed.expect_every:
         return "silent"
     return "ok"

@@ -443,7 +443,6 @@ class Store:
                             last_modified=None,
                             status=sa.case((feeds.c.last_success_at.is_(None), "new"), else_="ok"),
                             consecutive_failures=0,
-                            failing_since=None,
                             last_error=None,
                             next_poll_at=now,
                         )
