@@ -1,6 +1,8 @@
 """One poll of one feed, top-down: fetch → parse → dedup/store → match → record hits + outbox.
 
-Delivery of what the outbox holds is ``deliver.flush_outbox``; scheduling both is
+Here too: ``check_health`` (a feed's change of health, alerted through the same outbox)
+and ``replay`` (a watch run over the stored articles, its hits recorded as a poll's).
+Delivery of what the outbox holds is ``deliver.flush_outbox``; scheduling all of it is
 ``service``. A failing feed is a result, never an exception: ``poll_feed`` returns a
 ``PollResult`` with the reason, records it on the feed, and the other feeds go on.
 """

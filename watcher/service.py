@@ -3,10 +3,11 @@
 ``make_watcher`` is the only place adapters are constructed; tests pass fakes or real
 loopback-backed parts by argument. ``Daemon`` is ``watcher run`` on SQLite: one APScheduler
 job per feed (its interval, with jitter, never two at once), one sender thread per channel
-woken after any poll that recorded hits, clean stop on SIGTERM/SIGINT and config reload on
-SIGHUP. ``ClusterDaemon`` is ``watcher run`` on PostgreSQL: the same polls and deliveries as
-jobs of the cluster's queue (``watcher.cluster``), which every process on the database
-shares; ``make_daemon`` picks one.
+woken after any poll that recorded hits, a health job every minute and a retention job
+daily, clean stop on SIGTERM/SIGINT and config reload on SIGHUP. ``ClusterDaemon`` is
+``watcher run`` on PostgreSQL: the same polls and deliveries as jobs of the cluster's queue
+(``watcher.cluster``), which every process on the database shares, and the same health and
+retention jobs in each process; ``make_daemon`` picks one.
 """
 
 from __future__ import annotations
