@@ -462,7 +462,7 @@ def validate(ctx: click.Context) -> None:
 @click.pass_context
 @_fails_cleanly
 def replay(ctx: click.Context, watch: str, since: str, alert: bool, as_json: bool) -> None:
-    """Run a new or changed watch over the stored articles and record its hits.
+    """Run a watch over the stored articles; record its hits.
 
     Without --alert nothing is sent, now or later: see what a new theme finds before it can
     reach an inbox. With --alert each hit alerts once (those an earlier replay recorded
@@ -703,9 +703,10 @@ def db_upgrade(ctx: click.Context) -> None:
 @click.pass_context
 @_fails_cleanly
 def db_prune(ctx: click.Context) -> None:
-    """Apply the retention now: delete articles stored longer ago than `retention`.
+    """Apply the retention now: delete old articles.
 
-    `watcher run` does it daily. Kept: what a feed still lists, and what has an alert to send.
+    Deletes the articles stored longer ago than `retention` (90d by default), as `watcher
+    run` does daily. Kept: what a feed still lists, and what has an alert to send.
     """
     watcher = _watcher(ctx, upgrade=True)
     pruned = watcher.prune()
