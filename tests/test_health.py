@@ -4,6 +4,7 @@ recovers, through the outbox to the channels with ``health: true``."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,11 +14,13 @@ import pytest
 from tests.conftest import json_lines, run_watcher
 from tests.httpserver import LoopbackServer
 from watcher import health
-from watcher.config import ChannelSettings, FeedSettings
+from watcher.config import ChannelSettings, FeedSettings, parse_config
 from watcher.mailsink import MailSink
 from watcher.pipeline import check_health
+from watcher.service import Daemon, make_watcher
 from watcher.store import Store
 from watcher.types import FeedState, HealthChange
+from watcher.workers import InlineWorkers
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "watcher" / "demo_feeds" / "forum-wire.xml"
@@ -172,3 +175,35 @@ def test_failing_gone_and_silent_feeds_alert_once_and_recover_once(tmp_path: Pat
         assert "[watcher] feed recovered: flaky" in [m.message["Subject"] for m in sink.messages]
         [recovered] = [json.loads(r.body) for r in server.requests_for("/health")][-1:]
         assert recovered["health"] == "ok" and recovered["previous"] == "failing"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.time = T0
+
+    def __call__(self) -> datetime:
+        return self.time
+
+
+def test_the_daemons_health_job_alerts_a_failing_feed_once_and_wakes_its_sender(tmp_path: Path) -> None:
+    clock = Clock()
+    text = (
+        f"database: sqlite:///{tmp_path}/w.db\n"
+        f"feeds: [{{name: wire, url: '{FEED.url}'}}]\n"
+        "channels: [{name: hook, type: webhook, url: 'https://hooks.example/x', secret: s, health: true}]\n"
+    )
+    watcher = make_watcher(
+        parse_config(text, str(tmp_path / "feeds.yaml"), {}), workers=InlineWorkers((), ()), now=clock
+    )
+    daemon = Daemon(watcher, watcher.config.path)
+    daemon._schedule_upkeep()  # as run() does (the scheduler is not started)
+    assert {job.id for job in daemon.scheduler.get_jobs()} >= {"health", "retention"}
+    daemon.wake["hook"] = woken = threading.Event()
+    watcher.store.record_failure("wire", "HTTP 500 Internal Server Error", T0, T0 + HOUR)
+    for hours in (1, 25, 26, 27):
+        clock.time = T0 + hours * HOUR
+        daemon.check_health()
+        assert woken.is_set() == (hours == 25)
+        woken.clear()
+    assert [i.watch for i in watcher.store.list_outbox()] == ["feed.failing"]
+    watcher.close()

@@ -304,22 +304,8 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_stop)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, self._on_reload)
-        from apscheduler.triggers.interval import IntervalTrigger
-
         self._schedule_feeds()
-        # At once, then every tick: a feed silent while the daemon was down is told at start.
-        self.scheduler.add_job(
-            self.check_health,
-            IntervalTrigger(seconds=HEALTH_TICK.total_seconds()),
-            id="health",
-            next_run_time=datetime.now(UTC),
-        )
-        self.scheduler.add_job(
-            self.prune,
-            IntervalTrigger(seconds=PRUNE_TICK.total_seconds()),
-            id="retention",
-            next_run_time=datetime.now(UTC) + HEALTH_TICK,
-        )
+        self._schedule_upkeep()
         self.scheduler.start()
         self._start_senders()
         feeds, channels = len(self.watcher.config.feeds), len(self.watcher.channels)
@@ -457,6 +443,22 @@ class Daemon:
         since = self.last_cycle or self.started
         alive = interval is None or now - since <= 2 * interval
         return Liveness(alive, now, self.started, self.last_cycle, interval)
+
+    def _schedule_upkeep(self) -> None:
+        """The health job, at once and every HEALTH_TICK (a feed that fell silent while the
+        daemon was down is told at start), and the retention job, daily from a minute on."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        now = datetime.now(UTC)  # the scheduler's clock, not the watcher's
+        self.scheduler.add_job(
+            self.check_health, IntervalTrigger(seconds=HEALTH_TICK.total_seconds()), id="health", next_run_time=now
+        )
+        self.scheduler.add_job(
+            self.prune,
+            IntervalTrigger(seconds=PRUNE_TICK.total_seconds()),
+            id="retention",
+            next_run_time=now + HEALTH_TICK,
+        )
 
     def check_health(self) -> None:
         """The health job: alert the feeds' changes of health, and wake the senders for them."""
