@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from tests.conftest import json_lines, run_watcher
 from tests.httpserver import LoopbackServer
 from watcher import health
+from watcher.cli import cli
 from watcher.config import ChannelSettings, FeedSettings, parse_config
 from watcher.mailsink import MailSink
 from watcher.pipeline import check_health
@@ -207,3 +209,16 @@ def test_the_daemons_health_job_alerts_a_failing_feed_once_and_wakes_its_sender(
         woken.clear()
     assert [i.watch for i in watcher.store.list_outbox()] == ["feed.failing"]
     watcher.close()
+
+
+def test_validate_says_when_each_feed_alerts_and_which_channels_take_health_alerts(tmp_path: Path) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        "defaults: {failing_after: 6h}\n"
+        f"feeds: [{{name: wire, url: '{FEED.url}', expect_every: 2d}}]\n"
+        "channels: [{name: hook, type: webhook, url: 'https://hooks.example/x', secret: s, health: true}]\n",
+        encoding="utf-8",
+    )
+    shown = CliRunner().invoke(cli, ["-c", str(config), "validate"], obj={}).output
+    assert "wire: https://news.example/rss every 15m, failing after 6h, silent after 2d" in shown
+    assert "hook: webhook to https://hooks.example/…, immediate, all watches, feed health alerts" in shown

@@ -428,7 +428,11 @@ def validate(ctx: click.Context) -> None:
     click.echo(f"database: {redact_url(config.database_url)}")
     click.echo(f"feeds ({len(config.feeds)}):")
     for f in config.feeds:
-        click.echo(f"  {f.name}: {redact_url(f.url)} every {format_duration(f.interval)}")
+        silent = f", silent after {format_duration(f.expect_every)}" if f.expect_every else ""
+        click.echo(
+            f"  {f.name}: {redact_url(f.url)} every {format_duration(f.interval)}, "
+            f"failing after {format_duration(f.failing_after)}{silent}"
+        )
     click.echo(f"speakers ({len(config.speakers)}):")
     for s in config.speakers:
         aliases = f" (also {', '.join(s.aliases)})" if s.aliases else ""
@@ -448,7 +452,8 @@ def validate(ctx: click.Context) -> None:
         when = "immediate" if c.digest is None else f"digest every {format_duration(c.digest)}"
         watches = ", ".join(c.watches) if c.watches is not None else "all watches"
         only = ", statements only" if c.statements_only else ""
-        click.echo(f"  {c.name}: {c.type} to {target}, {when}, {watches}{only}")
+        health = ", feed health alerts" if c.health else ""
+        click.echo(f"  {c.name}: {c.type} to {target}, {when}, {watches}{only}{health}")
     problem = route.unheard(config)
     if problem:
         click.echo(f"warning: {_runnable(ctx, problem)}", err=True)
