@@ -105,7 +105,7 @@ def server() -> Iterator[LoopbackServer]:
 def query(url: str, sql: str) -> list[Any]:
     engine = sa.create_engine(url)
     try:
-        with engine.connect() as conn:
+        with engine.begin() as conn:
             return list(conn.execute(sa.text(sql)))
     finally:
         engine.dispose()
@@ -263,3 +263,35 @@ def test_three_daemons_poll_each_feed_once_per_interval_and_alert_each_hit_once_
     assert not leftovers, leftovers
     members = query(database_url, "SELECT count(*) FROM cluster_members")[0][0]
     assert members <= 1, "a stopped daemon stays listed"  # the killed one's row goes at the next tick
+
+
+def test_jobs_that_ended_badly_stay_a_week(database_url: str) -> None:
+    """The hourly retention job deletes failed or aborted jobs a week after they ended, and
+    only those (a poll that hit a bug stays for inspection meanwhile)."""
+    import asyncio
+
+    from watcher.cluster import Cluster
+    from watcher.store import Store
+
+    store = Store(database_url)
+    store.upgrade()
+    store.close()
+    ids = {}
+    for label, status, age in (("old", "failed", "8 days"), ("recent", "failed", "1 hour"), ("todo", "todo", "8 days")):
+        [(job,)] = query(
+            database_url,
+            "WITH j AS (INSERT INTO procrastinate_jobs (queue_name, task_name, status, args)"
+            f" VALUES ('default', 'watcher.poll', '{status}', '{{}}') RETURNING id)"
+            f" INSERT INTO procrastinate_events (job_id, type, at) SELECT id, 'deferred', now() - interval '{age}'"
+            " FROM j RETURNING job_id",
+        )
+        ids[label] = job
+    cluster = Cluster(database_url, concurrency=1, name="test")
+
+    async def retention() -> None:
+        async with cluster.app.open_async():
+            await cluster.app.tasks["watcher.retention"](timestamp=0)
+
+    asyncio.run(retention())
+    left = {r.id for r in query(database_url, "SELECT id FROM procrastinate_jobs")}
+    assert left == {ids["recent"], ids["todo"]}

@@ -12,6 +12,7 @@ scheduler does:
 - ``watcher.tick`` (periodic, every TICK seconds, run by one process of the cluster): retry
   the jobs of processes that stopped heart-beating (SIGKILL, a lost machine), queue a poll
   for any configured feed that has none, and a delivery round for every channel.
+- ``watcher.retention`` (hourly): delete the jobs that ended unsuccessfully a week ago.
 
 What a job does is the daemon's (``service.ClusterDaemon``, through the ``Jobs`` protocol);
 this module only queues and runs them. The worker runs on its own asyncio loop in a thread;
@@ -56,6 +57,8 @@ TICK = 5
 FETCH_EVERY = 0.5
 #: Seconds a stopping worker waits for its running jobs before abandoning them.
 STOP_GRACE = 8.0
+#: Hours a job that ended otherwise than successfully stays in the queue's tables.
+KEEP_ENDED_JOBS_HOURS = 7 * 24
 #: Job priorities: ticks and deliveries go before a backlog of polls.
 _PRIORITY = {"watcher.tick": 20, "watcher.deliver": 10, "watcher.poll": 0}
 
@@ -147,6 +150,15 @@ class Cluster:
         @app.task(name="watcher.tick", priority=_PRIORITY["watcher.tick"], queueing_lock="tick")
         def tick(timestamp: int) -> None:
             self._handler().tick()
+
+        # Retention: a job that succeeded is deleted as it ends; the others (a poll that hit a
+        # bug, one aborted at a stop) stay a week for `watcher cluster` and inspection.
+        @app.periodic(cron="17 * * * *", periodic_id="retention")
+        @app.task(name="watcher.retention", queueing_lock="retention")
+        async def retention(timestamp: int) -> None:
+            await app.job_manager.delete_old_jobs(
+                nb_hours=KEEP_ENDED_JOBS_HOURS, include_failed=True, include_cancelled=True, include_aborted=True
+            )
 
         self._poll, self._deliver = poll, deliver
 
