@@ -122,14 +122,21 @@ def tree(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
     return [parent, *parent.children(recursive=True)]
 
 
-def holder(url: str, feed: str) -> int | None:
-    """The pid of the daemon whose worker runs a poll of ``feed`` now."""
-    rows = query(
-        url,
-        "SELECT m.owner FROM procrastinate_jobs j JOIN cluster_members m ON m.worker_id = j.worker_id"
-        f" WHERE j.status = 'doing' AND j.task_name = 'watcher.poll' AND j.args->>'name' = '{feed}'",
-    )
-    return int(rows[0].owner.rpartition(":")[2]) if rows else None
+def holder(url: str, feed: str) -> int:
+    """The pid of the daemon whose worker runs a poll of ``feed``, waited for."""
+    found: list[int] = []
+
+    def running() -> bool:
+        rows = query(
+            url,
+            "SELECT m.owner FROM procrastinate_jobs j JOIN cluster_members m ON m.worker_id = j.worker_id"
+            f" WHERE j.status = 'doing' AND j.task_name = 'watcher.poll' AND j.args->>'name' = '{feed}'",
+        )
+        found[:] = [int(r.owner.rpartition(":")[2]) for r in rows]
+        return bool(found)
+
+    wait_for(running, f"a poll of {feed} in flight")
+    return found[0]
 
 
 def check_operability(
@@ -171,7 +178,6 @@ def test_three_daemons_poll_each_feed_once_per_interval_and_alert_each_hit_once_
             feeds.grow()
 
             # SIGKILL the daemon polling the slow feed, in the middle of that poll.
-            wait_for(lambda: holder(database_url, SLOW) is not None, "a poll of the slow feed in flight")
             victim = next(d for d in daemons if d.pid == holder(database_url, SLOW))
             killed_at = time.monotonic()
             victim.send_signal(signal.SIGKILL)
@@ -200,7 +206,6 @@ def test_three_daemons_poll_each_feed_once_per_interval_and_alert_each_hit_once_
 
             # A graceful stop while its poll of the slow feed is in flight: the daemon leaves no
             # job behind, and the last one polls that feed on time.
-            wait_for(lambda: holder(database_url, SLOW) is not None, "another poll of the slow feed in flight")
             stopping = next(d for d in survivors if d.pid == holder(database_url, SLOW))
             stopped_at = time.monotonic()
             stopping.send_signal(signal.SIGTERM)
