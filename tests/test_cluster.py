@@ -271,7 +271,7 @@ def test_three_daemons_poll_each_feed_once_per_interval_and_alert_each_hit_once_
 
 
 def test_jobs_that_ended_badly_stay_a_week(database_url: str) -> None:
-    """The hourly retention job deletes failed or aborted jobs a week after they ended, and
+    """The hourly old_jobs job deletes failed or aborted jobs a week after they ended, and
     only those (a poll that hit a bug stays for inspection meanwhile)."""
     import asyncio
 
@@ -295,7 +295,7 @@ def test_jobs_that_ended_badly_stay_a_week(database_url: str) -> None:
 
     async def retention() -> None:
         async with cluster.app.open_async():
-            await cluster.app.tasks["watcher.retention"](timestamp=0)
+            await cluster.app.tasks["watcher.old_jobs"](timestamp=0)
 
     asyncio.run(retention())
     left = {r.id for r in query(database_url, "SELECT id FROM procrastinate_jobs")}

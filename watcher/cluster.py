@@ -12,7 +12,9 @@ scheduler does:
 - ``watcher.tick`` (periodic, every TICK seconds, run by one process of the cluster): retry
   the jobs of processes that stopped heart-beating (SIGKILL, a lost machine), queue a poll
   for any configured feed that has none, and a delivery round for every channel.
-- ``watcher.retention`` (hourly): delete the jobs that ended unsuccessfully a week ago.
+- ``watcher.health`` (every minute) and ``watcher.prune`` (daily, 03:13 UTC): the single
+  daemon's health and retention jobs, once for the whole cluster.
+- ``watcher.old_jobs`` (hourly): delete the jobs that ended unsuccessfully a week ago.
 
 What a job does is the daemon's (``service.ClusterDaemon``, through the ``Jobs`` protocol);
 this module only queues and runs them. The worker runs on its own asyncio loop in a thread;
@@ -71,6 +73,10 @@ class Jobs(Protocol):
     def deliver(self, channel: str) -> None: ...
 
     def tick(self) -> None: ...
+
+    def check_health(self) -> None: ...
+
+    def prune(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -151,11 +157,21 @@ class Cluster:
         def tick(timestamp: int) -> None:
             self._handler().tick()
 
-        # Retention: a job that succeeded is deleted as it ends; the others (a poll that hit a
-        # bug, one aborted at a stop) stay a week for `watcher cluster` and inspection.
-        @app.periodic(cron="17 * * * *", periodic_id="retention")
-        @app.task(name="watcher.retention", queueing_lock="retention")
-        async def retention(timestamp: int) -> None:
+        @app.periodic(cron="* * * * *", periodic_id="health")
+        @app.task(name="watcher.health", priority=_PRIORITY["watcher.tick"], queueing_lock="health", lock="health")
+        def check_health(timestamp: int) -> None:
+            self._handler().check_health()
+
+        @app.periodic(cron="13 3 * * *", periodic_id="prune")
+        @app.task(name="watcher.prune", queueing_lock="prune", lock="prune")
+        def prune(timestamp: int) -> None:
+            self._handler().prune()
+
+        # A job that succeeded is deleted as it ends; the others (a poll that hit a bug, one
+        # aborted at a stop) stay a week for `watcher cluster` and inspection.
+        @app.periodic(cron="17 * * * *", periodic_id="old_jobs")
+        @app.task(name="watcher.old_jobs", queueing_lock="old_jobs")
+        async def old_jobs(timestamp: int) -> None:
             await app.job_manager.delete_old_jobs(
                 nb_hours=KEEP_ENDED_JOBS_HOURS, include_failed=True, include_cancelled=True, include_aborted=True
             )

@@ -7,7 +7,7 @@ woken after any poll that recorded hits, a health job every minute and a retenti
 daily, clean stop on SIGTERM/SIGINT and config reload on SIGHUP. ``ClusterDaemon`` is
 ``watcher run`` on PostgreSQL: the same polls and deliveries as jobs of the cluster's queue
 (``watcher.cluster``), which every process on the database shares, and the same health and
-retention jobs in each process; ``make_daemon`` picks one.
+retention jobs once for the cluster; ``make_daemon`` picks one.
 """
 
 from __future__ import annotations
@@ -666,6 +666,10 @@ class ClusterDaemon(Daemon):
             due = max(now, state.next_poll_at) if state is not None and state.next_poll_at else now
             count += self.cluster.queue_poll(feed.name, due)
         return count
+
+    def _schedule_upkeep(self) -> None:
+        """Nothing here: the health and retention jobs are the queue's (``watcher.health``,
+        ``watcher.prune``), run once for the whole cluster."""
 
     def _start_senders(self) -> None:
         """A first delivery round of every channel (then after hits, and every tick)."""
