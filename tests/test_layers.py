@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "watcher"
 
 #: Decide things from data only: no network, database, mail, scheduler or terminal.
 PURE = {
+    "article",
     "config",
     "parse",
     "text",
@@ -49,6 +50,7 @@ HOMES = {
     "pebble": {"workers"},
     "prometheus_client": {"metrics"},
     "procrastinate": {"cluster"},
+    "trafilatura": {"article"},
 }
 
 

@@ -7,6 +7,8 @@
     ├── FeedError                url — logged per feed with its reason; never stops other feeds
     │   ├── FetchError           status, retry_after, gone (timeouts, DNS, 4xx/5xx, too large)
     │   └── ParseError           not a feed / nothing usable
+    ├── ArticleError             url — an article page not fetched or not read; its entry is
+    │                            matched on the feed's text, with the reason kept on it
     ├── StorageError             any database failure, wrapped inside store.py
     │   └── SchemaOutdatedError  database revision is not head → "run `watcher db upgrade`"
     └── DeliveryError            channel, transient: bool (drives retry versus dead letter)
@@ -131,6 +133,19 @@ class ParseError(FeedError):
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(url, reason, kind="parse")
+
+
+class ArticleError(WatcherError):
+    """An entry's article page could not be fetched or read: the entry is matched on the
+    feed's own text, and ``reason`` is kept on it (``watcher hits``, ``watcher feeds``)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        return f"{self.url}: {super().__str__()}"
 
 
 class Abandoned(WatcherError):
