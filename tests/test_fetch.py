@@ -55,9 +55,9 @@ def mocked() -> Iterator[responses.RequestsMock]:
         yield rsps
 
 
-def fetch_error(fetcher: Fetcher, url: str, timeout: float = 20, **kwargs: str) -> FetchError:
+def fetch_error(fetcher: Fetcher, url: str, timeout: float = 20, etag: str | None = None) -> FetchError:
     with pytest.raises(FetchError) as info:
-        fetcher.fetch(url, timeout=timeout, **kwargs)
+        fetcher.fetch(url, timeout=timeout, etag=etag)
     return info.value
 
 

@@ -24,6 +24,8 @@ Rules (each one is a test in ``tests/test_fetch.py``):
   before anything is sent on it, so a name resolving elsewhere the second time changes
   nothing; a feed whose own URL is on such an address (an intranet feed) may be redirected
   within it. Through an HTTP proxy the proxy resolves names, and only its rules apply.
+  ``Fetched.internal`` says which kind of feed it was; the article pages a public feed links
+  to are fetched with ``public_only``: no hop of theirs, the first included, may go inside.
 * 410 → ``FetchError(gone=True)``; 429/503 → ``FetchError(retry_after=...)``; any other status
   outside 2xx/304 → ``FetchError(status=...)`` with reason ``"HTTP 404 Not Found"``. An empty
   200 is ``body=b""``: whether that is a feed is the parser's call.
@@ -104,10 +106,20 @@ class Fetcher:
         # Set explicitly: requests adds br/zstd when those packages happen to be installed.
         self._session.headers.update({"User-Agent": user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"})
 
-    def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None, timeout: float) -> Fetched:
+    def fetch(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        timeout: float,
+        accept: str = ACCEPT,
+        public_only: bool = False,
+    ) -> Fetched:
         """Fetch ``url`` (http, https, ``file://`` or a local path) within ``timeout`` seconds in total,
         sending the validators stored from the last fetch; a 304 returns the server's new ones, else
         those given, so the caller can store ``Fetched.etag`` / ``last_modified`` as they are.
+        With ``public_only`` (an article a public feed links to) no hop may reach a non-public address.
 
         Raises:
             FetchError: with a one-line ``reason``; ``status``, ``retry_after``, ``gone`` if it answered.
@@ -120,7 +132,9 @@ class Fetcher:
             raise FetchError(redact_url(url), "invalid URL") from None
         if scheme in ("http", "https"):
             fetch = _HttpFetch(self._session, url, timeout, self.max_bytes, self.max_redirects, self.internal)
-            return fetch.run(etag=etag, last_modified=last_modified)
+            if public_only:
+                fetch.inside = False
+            return fetch.run(etag=etag, last_modified=last_modified, accept=accept)
         # A one-letter scheme is a Windows drive ("C:\feeds\x.xml"), not a URL.
         if scheme in ("", "file") or len(scheme) == 1:
             return self._fetch_file(url, etag=etag)
@@ -205,12 +219,13 @@ class _HttpFetch:
             self.inside = kind is not None
         elif kind is not None and not self.inside:
             host = urlsplit(self.hop).hostname
+            what = "redirect" if self.hop != self.url else "link"
             raise FetchError(
-                self.shown, f"redirect to a {kind} address refused: {host} is {address}, the feed's URL is public"
+                self.shown, f"{what} to a {kind} address refused: {host} is {address}, the feed's URL is public"
             )
 
-    def run(self, *, etag: str | None, last_modified: str | None) -> Fetched:
-        headers = {}
+    def run(self, *, etag: str | None, last_modified: str | None, accept: str) -> Fetched:
+        headers = {"Accept": accept}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
@@ -277,7 +292,7 @@ class _HttpFetch:
                 raise self._status_error(status, headers)
             body = None  # a 304 keeps the validators given unless it sends new ones
         etag, last_modified = headers.get("etag", etag), headers.get("last-modified", last_modified)
-        return Fetched(self.url, status, body, headers, etag, last_modified, moved_to)
+        return Fetched(self.url, status, body, headers, etag, last_modified, moved_to, internal=bool(self.inside))
 
     def _status_error(self, status: int, headers: dict[str, str]) -> FetchError:
         # The standard phrase, never the server's own: that is a stranger's text.

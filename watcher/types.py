@@ -118,6 +118,9 @@ class Fetched:
     last_modified: str | None = None
     #: The new URL when the server answered a permanent redirect (301/308), else None.
     moved_to: str | None = None
+    #: True when the URL is on a non-public address (an intranet feed), whose links may be
+    #: too; False for a public one (or a file), whose article pages must be public.
+    internal: bool = False
 
     @property
     def not_modified(self) -> bool:
