@@ -52,6 +52,8 @@ def entry(summary: str = "", content: str = "", link: str | None = "https://news
         ("always", entry(content="x" * 5000), True),
         ("never", entry(), False),
         ("always", entry(link=None), False),  # nothing to fetch
+        ("always", entry(link="laughs-1"), False),  # a guid taken for a link
+        ("always", entry(link="mailto:desk@example.org"), False),
     ],
 )
 def test_which_entries_have_their_page_fetched(mode: str, article: Article, wanted: bool) -> None:

@@ -71,7 +71,7 @@ def save(
     store: Store, feed: str, article: Article, now: datetime, channels: Sequence[ChannelSettings] = (DESK,)
 ) -> int:
     record = PollRecord([article], {article.key: [hit()]}, None, None, None, "ok", None, now + timedelta(minutes=15))
-    return len(save_poll(store, feed, record, channels, now))
+    return len(save_poll(store, feed, record, channels, now).new_hits)
 
 
 def told(store: Store) -> list[tuple[str, str | None]]:

@@ -115,6 +115,8 @@ def test_the_status_page_shows_feeds_hits_and_chart_and_runs_nothing_from_a_feed
                 ),
                 "every feed's first poll",
             )
+            # Headline-only entries are matched once their article page is in (or failed).
+            wait_for(lambda: not store.waiting(), "every entry matched")
             hits = store.list_hits()
         finally:
             store.close()

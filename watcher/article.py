@@ -21,9 +21,9 @@ main text. Pure: no I/O, no clock (fetching pages politely is ``watcher.pages``)
 
 from __future__ import annotations
 
-from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
+from watcher.config import FullTextMode
 from watcher.errors import ArticleError, redact_url
 from watcher.types import Article
 
@@ -32,9 +32,6 @@ SHORT_TEXT = 600
 #: Less main text than this on a page is no article: a paywall, a consent wall, a page built
 #: by script, an error page served as 200.
 MIN_PAGE_TEXT = 200
-
-FullTextMode = Literal["auto", "always", "never"]
-FULL_TEXT_MODES: tuple[FullTextMode, ...] = ("auto", "always", "never")
 
 #: Wrapping links: (host, or a suffix after a dot; path) -> the query parameters holding the
 #: real address, tried in order.
@@ -53,8 +50,8 @@ _MAX_UNWRAP = 3
 
 def wants_page(mode: FullTextMode, article: Article) -> bool:
     """Whether ``article``'s page should be fetched for its full text under ``mode``."""
-    if mode == "never" or not article.link:
-        return False
+    if mode == "never" or not article.link or not article.link.lower().startswith(("http://", "https://")):
+        return False  # no page to fetch (a feed may give a guid, a mailto: or a relative link)
     return mode == "always" or max(len(article.summary), len(article.content)) <= SHORT_TEXT
 
 

@@ -515,7 +515,7 @@ def hits(ctx: click.Context, since: str, as_json: bool, limit: int | None) -> No
         if as_json:
             click.echo(json.dumps(_stored_hit_json(s), ensure_ascii=False))
         else:
-            _print_hit(s.hit, s.title, s.link, s.feed, published=s.published, found=s.created)
+            _print_hit(s.hit, s.title, s.link, s.feed, published=s.published, found=s.created, text=_text_source(s))
     if not as_json and not stored:
         click.echo(f"no hits in the last {since}")
 
@@ -867,6 +867,7 @@ def _print_hit(
     *,
     published: datetime | None = None,
     found: datetime | None = None,
+    text: str | None = None,
 ) -> None:
     from rich.markup import escape
 
@@ -880,7 +881,18 @@ def _print_hit(
         dates.append(f"found {_when(found)}")
     if dates:
         _console().print(f"  {', '.join(dates)}", markup=False, highlight=False)
+    if text:
+        _console().print(f"  matched on: {text}", markup=False, highlight=False)
     _console().print(f"  evidence: {hit.evidence_text}", markup=False)
+
+
+def _text_source(s: StoredHit) -> str | None:
+    """What a stored hit was matched on, when its article page was wanted."""
+    if s.full_text:
+        return "the article page's full text"
+    if s.article_note:
+        return f"the feed's text only (article page: {s.article_note})"
+    return None
 
 
 def _hit_json(entry_id: str | None, link: str | None, title: str, hit: Hit) -> dict[str, Any]:
@@ -902,6 +914,8 @@ def _stored_hit_json(s: StoredHit) -> dict[str, Any]:
         "feed": s.feed,
         "published": iso_time(s.published),
         "detected_at": iso_time(s.created),
+        "full_text": s.full_text,
+        "article_note": s.article_note,
     }
 
 

@@ -62,10 +62,12 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from watcher.errors import ConfigError, located, redact_url, url_origin
 
 __all__ = [
+    "ArticleSettings",
     "ChannelSettings",
     "Config",
     "Defaults",
     "FeedSettings",
+    "FullTextMode",
     "HttpSettings",
     "SmtpSettings",
     "Speaker",
@@ -378,6 +380,10 @@ Address = Annotated[Text, AfterValidator(_check_address)]
 DatabaseUrl = Annotated[Text, AfterValidator(_check_database)]
 Watch = Annotated[Text, AfterValidator(_known_watch)]
 Security = Literal["none", "starttls", "ssl"]
+#: When a feed's entries have their article page fetched for its full text (``watcher.article``).
+FullTextMode = Literal["auto", "always", "never"]
+FullText = Annotated[FullTextMode, BeforeValidator(_one_of(get_args(FullTextMode)))]
+PerMinute = Annotated[int, BeforeValidator(_whole(1, 100_000))]
 
 
 def _near(value: object) -> object:
@@ -436,13 +442,16 @@ class Defaults:
     #: A feed that brings no new entry for longer than this is reported as silent
     #: (``feed.silent``); None: never.
     expect_every: Duration | None = None
+    #: auto: fetch an entry's article page when the feed gives only a headline or a teaser;
+    #: always; never.
+    full_text: FullText = "auto"
 
 
 @dataclass(frozen=True, config=_SCHEMA, repr=False)
 class FeedSettings:
     """One feed to poll. Read from a file, a feed without ``name`` is named after its URL and
-    one without ``interval``, ``timeout``, ``alert_on_first_poll``, ``failing_after`` or
-    ``expect_every`` takes ``defaults``'."""
+    one without ``interval``, ``timeout``, ``alert_on_first_poll``, ``failing_after``,
+    ``expect_every`` or ``full_text`` takes ``defaults``'."""
 
     #: An http(s) URL, or an absolute file path (relative paths are resolved against the
     #: config file's directory; ``file://`` URLs are turned into paths).
@@ -453,6 +462,7 @@ class FeedSettings:
     alert_on_first_poll: Flag
     failing_after: Duration = Defaults.failing_after
     expect_every: Duration | None = None
+    full_text: FullText = "auto"
 
     @model_validator(mode="before")
     @classmethod
@@ -642,6 +652,18 @@ class HttpSettings:
         return _repr(self)
 
 
+@dataclass(frozen=True, config=_SCHEMA)
+class ArticleSettings:
+    """Fetching entries' article pages for their full text (``full_text`` per feed)."""
+
+    #: How long an entry waits for its page before it is matched on the feed's own text.
+    wait: Duration = timedelta(minutes=2)
+    #: Requests for pages (and robots.txt) per minute, in all.
+    per_minute: PerMinute = 120
+    #: The least time between the starts of two requests to one host.
+    host_gap: Duration = timedelta(seconds=1)
+
+
 @dataclass(frozen=True, config=_SCHEMA, repr=False)
 class Config:
     """The whole validated configuration."""
@@ -659,6 +681,7 @@ class Config:
     http: HttpSettings = HttpSettings()
     #: How long stored articles are kept (``watcher run`` deletes older ones daily).
     retention: Duration = timedelta(days=90)
+    articles: ArticleSettings = ArticleSettings()
     #: Complete lines (``feeds.yaml: line 7: feeds[0].interval: ...``) for the operator.
     warnings: tuple[str, ...] = ()
 
@@ -1048,6 +1071,7 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
     raw_defaults = _section(data, "defaults", report)
     raw_smtp = _section(data, "smtp", report)
     raw_http = _section(data, "http", report)
+    raw_articles = _section(data, "articles", report)
     # Names are taken from the raw items, so that a watch with some other problem still counts:
     # its duplicate is reported, and a channel naming it draws no misleading "unknown watch".
     watch_names = _raw_names(data.get("speakers"), "speakers") + _raw_names(data.get("themes"), "themes")
@@ -1066,6 +1090,7 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
     retention = Config.retention
     if data.get("retention") is not None:
         retention = report.validate(Duration, data["retention"], ("retention",), {}) or retention
+    articles = report.validate(ArticleSettings, raw_articles or {}, ("articles",), {}) or ArticleSettings()
 
     _check_feeds(feeds, data, report)
     _unique(watch_names, report, "speaker and theme names must be unique, because channels' watches refer to them")
@@ -1088,6 +1113,7 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
         channels=tuple(channel for _, channel in channels),
         http=http,
         retention=retention,
+        articles=articles,
         warnings=tuple(report.warnings),
     )
 

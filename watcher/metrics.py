@@ -33,6 +33,7 @@ the config's own names. No URL, title or error text is ever a label.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, get_args
 
@@ -138,7 +139,12 @@ class Metrics:
         self.poll_seconds.observe(sum(result.timings.values()))
         if result.new:
             self.entries.inc(result.new)
-        for watch, kind in result.found:
+        self.matched(result.found)
+
+    def matched(self, found: Iterable[tuple[str, str]]) -> None:
+        """Count new hits, (watch, kind) each: a poll's, or those of an entry matched once
+        its article page came."""
+        for watch, kind in found:
             self.hits.labels(watch, kind).inc()
 
     def delivered(self, report: DeliveryReport) -> None:

@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -81,6 +81,8 @@ class _Host:
     active: int = 0
     #: When (monotonic) the next request to the host may start.
     next_start: float = 0.0
+    #: When (monotonic) the last request to the host was sent, by its own thread.
+    last_sent: float = float("-inf")
     robots: RobotFileParser | None = None
     #: Why the host is kept off (its robots.txt could not be had), or None.
     robots_problem: str | None = None
@@ -112,7 +114,6 @@ class Pages:
         self._running = 0
         #: Start times of the requests of the last minute.
         self._starts: collections.deque[float] = collections.deque()
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="page")
         self._closed = False
         self._dispatcher: threading.Thread | None = None
 
@@ -148,7 +149,6 @@ class Pages:
             self._cond.notify_all()
         for job in left:
             job.future.set_exception(ArticleError(redact_url(job.url), "watcher is stopping"))
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the dispatcher ----------------------------------------------------------------------
 
@@ -202,9 +202,18 @@ class Pages:
         host.next_start = now + self.gap
         self._running += 1
         self._starts.append(now)
-        self._pool.submit(self._run, host, work)
+        # A daemon thread per request (``threads`` at most): a request hanging until its
+        # deadline must not keep a finished `watcher poll` from exiting, as a pool's would.
+        threading.Thread(target=self._run, args=(host, work), name="page", daemon=True).start()
 
     def _run(self, host: _Host, work: Callable[[], None]) -> None:
+        # The gap again, on the request's own thread, just before it is sent: a thread that
+        # starts late (a loaded machine) must not send close behind the one before it.
+        with self._cond:
+            now = self._clock()
+            send_at = max(now, host.last_sent + self.gap)
+            host.last_sent = send_at
+        time.sleep(send_at - now)
         try:
             work()
         except Exception:  # a bug: the dispatcher must go on all the same

@@ -1,5 +1,11 @@
 """One poll of one feed, top-down: fetch → parse → dedup/store → match → record hits + outbox.
 
+An entry that carries only a headline or a teaser (``article.wants_page``) takes a detour
+between store and match: it is stored waiting for its article page, the page is fetched
+politely (``pages``) and read (``article.main_text``), and only then is the entry matched,
+once, on the fullest text there is (``Articles``: the page's, or the feed's when the page
+fails or takes longer than the wait), its hits recorded and routed as a poll's are.
+
 Here too: ``check_health`` (a feed's change of health, alerted through the same outbox)
 and ``replay`` (a watch run over the stored articles, its hits recorded as a poll's).
 Delivery of what the outbox holds is ``deliver.flush_outbox``; scheduling all of it is
@@ -9,24 +15,52 @@ Delivery of what the outbox holds is ``deliver.flush_outbox``; scheduling all of
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import dataclasses
+import functools
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from watcher import health, route
+from watcher.article import page_address
 from watcher.backoff import doubling_delay
-from watcher.config import ChannelSettings, FeedSettings, Speaker, Theme
-from watcher.errors import Abandoned, FeedError, FetchError, StorageError, plural, redact_url
+from watcher.config import ChannelSettings, Config, FeedSettings, FullTextMode, Speaker, Theme, format_duration
+from watcher.errors import (
+    Abandoned,
+    ArticleError,
+    FeedError,
+    FetchError,
+    StorageError,
+    WatcherError,
+    plural,
+    redact_url,
+)
 from watcher.logs import event
+from watcher.pages import Page
 from watcher.render import iso_time
-from watcher.store import PollRecord, Store, Unchanged
-from watcher.types import Alert, Article, FeedState, Fetched, HealthChange, Hit, NewHit, Processed
+from watcher.store import PageWait, PollRecord, Store, Unchanged
+from watcher.types import (
+    Alert,
+    Article,
+    ArticleMatch,
+    FeedState,
+    Fetched,
+    HealthChange,
+    Hit,
+    NewHit,
+    Processed,
+    Waiting,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +80,14 @@ class Fetcher(Protocol):
 class Workers(Protocol):
     """Runs the CPU-bound stages, parsing and matching (see ``watcher.workers``)."""
 
-    def process(self, body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> Processed: ...
+    def process(
+        self, body: bytes, *, url: str, headers: Mapping[str, str] | None = None, full_text: FullTextMode = "never"
+    ) -> Processed: ...
+
+    def match_article(
+        self, article: Article, *, page: bytes | None = None, url: str = "", content_type: str | None = None
+    ) -> ArticleMatch:
+        """Match ``article`` on the main text of its ``page``; on its own text without one."""
 
     def watch(self, speakers: Sequence[Speaker], themes: Sequence[Theme]) -> None:
         """Match with these watches from now on."""
@@ -81,6 +122,8 @@ class PollResult:
     waiting_until: datetime | None = None
     #: Not polled: the feed answered 410 Gone and stays off until ``watcher feeds --retry``.
     disabled: bool = False
+    #: The entries stored waiting for their article page (row ids): matched once it is in.
+    waiting: tuple[int, ...] = ()
 
     @property
     def status(self) -> PollStatus:
@@ -121,8 +164,13 @@ def poll_feed(
     state: FeedState | None = None,
     unchanged: list[Unchanged] | None = None,
     force: bool = False,
+    articles: Articles | None = None,
 ) -> PollResult:
     """Poll one feed and record everything it brings. Never raises for a feed's own faults.
+
+    With ``articles``, the new entries that carry only a headline or a teaser (per the feed's
+    ``full_text``) are stored waiting for their article page, and matched when ``articles``
+    has it (``PollResult.waiting``); without, every entry is matched on the feed's text.
 
     A feed backing off after failures is not fetched before its time (see ``waiting_until``)
     unless ``force``; a disabled (410 Gone) feed never is. ``state`` is the feed's stored
@@ -164,7 +212,12 @@ def poll_feed(
             return PollResult(feed.name, url, not_modified=True, timings=clock.seconds)
         assert fetched.body is not None
         with clock("parse"):
-            processed = workers.process(fetched.body, url=fetched.moved_to or url, headers=fetched.headers)
+            processed = workers.process(
+                fetched.body,
+                url=fetched.moved_to or url,
+                headers=fetched.headers,
+                full_text=feed.full_text if articles is not None else "never",
+            )
         with clock("dedup"):
             changed = store.changed_articles(feed.name, processed.articles)
             # A feed that makes up new ids for its entries: an entry back under a new id is
@@ -173,20 +226,34 @@ def poll_feed(
             rekeyed = store.rekeyed(feed.name, changed) if changed else set()
             changed = [a for a in changed if a.key not in rekeyed]
         alert = feed.alert_on_first_poll or not state.first_poll
+        # The entries that carry only a headline or a teaser wait for their article page and
+        # are matched once it is in (``Articles``); a silent first poll fetches no pages, as
+        # its backlog alerts nothing anyway.
+        pages = PagePlan([], {}, {})
+        if articles is not None:
+            due = started + articles.wait
+            pages = plan_pages(store, workers, feed, processed, changed, due=due, internal=fetched.internal)
+        waits = pages.waits if alert else []
+        held = {w.article.key for w in waits}
+        hits = {a.key: processed.hits[a.key] for a in changed if a.key in processed.hits and a.key not in held}
         record = PollRecord(
             articles=changed,
-            hits={a.key: processed.hits[a.key] for a in changed if a.key in processed.hits},
+            hits=hits | pages.rematched,
             etag=fetched.etag,
             last_modified=fetched.last_modified,
             moved_to=fetched.moved_to,
             status="ok" if processed.articles else "empty",
-            problem="; ".join(filter(None, (_churn(len(rekeyed)), processed.problem))) or None,
+            problem="; ".join(filter(None, (_churn(len(rekeyed)), processed.problem, _unfetched(pages.notes)))) or None,
             next_poll_at=_next_poll(feed, started),
             silent=not alert,
             listed=[a.key for a in processed.articles],
+            waits=waits,
+            notes=pages.notes,
         )
         with clock("store"):
-            new_hits = save_poll(store, feed.name, record, channels, started)
+            new_hits, waiting = save_poll(store, feed.name, record, channels, started)
+        if articles is not None and waiting:
+            articles.fetch(waiting)
     except Abandoned:
         # watcher is stopping: the feed did nothing wrong, and is polled afresh next time.
         return PollResult(
@@ -223,7 +290,212 @@ def poll_feed(
             extra=event("feed.first_poll", feed.name, hits=len(new_hits)),
         )
     found = tuple((h.hit.watch, hit_kind(h.hit)) for h in new_hits)
-    return PollResult(feed.name, url, new=len(changed), hits=len(new_hits), found=found, timings=clock.seconds)
+    return PollResult(
+        feed.name,
+        url,
+        new=len(changed),
+        hits=len(new_hits),
+        found=found,
+        timings=clock.seconds,
+        waiting=tuple(w.entry for w in waiting),
+    )
+
+
+class PagePlan(NamedTuple):
+    """What a poll does about its changed entries' article pages (``plan_pages``)."""
+
+    #: The entries to match once their page is in.
+    waits: list[PageWait]
+    #: Per entry key, why its page is not fetched: matched on the feed's text.
+    notes: dict[str, str]
+    #: Hits of edited entries matched again on the article text stored with them.
+    rematched: dict[str, list[Hit]]
+
+
+def plan_pages(
+    store: Store,
+    workers: Workers,
+    feed: FeedSettings,
+    processed: Processed,
+    changed: Sequence[Article],
+    *,
+    due: datetime,
+    internal: bool,
+) -> PagePlan:
+    """Which of ``changed`` wait for their article page: the new ones that want it, and the
+    edited ones whose link changed. An edited entry whose link did not is matched again on
+    the article text stored with it, not fetched again."""
+    wanted = [a for a in changed if a.key in processed.pages]
+    stored = store.article_pages(feed.name, wanted) if wanted else {}
+    plan = PagePlan([], {}, {})
+    for a in wanted:
+        link, text = stored.get(a.key, (None, None))
+        if a.key in stored and link == a.link:
+            if text:
+                plan.rematched[a.key] = workers.match_article(dataclasses.replace(a, summary="", content=text)).hits
+            continue
+        assert a.link is not None  # wants_page: only entries with a link
+        try:
+            plan.waits.append(PageWait(a, page_address(a.link), public_only=not internal, due=due))
+        except ArticleError as e:
+            plan.notes[a.key] = e.reason
+    return plan
+
+
+def _unfetched(notes: Mapping[str, str]) -> str | None:
+    """What `watcher feeds` says of a feed whose entries' pages cannot be fetched."""
+    if not notes:
+        return None
+    reasons = collections.Counter(notes.values())
+    return "; ".join(
+        f"{plural(n, 'entry', 'entries')} matched on the feed's text, their page not fetched: {reason}"
+        for reason, n in reasons.most_common()
+    )
+
+
+class Pages(Protocol):
+    def get(self, url: str, *, timeout: float, public_only: bool) -> Future[Page]: ...
+
+    def close(self) -> None: ...
+
+
+class Articles:
+    """The entries waiting for their article page: each is matched once, on the page's text
+    when the page is in, or on the feed's own text when it fails or its wait is over
+    (``finish_overdue``), whichever is first; its hits are then stored and routed as a poll's.
+
+    The waits are rows in the database (``article_waits``), ended by the transaction that
+    matches them: nothing alerts twice, and a crash loses none (``resume`` takes them up).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: Store,
+        pages: Pages,
+        workers: Workers,
+        now: Callable[[], datetime],
+        on_hits: Callable[[list[NewHit]], None] = lambda hits: None,
+        threads: int = 4,
+    ) -> None:
+        self.store = store
+        self.pages = pages
+        self.workers = workers
+        self.now = now
+        #: Called with the hits stored once an entry is matched (the daemon counts them and
+        #: wakes its senders).
+        self.on_hits = on_hits
+        self.configure(config)
+        self._lock = threading.Lock()
+        #: Entry row id -> done when its wait has ended here (fetched in this process).
+        self._pending: dict[int, Future[list[NewHit]]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="article")
+
+    def configure(self, config: Config) -> None:
+        """Use this config's channels, feed timeouts and wait from now on (a reload)."""
+        self.channels = config.channels
+        self.wait = config.articles.wait
+        self._timeouts = {f.name: f.timeout.total_seconds() for f in config.feeds}
+        self._default_timeout = config.defaults.timeout.total_seconds()
+
+    def fetch(self, waiting: Sequence[Waiting]) -> None:
+        """Fetch the pages of ``waiting``; each entry is matched when its page is in."""
+        for wait in waiting:
+            with self._lock:
+                if wait.entry in self._pending:
+                    continue
+                self._pending[wait.entry] = Future()
+            timeout = self._timeouts.get(wait.feed, self._default_timeout)
+            page = self.pages.get(wait.page_url, timeout=timeout, public_only=wait.public_only)
+            page.add_done_callback(functools.partial(self._page_done, wait))
+
+    def resume(self) -> list[int]:
+        """Take up the waits a stopped watcher left: those whose time is over are matched
+        now, the others' pages fetched; return the latter's entries. (Those of a watcher
+        still running, on the same database, stay its own.)"""
+        self.finish_overdue()
+        left = self.store.adopt_waits()
+        self.fetch(left)
+        return [w.entry for w in left]
+
+    def finish_overdue(self) -> list[NewHit]:
+        """Match on the feed's text each entry whose wait is over; return the hits stored."""
+        note = f"its page did not come within {format_duration(self.wait)}"
+        new_hits = []
+        for wait in self.store.waiting(due_by=self.now()):
+            new_hits += self._finish(wait, self.workers.match_article(wait.article), note)
+        return new_hits
+
+    def wait_for(self, entries: Sequence[int]) -> list[NewHit]:
+        """Wait until each of ``entries`` has been matched (at most until its wait is over),
+        and return the hits stored: `watcher poll` waits so, and has the full-text hits."""
+        with self._lock:
+            futures = [self._pending[e] for e in entries if e in self._pending]
+        waiting = [w for w in self.store.waiting() if w.entry in set(entries)]
+        if waiting:
+            last = max(w.due for w in waiting)
+            wait_all(futures, timeout=max((last - self.now()).total_seconds(), 0) + 0.05)
+        new_hits = [h for f in futures if f.done() and f.exception() is None for h in f.result()]
+        return new_hits + self.finish_overdue()
+
+    def close(self) -> None:
+        """Stop; a wait not ended stays in the database for the next start."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _page_done(self, wait: Waiting, page: Future[Page]) -> None:
+        # Off the page fetcher's thread: reading and matching the page is another stage's work.
+        with contextlib.suppress(RuntimeError):  # closed: stopping; the wait stays for the next start
+            self._pool.submit(self._page_in, wait, page)
+
+    def _page_in(self, wait: Waiting, page: Future[Page]) -> None:
+        new_hits: list[NewHit] = []
+        try:
+            try:
+                got = page.result()
+            except ArticleError as e:
+                new_hits = self._finish(wait, self.workers.match_article(wait.article), e.reason)
+            else:
+                try:
+                    matched = self.workers.match_article(
+                        wait.article, page=got.body, url=got.url, content_type=got.content_type
+                    )
+                except ArticleError as e:  # the page's worker died on it, or ran out of time
+                    matched = ArticleMatch(wait.article, self.workers.match_article(wait.article).hits, e.reason)
+                new_hits = self._finish(wait, matched, matched.note)
+        except Abandoned:
+            pass  # watcher is stopping: the wait stays, for the next start
+        except WatcherError as e:
+            # The database, most likely: the wait stays, and is matched when its time is over.
+            log.error("article %s of feed %s: %s", redact_url(wait.page_url), wait.feed, e)
+        except Exception:
+            log.critical("article %s of feed %s: unexpected error", redact_url(wait.page_url), wait.feed, exc_info=True)
+        finally:
+            with self._lock:
+                done = self._pending.pop(wait.entry, None)
+            if done is not None:
+                done.set_result(new_hits)
+
+    def _finish(self, wait: Waiting, matched: ArticleMatch, note: str | None) -> list[NewHit]:
+        """Store ``matched``'s hits and route them, ending ``wait``; nothing if it had ended."""
+        now = self.now()
+        with self.store.finishing_article(wait, matched.article, matched.hits, note, now) as tx:
+            if tx is None:
+                return []
+            alerts = route.route(tx.new_hits, self.channels, now)
+            earlier = tx.alerts_for(route.stories(alerts), since=route.told_since(now))
+            tx.enqueue(route.untold(alerts, earlier, now))
+        if note is not None:
+            log.info(
+                "feed %s: %s matched on the feed's text: %s",
+                wait.feed,
+                redact_url(wait.page_url),
+                note,
+                extra=event("article.unfetched", wait.feed, reason=note),
+            )
+        if tx.new_hits:
+            self.on_hits(tx.new_hits)
+        return tx.new_hits
 
 
 def poll_feeds(
@@ -236,6 +508,7 @@ def poll_feeds(
     now: Callable[[], datetime],
     threads: int = POLL_THREADS,
     force: bool = False,
+    articles: Articles | None = None,
 ) -> list[PollResult]:
     """Poll several feeds concurrently; one slow feed holds only its own thread."""
     if not feeds:
@@ -255,6 +528,7 @@ def poll_feeds(
                 state=states[feed.name],
                 unchanged=unchanged,
                 force=force,
+                articles=articles,
             )
         except Exception as e:
             # poll_feed turns a feed's own faults into results; what escapes it is a bug, and
@@ -275,11 +549,16 @@ def poll_feeds(
     return results
 
 
-def save_poll(
-    store: Store, feed: str, record: PollRecord, channels: Sequence[ChannelSettings], now: datetime
-) -> list[NewHit]:
+class Saved(NamedTuple):
+    new_hits: list[NewHit]
+    #: The entries left waiting for their article page.
+    waiting: list[Waiting]
+
+
+def save_poll(store: Store, feed: str, record: PollRecord, channels: Sequence[ChannelSettings], now: datetime) -> Saved:
     """Store what a poll found, the alerts its new hits make through ``channels`` (none on a
-    silent first poll) and the feed's state, in one transaction; return the new hits.
+    silent first poll) and the feed's state, in one transaction; return the new hits and the
+    entries left waiting for their page.
 
     The alerts are decided between the transaction's reads and writes, so that two feeds
     saving one story at once take turns and the second sees the first's alert.
@@ -288,7 +567,7 @@ def save_poll(
         alerts = route.route(tx.new_hits, () if record.silent else channels, now)
         earlier = tx.alerts_for(route.stories(alerts), since=route.told_since(now))
         tx.enqueue(route.untold(alerts, earlier, now))
-    return tx.new_hits
+    return Saved(tx.new_hits, tx.waiting)
 
 
 def hit_kind(hit: Hit) -> str:

@@ -13,6 +13,7 @@ retention jobs once for the cluster; ``make_daemon`` picks one.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import logging
 import os
@@ -33,11 +34,14 @@ from watcher.deliver import Channel, DeliveryReport, flush_outbox, make_channels
 from watcher.errors import StorageError, WatcherError, plural
 from watcher.fetch import Fetcher
 from watcher.logs import event
+from watcher.pages import Pages
 from watcher.pipeline import (
     POLL_THREADS,
+    Articles,
     PollResult,
     ReplayResult,
     check_health,
+    hit_kind,
     poll_feed,
     poll_feeds,
     replay,
@@ -46,7 +50,7 @@ from watcher.pipeline import (
 from watcher.pipeline import Fetcher as FetcherProtocol
 from watcher.pipeline import Workers as WorkersProtocol
 from watcher.store import Store, process_owner
-from watcher.types import FeedState, HealthChange
+from watcher.types import FeedState, HealthChange, NewHit
 from watcher.workers import default_workers
 
 if TYPE_CHECKING:
@@ -66,6 +70,8 @@ PRUNE_TICK = timedelta(days=1)
 STOP_GRACE = timedelta(seconds=8)
 #: How long a stop may take in all before the process exits regardless.
 STOP_LIMIT = STOP_GRACE + timedelta(seconds=7)
+#: How often the daemon matches, on the feed's text, the entries whose article page is late.
+ARTICLE_SWEEP = timedelta(seconds=5)
 
 
 @dataclass
@@ -77,6 +83,8 @@ class Watcher:
     fetcher: FetcherProtocol
     workers: WorkersProtocol
     channels: dict[str, Channel]
+    #: The entries waiting for their article page, and the polite page fetcher under them.
+    articles: Articles
     now: Callable[[], datetime] = utcnow
     owner: str = field(default_factory=process_owner)
     #: Counts what the daemon's polls and deliveries do, when its HTTP endpoint is on.
@@ -88,7 +96,8 @@ class Watcher:
         """Poll every configured feed (or those named) once, concurrently; with ``force``
         also those backing off after failures."""
         feeds = [f for f in self.config.feeds if names is None or f.name in names]
-        return poll_feeds(
+        resumed = self.articles.resume()  # what a stopped watcher left waiting for its article page
+        results = poll_feeds(
             feeds,
             store=self.store,
             fetcher=self.fetcher,
@@ -96,7 +105,20 @@ class Watcher:
             channels=self.config.channels,
             now=self.now,
             force=force,
+            articles=self.articles,
         )
+        # One poll gives the full-text hits: wait for the articles of the entries it found.
+        late = self.articles.wait_for(resumed + [entry for r in results for entry in r.waiting])
+        return [
+            dataclasses.replace(
+                r,
+                hits=r.hits + len(mine),
+                found=r.found + tuple((h.hit.watch, hit_kind(h.hit)) for h in mine),
+            )
+            if (mine := [h for h in late if h.feed == r.feed])
+            else r
+            for r in results
+        ]
 
     def poll_one(self, feed: FeedSettings, state: FeedState | None = None) -> PollResult:
         """Poll one feed (``state``: its stored state, when the caller has read it)."""
@@ -108,6 +130,7 @@ class Watcher:
             channels=self.config.channels,
             now=self.now,
             state=state,
+            articles=self.articles,
         )
         if self.metrics is not None:
             self.metrics.polled(result)
@@ -175,6 +198,8 @@ class Watcher:
         return report
 
     def close(self) -> None:
+        self.articles.close()
+        self.articles.pages.close()
         self.store.close()
         for part in (self.fetcher, self.workers):
             close = getattr(part, "close", None)
@@ -195,6 +220,7 @@ def make_watcher(
     metrics: Metrics | None = None,
     serve: bool = False,
     cluster: Cluster | None = None,
+    articles: Articles | None = None,
 ) -> Watcher:
     """Build a Watcher for ``config``; any part given is used instead of the real one (a
     reloaded config keeps the running daemon's store, fetcher and workers this way).
@@ -204,6 +230,7 @@ def make_watcher(
     ``polls`` the workers get ready now, in the background, while the database opens.
     With ``serve`` (``watcher run``) on PostgreSQL, the process joins the database's cluster
     (``cluster`` given is kept, as a reload does).
+    Article pages are fetched politely through the real fetcher unless ``articles`` is given.
     """
     channels = channels if channels is not None else make_channels(config)
     workers = workers or default_workers(config.speakers, config.themes)
@@ -225,12 +252,22 @@ def make_watcher(
                 "install it with pip install -e '.[postgres]'",
             ) from e
         cluster = Cluster(store.url, concurrency=POLL_THREADS + len(channels) + 2, name=store.owner)
+    if articles is None:
+        pages = Pages(
+            fetcher if isinstance(fetcher, Fetcher) else Fetcher(),
+            gap=config.articles.host_gap.total_seconds(),
+            per_minute=config.articles.per_minute,
+        )
+        articles = Articles(config, store=store, pages=pages, workers=workers, now=now)
+    else:
+        articles.configure(config)
     return Watcher(
         config=config,
         store=store,
         fetcher=fetcher or Fetcher(),
         workers=workers,
         channels=channels,
+        articles=articles,
         now=now,
         metrics=metrics,
         cluster=cluster,
@@ -306,8 +343,14 @@ class Daemon:
             signal.signal(signal.SIGHUP, self._on_reload)
         self._schedule_feeds()
         self._schedule_upkeep()
+        self.watcher.articles.on_hits = self._article_hits
+        self.scheduler.add_job(
+            self._finish_late_articles, "interval", seconds=ARTICLE_SWEEP.total_seconds(), id="articles"
+        )
         self.scheduler.start()
         self._start_senders()
+        with self._carry_on("articles", "articles left waiting"):
+            self.watcher.articles.resume()
         feeds, channels = len(self.watcher.config.feeds), len(self.watcher.channels)
         log.info(
             "watcher %s running: %s, %s",
@@ -347,6 +390,7 @@ class Daemon:
                 upgrade=False,
                 metrics=old.metrics,
                 cluster=old.cluster,
+                articles=old.articles,
             )
         except WatcherError as e:
             log.error("config reload failed, keeping the last good config:\n%s", e, extra=event("config.reload_failed"))
@@ -434,6 +478,17 @@ class Daemon:
                 next_poll_seconds=wait if upcoming else None,
             ),
         )
+
+    def _article_hits(self, hits: list[NewHit]) -> None:
+        """The hits of an entry matched once its article page came (or its wait ended)."""
+        if self.watcher.metrics is not None:
+            self.watcher.metrics.matched((h.hit.watch, hit_kind(h.hit)) for h in hits)
+        self._wake_senders()
+
+    def _finish_late_articles(self) -> None:
+        """The job that matches, on the feed's text, each entry whose article page is late."""
+        with self._carry_on("articles", "late articles"):
+            self.watcher.articles.finish_overdue()
 
     def liveness(self) -> Liveness:
         """Alive when the scheduler has run its cycle job within two of its intervals (since

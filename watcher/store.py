@@ -46,6 +46,7 @@ from watcher.types import (
     OutboxStatus,
     StoredHit,
     StoryAlert,
+    Waiting,
 )
 
 
@@ -74,7 +75,7 @@ _STORY_LOCK = 0x73746F72  # "stor"
 _ROUTE_LOCK = 0x726F7574  # "rout"
 
 #: The newest script in migrations/versions (tests/test_store.py checks this against Alembic).
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -147,7 +148,24 @@ entries = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     # When a poll last found it in its feed: retention keeps what the feed still lists.
     sa.Column("seen_at", UTCDateTime),
+    # The main text of the entry's page, when it was fetched (issue 14): what it was matched on.
+    sa.Column("article_text", sa.Text),
+    # Why the page was wanted and is not there ("HTTP 404 Not Found"): matched on the feed's text.
+    sa.Column("article_note", sa.Text),
     sa.UniqueConstraint("feed_id", "key_hash", name="uq_entries_feed_key"),
+)
+
+# The entries waiting for their article page, each matched once: when the page comes or at
+# due_at, whichever is first (the one that deletes the row matches). Kept across a crash.
+article_waits = sa.Table(
+    "article_waits",
+    metadata,
+    sa.Column("entry_id", sa.ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("page_url", sa.Text, nullable=False),
+    sa.Column("public_only", sa.Boolean, nullable=False),
+    sa.Column("due_at", UTCDateTime, nullable=False, index=True),
+    # "host:pid" of the watcher fetching its page: another takes it up only once that one is gone.
+    sa.Column("owner", sa.Text),
 )
 
 hits = sa.Table(
@@ -255,6 +273,21 @@ class PollRecord:
     silent: bool = False
     #: The keys of every article the feed lists now (changed or not).
     listed: Sequence[str] = ()
+    #: The articles whose page is fetched before they are matched (none of them in ``hits``).
+    waits: Sequence[PageWait] = ()
+    #: Per article key, why its page was wanted and is not fetched (matched on the feed's text).
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PageWait:
+    """An article to match once its page is in, or at ``due``."""
+
+    #: With the feed's own text whole.
+    article: Article
+    page_url: str
+    public_only: bool
+    due: datetime
 
 
 @dataclass(frozen=True)
@@ -624,7 +657,9 @@ class Store:
             found = [
                 (entry_ids[_key_hash(a.key)], a, hit) for a in record.articles for hit in record.hits.get(a.key, ())
             ]
-            yield PollWrite(conn, _write_hits(conn, name, found, now, silent=record.silent), now)
+            write = PollWrite(conn, _write_hits(conn, name, found, now, silent=record.silent), now)
+            write.waiting = _write_waits(conn, name, entry_ids, record)
+            yield write
             values: dict[str, Any] = dict(
                 status=record.status,
                 last_error=record.problem,
@@ -649,6 +684,57 @@ class Store:
                     .where(entries.c.feed_id == feed_id, entries.c.key_hash.in_(listed[i : i + _IN_CHUNK]))
                     .values(seen_at=now)
                 )
+
+    def article_pages(self, name: str, articles: Sequence[Article]) -> dict[str, tuple[str | None, str | None]]:
+        """For the ``articles`` the feed has stored: their key -> (stored link, stored article text)."""
+        by_hash = {_key_hash(a.key): a.key for a in articles}
+        if not by_hash:
+            return {}
+        with self._tx(write=False) as conn:
+            feed_id = conn.execute(sa.select(feeds.c.id).where(feeds.c.name == name)).scalar_one()
+            query = sa.select(entries.c.key_hash, entries.c.link, entries.c.article_text).where(
+                entries.c.feed_id == feed_id
+            )
+            rows = _select_in(conn, query, entries.c.key_hash, list(by_hash))
+            return {by_hash[r.key_hash]: (r.link, r.article_text) for r in rows}
+
+    def waiting(self, *, due_by: datetime | None = None) -> list[Waiting]:
+        """The entries waiting for their article page (only those due by ``due_by``), oldest due first."""
+        with self._tx(write=False) as conn:
+            return [_waiting(r) for r in conn.execute(_waiting_select(due_by))]
+
+    def adopt_waits(self) -> list[Waiting]:
+        """The entries left waiting for their page by a watcher that is gone (crashed, killed),
+        made this process's to fetch."""
+        with self._tx() as conn:
+            left = [r for r in conn.execute(_waiting_select()) if r.owner is None or _owner_is_dead(r.owner)]
+            ids = [r.entry_id for r in left]
+            for i in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[i : i + _IN_CHUNK]
+                conn.execute(
+                    article_waits.update().where(article_waits.c.entry_id.in_(chunk)).values(owner=process_owner())
+                )
+        return [_waiting(r) for r in left]
+
+    @contextmanager
+    def finishing_article(
+        self, wait: Waiting, article: Article, hits: Sequence[Hit], note: str | None, now: datetime
+    ) -> Iterator[PollWrite | None]:
+        """One transaction that ends ``wait``: the entry keeps ``article``'s text when it came
+        from the page (``note`` None) or ``note`` when it did not, and its ``hits`` are stored
+        (``PollWrite.new_hits``) for the caller to route. None, writing nothing, when the wait
+        was ended already (its page came as its time ran out, or another watcher ended it)."""
+        with self._tx() as conn:
+            ended = conn.execute(article_waits.delete().where(article_waits.c.entry_id == wait.entry)).rowcount
+            if ended != 1:
+                yield None
+                return
+            values: dict[str, Any] = {"article_note": note}
+            if note is None:
+                values |= {"article_text": article.content, "lead": article.lead}
+            conn.execute(entries.update().where(entries.c.id == wait.entry).values(**values))
+            found = [(wait.entry, article, hit) for hit in hits]
+            yield PollWrite(conn, _write_hits(conn, wait.feed, found, now, silent=False), now)
 
     @contextmanager
     def routing(self, channel: str, since: datetime, now: datetime) -> Iterator[PollWrite | None]:
@@ -679,8 +765,9 @@ class Store:
 
     def articles_since(self, since: datetime, *, after: int = 0, limit: int = 500) -> list[tuple[int, str, Article]]:
         """Up to ``limit`` stored articles first seen at ``since`` or later, with row ids above
-        ``after``, in id order: (row id, feed, article). An entry stored before its text was
-        kept has its lead for summary."""
+        ``after``, in id order: (row id, feed, article). An entry matched on its article page
+        has that page's text for content (and no summary), as when it was matched; one stored
+        before its text was kept has its lead for summary."""
         query = (
             sa.select(entries, feeds.c.name.label("feed"))
             .join(feeds, feeds.c.id == entries.c.feed_id)
@@ -698,8 +785,8 @@ class Store:
                         entry_id=r.entry_id,
                         link=r.link,
                         title=r.title,
-                        summary=r.summary if r.summary is not None else (r.lead or ""),
-                        content=r.content or "",
+                        summary="" if r.article_text else r.summary if r.summary is not None else (r.lead or ""),
+                        content=r.article_text or r.content or "",
                         published=r.published,
                         content_hash=r.content_hash,
                         story=r.story,
@@ -1152,6 +1239,79 @@ def _write_entries(
     return ids, len(new)
 
 
+def _waiting_select(due_by: datetime | None = None) -> sa.Select[Any]:
+    """The waits (with their entry and feed), due by ``due_by`` if given, oldest due first."""
+    query = (
+        sa.select(
+            article_waits,
+            feeds.c.name,
+            entries.c.key,
+            entries.c.entry_id.label("guid"),
+            entries.c.link,
+            entries.c.title,
+            entries.c.published,
+            entries.c.content_hash,
+            entries.c.summary,
+            entries.c.content,
+            entries.c.story,
+        )
+        .select_from(article_waits)
+        .join(entries, entries.c.id == article_waits.c.entry_id)
+        .join(feeds, feeds.c.id == entries.c.feed_id)
+        .order_by(article_waits.c.due_at, article_waits.c.entry_id)
+    )
+    return query if due_by is None else query.where(article_waits.c.due_at <= due_by)
+
+
+def _waiting(r: Any) -> Waiting:
+    article = Article(
+        key=r.key,
+        entry_id=r.guid,
+        link=r.link,
+        title=r.title,
+        summary=r.summary or "",
+        content=r.content or "",
+        published=r.published,
+        content_hash=r.content_hash,
+        story=r.story,
+    )
+    return Waiting(r.entry_id, r.name, article, r.page_url, bool(r.public_only), r.due_at)
+
+
+def _write_waits(conn: Connection, feed: str, entry_ids: Mapping[str, int], record: PollRecord) -> list[Waiting]:
+    """Record the notes of the poll's articles whose page is not fetched, and the articles
+    left waiting for theirs (an edited entry waiting again starts afresh)."""
+    if record.notes:
+        conn.execute(
+            entries.update().where(entries.c.id == sa.bindparam("b_id")).values(article_note=sa.bindparam("b_note")),
+            [{"b_id": entry_ids[_key_hash(key)], "b_note": note} for key, note in record.notes.items()],
+        )
+    if not record.waits:
+        return []
+    ids = [entry_ids[_key_hash(w.article.key)] for w in record.waits]
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i : i + _IN_CHUNK]
+        conn.execute(article_waits.delete().where(article_waits.c.entry_id.in_(chunk)))
+        conn.execute(entries.update().where(entries.c.id.in_(chunk)).values(article_text=None, article_note=None))
+    conn.execute(
+        article_waits.insert(),
+        [
+            dict(
+                entry_id=entry,
+                page_url=w.page_url,
+                public_only=w.public_only,
+                due_at=w.due,
+                owner=process_owner(),
+            )
+            for entry, w in zip(ids, record.waits, strict=True)
+        ],
+    )
+    return [
+        Waiting(entry, feed, w.article, w.page_url, w.public_only, w.due)
+        for entry, w in zip(ids, record.waits, strict=True)
+    ]
+
+
 def _write_hits(
     conn: Connection, feed: str, found: Sequence[tuple[int, Article, Hit]], now: datetime, *, silent: bool
 ) -> list[NewHit]:
@@ -1267,6 +1427,8 @@ class PollWrite:
         self.new_hits = new_hits
         #: How many hits this transaction recorded (a replay's; its ``new_hits`` may hold older ones).
         self.recorded = recorded
+        #: The entries the poll left waiting for their article page.
+        self.waiting: list[Waiting] = []
 
     def alerts_for(self, stories: Collection[str], since: datetime) -> list[StoryAlert]:
         """The alerts made for any of ``stories`` since ``since``, and those not sent yet.
@@ -1336,6 +1498,8 @@ def _stored_hit_select() -> sa.Select[Any]:
             entries.c.title,
             entries.c.published,
             entries.c.lead,
+            entries.c.article_note,
+            entries.c.article_text.is_not(None).label("full_text"),
             feeds.c.name.label("feed"),
         )
         .select_from(hits)
@@ -1367,6 +1531,8 @@ def _stored_hit(r: Any) -> StoredHit:
         published=r.published,
         created=r.created_at,
         lead=r.lead or "",
+        article_note=r.article_note,
+        full_text=bool(r.full_text),
         hit=Hit(
             watch=r.watch,
             kind=r.kind,

@@ -63,6 +63,35 @@ class Processed:
     hits: dict[str, list[Hit]]
     #: Why the feed is malformed when it still yielded entries (see ``ParsedFeed.problem``).
     problem: str | None
+    #: The keys of the entries whose article page is wanted (``article.wants_page``).
+    pages: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ArticleMatch:
+    """An entry matched once its article page is in (or is not to be had)."""
+
+    #: The entry as matched: with the page's main text as its content when it was read.
+    article: Article
+    hits: list[Hit]
+    #: Why the page's text is not what was matched (not HTML, no article text), or None.
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """An entry waiting for its article page: matched once, when the page comes or at ``due``."""
+
+    #: The entry's row id.
+    entry: int
+    feed: str
+    #: The entry with the feed's own text (what is matched if the page does not come).
+    article: Article
+    #: Where its page is fetched from (its link, unwrapped: see ``article.page_address``).
+    page_url: str
+    #: True when its feed is public: the page may not be fetched from a non-public address.
+    public_only: bool
+    due: datetime
 
 
 @dataclass(frozen=True)
@@ -182,6 +211,11 @@ class StoredHit:
     created: datetime
     #: The article's summary, else the start of its text; "" when not stored.
     lead: str = ""
+    #: Why the hit was made on the feed's text rather than the article page's, when a page
+    #: was wanted and could not be had ("HTTP 404 Not Found", "disallowed by robots.txt").
+    article_note: str | None = None
+    #: True when the hit was made on the article page's full text.
+    full_text: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -22,30 +23,55 @@ import pickle
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pebble import ProcessExpired, ProcessPool
 
-from watcher.config import Speaker, Theme
-from watcher.errors import Abandoned, ParseError, WatcherError, redact_url
-from watcher.types import Processed
+from watcher.config import FullTextMode, Speaker, Theme
+from watcher.errors import Abandoned, ArticleError, ParseError, WatcherError, redact_url
+from watcher.types import Article, ArticleMatch, Processed
 
 if TYPE_CHECKING:
     from watcher.match import Matcher
 
+T = TypeVar("T")
 
-def process(body: bytes, url: str, headers: Mapping[str, str] | None, matcher: Matcher) -> Processed:
-    """Parse ``body`` and match every entry it holds. Raises ParseError if it is not a feed."""
+
+def process(
+    body: bytes, url: str, headers: Mapping[str, str] | None, matcher: Matcher, full_text: FullTextMode = "never"
+) -> Processed:
+    """Parse ``body`` and match every entry it holds; tell which want their article page under
+    ``full_text``. Raises ParseError if it is not a feed."""
     # Imported here: a poll that finds every feed unchanged never parses, and feedparser is a
     # large share of a short-lived `watcher poll`'s start-up.
+    from watcher.article import wants_page
     from watcher.parse import parse_feed
 
     parsed = parse_feed(body, url=url, headers=headers)
     hits = {a.key: found for a in parsed.articles if (found := matcher.match(a))}
-    return Processed(parsed.articles, hits, parsed.problem)
+    pages = frozenset(a.key for a in parsed.articles if wants_page(full_text, a))
+    return Processed(parsed.articles, hits, parsed.problem, pages)
+
+
+def match_article(
+    article: Article, page: bytes | None, url: str, content_type: str | None, matcher: Matcher
+) -> ArticleMatch:
+    """Match ``article`` on the main text of its ``page`` (fetched from ``url``), the feed's text
+    taking no part; on the feed's text when there is no page or it holds no article text."""
+    from watcher.article import main_text
+
+    note = None
+    if page is not None:
+        try:
+            article = dataclasses.replace(
+                article, summary="", content=main_text(page, url=url, content_type=content_type)
+            )
+        except ArticleError as e:
+            note = e.reason
+    return ArticleMatch(article, matcher.match(article), note)
 
 
 class InlineWorkers:
@@ -59,8 +85,15 @@ class InlineWorkers:
 
         self.matcher = Matcher(speakers, themes)
 
-    def process(self, body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> Processed:
-        return process(body, url, headers, self.matcher)
+    def process(
+        self, body: bytes, *, url: str, headers: Mapping[str, str] | None = None, full_text: FullTextMode = "never"
+    ) -> Processed:
+        return process(body, url, headers, self.matcher, full_text)
+
+    def match_article(
+        self, article: Article, *, page: bytes | None = None, url: str = "", content_type: str | None = None
+    ) -> ArticleMatch:
+        return match_article(article, page, url, content_type, self.matcher)
 
     def start(self) -> None:
         """Nothing to start."""
@@ -83,7 +116,7 @@ class ProcessWorkers:
         self._time_limit = time_limit
         self._pool: ProcessPool | None = None
         self._lock = threading.Lock()
-        self._waiting: set[Future[Processed]] = set()  # pebble's stop leaves running jobs pending
+        self._waiting: set[Future[Any]] = set()  # pebble's stop leaves running jobs pending
         self.watch(speakers, themes)
 
     def watch(self, speakers: Sequence[Speaker], themes: Sequence[Theme]) -> None:
@@ -96,18 +129,32 @@ class ProcessWorkers:
         multiprocessing.get_context("forkserver").set_forkserver_preload(["watcher.parse", "watcher.match"])
         multiprocessing.forkserver.ensure_running()
 
-    def process(self, body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> Processed:
-        future = self._start().schedule(
-            _process, (body, url, dict(headers or {}), self._watches), timeout=self._time_limit
-        )
+    def process(
+        self, body: bytes, *, url: str, headers: Mapping[str, str] | None = None, full_text: FullTextMode = "never"
+    ) -> Processed:
+        return self._run(_process, (body, url, dict(headers or {}), full_text, self._watches), url=url, what="feed")
+
+    def match_article(
+        self, article: Article, *, page: bytes | None = None, url: str = "", content_type: str | None = None
+    ) -> ArticleMatch:
+        """Raises ``ArticleError`` when the page's worker fails on it (time limit, died)."""
+        try:
+            return self._run(
+                _match_article, (article, page, url, content_type, self._watches), url=url, what="article page"
+            )
+        except ParseError as e:
+            raise ArticleError(e.url, e.reason) from None
+
+    def _run(self, job: Callable[..., T], args: tuple[object, ...], *, url: str, what: str) -> T:
+        future = self._start().schedule(job, args, timeout=self._time_limit)
         with self._lock:
             self._waiting.add(future)
         try:
-            result: Processed = future.result()
+            result: T = future.result()
         except TimeoutError:  # pebble's, concurrent.futures.TimeoutError
             raise ParseError(url, f"parsing took longer than {self._time_limit:g}s; gave up") from None
         except ProcessExpired:
-            raise ParseError(url, "the parser's worker process died on this feed") from None
+            raise ParseError(url, f"the parser's worker process died on this {what}") from None
         except (CancelledError, BrokenProcessPool):  # the pool was stopped under it
             raise Abandoned(f"parsing {redact_url(url)} abandoned: watcher is stopping") from None
         except WatcherError as e:
@@ -167,10 +214,20 @@ def _init_worker() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _process(body: bytes, url: str, headers: dict[str, str], watches: bytes) -> Processed:
+def _process(body: bytes, url: str, headers: dict[str, str], full_text: FullTextMode, watches: bytes) -> Processed:
+    return process(body, url, headers, _compiled(watches), full_text)
+
+
+def _match_article(
+    article: Article, page: bytes | None, url: str, content_type: str | None, watches: bytes
+) -> ArticleMatch:
+    return match_article(article, page, url, content_type, _compiled(watches))
+
+
+def _compiled(watches: bytes) -> Matcher:
     global _matcher
     if _matcher is None or _matcher[0] != watches:
         from watcher.match import Matcher
 
         _matcher = (watches, Matcher(*pickle.loads(watches)))
-    return process(body, url, headers, _matcher[1])
+    return _matcher[1]
