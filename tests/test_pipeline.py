@@ -6,15 +6,20 @@ import dataclasses
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from watcher.config import ChannelSettings
-from watcher.pipeline import failure_delay, route_missed, save_poll
+from tests.conftest import wait_for
+from watcher.config import ChannelSettings, Config, Speaker
+from watcher.pages import Page
+from watcher.pipeline import Articles, failure_delay, route_missed, save_poll
 from watcher.route import MISSED_WINDOW, STORY_WINDOW
-from watcher.store import PollRecord, Store
-from watcher.types import Article, Hit
+from watcher.store import PageWait, PollRecord, Store
+from watcher.types import Article, ArticleMatch, Hit
+from watcher.workers import InlineWorkers
 
 NOW = datetime(2026, 11, 25, 12, 34, 56, tzinfo=UTC)
 
@@ -194,3 +199,80 @@ def test_routing_waits_for_a_save_still_committing(database_url: str) -> None:
     assert [e for c, e in told(stores[0]) if c == "hook"] == ["quick", "slow"]
     for s in stores:
         s.close()
+
+
+# -- Articles: an entry waiting for its page is matched once ----------------------------
+
+
+class HeldPages:
+    """Pages whose every request stays in flight until the test answers it."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, Future[Page]]] = []
+
+    def get(self, url: str, *, timeout: float, public_only: bool) -> Future[Page]:
+        future: Future[Page] = Future()
+        self.requests.append((url, future))
+        return future
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+HOUSER = Speaker("Trevor Houser")
+SALON = (Path(__file__).resolve().parent / "data" / "articles" / "salon.com.emissions.html").read_bytes()
+
+
+class CountingWorkers(InlineWorkers):
+    """Inline workers that count the pages they read."""
+
+    pages_read = 0
+
+    def match_article(
+        self, article: Article, *, page: bytes | None = None, url: str = "", content_type: str | None = None
+    ) -> ArticleMatch:
+        matched = super().match_article(article, page=page, url=url, content_type=content_type)
+        self.pages_read += page is not None
+        return matched
+
+
+def waiting_entry(
+    store: Store, clock: list[datetime], pages: HeldPages, workers: InlineWorkers
+) -> tuple[Articles, int]:
+    """A headline stored waiting for its page (due in 2 minutes), whose page is requested."""
+    config = Config(path="feeds.yaml", speakers=(HOUSER,), channels=(DESK,))
+    articles = Articles(config, store=store, pages=pages, workers=workers, now=lambda: clock[0])
+    headline = dataclasses.replace(copy("gas"), title="Trevor Houser on gas", content="")
+    wait = PageWait(headline, "https://news.example/gas", public_only=True, due=NOW + timedelta(minutes=2))
+    record = PollRecord([headline], {}, None, None, None, "ok", None, NOW + timedelta(minutes=15), waits=[wait])
+    saved = save_poll(store, "wire", record, (DESK,), NOW)
+    assert saved.new_hits == [] and len(saved.waiting) == 1, "not matched before its page comes"
+    articles.fetch(saved.waiting)
+    assert [url for url, _ in pages.requests] == ["https://news.example/gas"]
+    return articles, saved.waiting[0].entry
+
+
+def test_a_page_in_time_is_what_the_entry_is_matched_on(store: Store) -> None:
+    pages, clock = HeldPages(), [NOW]
+    articles, entry = waiting_entry(store, clock, pages, InlineWorkers((HOUSER,), ()))
+    pages.requests[0][1].set_result(Page("https://news.example/gas", SALON, "text/html"))
+    [hit] = articles.wait_for([entry])
+    assert hit.hit.statement and "said Trevor Houser" in hit.hit.evidence_text
+    assert articles.finish_overdue() == [] and store.waiting() == []
+    [stored] = store.list_hits()
+    assert stored.full_text and stored.article_note is None
+
+
+def test_a_wait_that_ends_before_the_page_matches_the_headline_once(store: Store) -> None:
+    pages, clock, workers = HeldPages(), [NOW], CountingWorkers((HOUSER,), ())
+    articles, _ = waiting_entry(store, clock, pages, workers)
+    assert articles.finish_overdue() == [], "not before its time"
+    clock[0] = NOW + timedelta(minutes=2)
+    [hit] = articles.finish_overdue()
+    assert (hit.hit.watch, hit.hit.statement) == ("Trevor Houser", False)
+    # The page comes late: the entry was matched already, and nothing is recorded again.
+    pages.requests[0][1].set_result(Page("https://news.example/gas", SALON, "text/html"))
+    wait_for(lambda: workers.pages_read == 1, "the late page read")
+    [stored] = store.list_hits()
+    assert (stored.full_text, stored.article_note) == (False, "its page did not come within 2m")
+    assert store.waiting() == []
