@@ -706,8 +706,13 @@ class Store:
     def adopt_waits(self) -> list[Waiting]:
         """The entries left waiting for their page by a watcher that is gone (crashed, killed),
         made this process's to fetch."""
+        with self._tx(write=False) as conn:
+            owners = set(conn.execute(sa.select(article_waits.c.owner).distinct()).scalars())
+        gone = {o for o in owners if o is None or _owner_is_dead(o)}
+        if not gone:
+            return []  # the common case, every `watcher poll`: no write at all
         with self._tx() as conn:
-            left = [r for r in conn.execute(_waiting_select()) if r.owner is None or _owner_is_dead(r.owner)]
+            left = [r for r in conn.execute(_waiting_select()) if r.owner in gone]
             ids = [r.entry_id for r in left]
             for i in range(0, len(ids), _IN_CHUNK):
                 chunk = ids[i : i + _IN_CHUNK]
