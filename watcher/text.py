@@ -164,6 +164,8 @@ _ABBREVIATIONS = _words(
     """mr mrs ms dr prof st jr sr inc ltd co corp gen gov sen rep vs etc jan feb mar apr jun jul aug
     sep sept oct nov dec mt ft lt col capt sgt rev hon approx dept univ fig"""
 )
+_LONGEST_ABBREVIATION = max(map(len, _ABBREVIATIONS))
+
 #: After "U.S." these open a new sentence; other capitalised words ("U.S. Commerce") do not.
 SENTENCE_OPENERS = _words("he she it they we i the but and this that in a an his her their its there")
 
@@ -267,10 +269,13 @@ def _split_sentences(text: str, start: int, end: int, quotes: list[tuple[int, in
 
 def _abbreviation_ends(text: str, m: re.Match[str]) -> bool:
     """The full stop ends an abbreviation or an initial, not a sentence."""
-    start = m.start()
+    stop = m.start()
+    if stop > _LONGEST_ABBREVIATION and text[stop - _LONGEST_ABBREVIATION - 1 : stop].isalnum():
+        return False  # a word longer than any abbreviation (most sentences end on one)
+    start = stop
     while start > 0 and text[start - 1].isalnum():
         start -= 1
-    word = text[start : m.start()]
+    word = text[start:stop]
     if word.lower() in _ABBREVIATIONS:
         return True
     if len(word) == 1 and word.isupper():
