@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,26 @@ def store_poll(
     with store.saving_poll(feed, record, now) as tx:
         tx.enqueue([Alert(new, channel, due or now) for new in tx.new_hits for channel in channels])
     return len(tx.new_hits)
+
+
+#: Years from the real clock, so that code reading the real clock instead of the one it was
+#: given is caught.
+FAKE_NOW = datetime(2031, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    """The clock a watcher or daemon is given (``now=``), moved by the test."""
+
+    def __init__(self, time: datetime = FAKE_NOW) -> None:
+        self.time = time
+
+    def __call__(self) -> datetime:
+        return self.time
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 60) -> None:

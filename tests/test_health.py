@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import json_lines, run_watcher
+from tests.conftest import Clock, json_lines, run_watcher
 from tests.httpserver import LoopbackServer
 from watcher import health
 from watcher.cli import cli
@@ -179,16 +179,8 @@ def test_failing_gone_and_silent_feeds_alert_once_and_recover_once(tmp_path: Pat
         assert recovered["health"] == "ok" and recovered["previous"] == "failing"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.time = T0
-
-    def __call__(self) -> datetime:
-        return self.time
-
-
 def test_the_daemons_health_job_alerts_a_failing_feed_once_and_wakes_its_sender(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     text = (
         f"database: sqlite:///{tmp_path}/w.db\n"
         f"feeds: [{{name: wire, url: '{FEED.url}'}}]\n"

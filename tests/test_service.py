@@ -6,13 +6,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import FAKE_NOW, ROOT, Clock, wait_for
 from tests.httpserver import LoopbackServer
 from watcher.config import parse_config
 from watcher.errors import Abandoned
@@ -22,23 +22,7 @@ from watcher.workers import InlineWorkers
 SAMPLES = Path(__file__).resolve().parent.parent / "watcher" / "demo_feeds"
 
 
-#: Years from the real clock, so that a daemon reading it instead of its own would be caught.
-NOW = datetime(2031, 1, 1, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    """The daemon's clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.time = NOW
-
-    def __call__(self) -> datetime:
-        return self.time
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+NOW = FAKE_NOW
 
 
 @pytest.fixture

@@ -7,14 +7,14 @@ import base64
 import socket
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, run_watcher, serving, wait_for, write_config
+from tests.conftest import FAKE_NOW, ROOT, Clock, run_watcher, serving, wait_for, write_config
 from tests.httpserver import LoopbackServer
 from watcher.config import HttpSettings, parse_config
 from watcher.deliver import Delivery, DeliveryReport
@@ -171,20 +171,7 @@ def test_the_daemon_says_so_when_its_address_is_taken(tmp_path: Path) -> None:
 # -- in process: health and readiness decisions ------------------------------------------
 
 
-NOW = datetime(2031, 1, 1, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.time = NOW
-
-    def __call__(self) -> datetime:
-        return self.time
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+NOW = FAKE_NOW
 
 
 @pytest.fixture
