@@ -300,6 +300,9 @@ class Daemon:
         self.server: StatusServer | None = None
         self.stop = threading.Event()
         self._stop_signal: str | None = None
+        #: Set when the daemon can no longer work (a cluster member whose queue worker died):
+        #: it exits 1 for its supervisor to restart it.
+        self.failed = False
         self.started = watcher.now()
         #: When the scheduler last ran the cycle job, and how often it runs it (None without
         #: feeds): what /healthz judges the daemon alive by.
@@ -620,22 +623,30 @@ class Daemon:
         overdue = threading.Timer(STOP_LIMIT.total_seconds(), self._exit_overdue)
         overdue.daemon = True
         overdue.start()
-        self._wake_senders()
         if self.server is not None:
             self.server.close()
         self.scheduler.shutdown(wait=False)
-        abandoned = self.in_flight.wait_idle(STOP_GRACE.total_seconds())
+        abandoned = self._end_jobs()
+        code = 1 if self.failed else 0
         if abandoned:
-            # Each poll and each delivery mark is one transaction: abandoning one loses
-            # nothing; its entries are fetched again and its alerts stay due.
-            log.warning("abandoning %s; they will be redone on the next start", plural(abandoned, "unfinished job"))
+            log.warning("%s", abandoned)
             self.watcher.close()
             logging.shutdown()
-            os._exit(0)
+            os._exit(code)
         self.watcher.close()
         overdue.cancel()
         log.info("stopped", extra=event("daemon.stopped"))
-        return 0
+        return code
+
+    def _end_jobs(self) -> str | None:
+        """Let the running jobs end, within STOP_GRACE; say what is abandoned, if anything."""
+        self._wake_senders()
+        abandoned = self.in_flight.wait_idle(STOP_GRACE.total_seconds())
+        # Each poll and each delivery mark is one transaction: abandoning one loses nothing;
+        # its entries are fetched again and its alerts stay due.
+        if abandoned:
+            return f"abandoning {plural(abandoned, 'unfinished job')}; they will be redone on the next start"
+        return None
 
     def _exit_overdue(self) -> None:
         log.critical(
@@ -684,8 +695,6 @@ class ClusterDaemon(Daemon):
         self._tried_hash = self.config_hash
         self._told_hash = self.config_hash
         self.worker_id: int | None = None
-        #: Set when the worker died under the daemon: it exits 1 for its supervisor to restart it.
-        self.failed = False
 
     def run(self) -> int:
         self.worker_id = self.cluster.start(self)
@@ -827,13 +836,7 @@ class ClusterDaemon(Daemon):
                     extra=event("config.differs", member=newest.owner),
                 )
 
-    def _shutdown(self) -> int:
-        overdue = threading.Timer(STOP_LIMIT.total_seconds(), self._exit_overdue)
-        overdue.daemon = True
-        overdue.start()
-        if self.server is not None:
-            self.server.close()
-        self.scheduler.shutdown(wait=False)
+    def _end_jobs(self) -> str | None:
         # A parse in flight is abandoned now, and its feed handed back; a fetch in flight ends
         # within its timeout. The worker takes no new job and waits for the running ones.
         self.watcher.workers.close()
@@ -841,15 +844,7 @@ class ClusterDaemon(Daemon):
         if self.worker_id is not None:
             with self._carry_on("tick", "leaving the cluster"):
                 self.watcher.store.leave_cluster(self.worker_id)
-        if not ended:
-            log.warning("abandoning unfinished jobs; the other processes retry them")
-            self.watcher.close()
-            logging.shutdown()
-            os._exit(1 if self.failed else 0)
-        self.watcher.close()
-        overdue.cancel()
-        log.info("stopped", extra=event("daemon.stopped"))
-        return 1 if self.failed else 0
+        return None if ended else "abandoning unfinished jobs; the other processes retry them"
 
 
 @dataclass(frozen=True)
