@@ -35,7 +35,7 @@ from click.core import ParameterSource
 from watcher import logs, route
 from watcher.config import Config, format_duration, load_config, parse_duration
 from watcher.errors import WatcherError, plural, redact_url, url_origin
-from watcher.render import iso_time
+from watcher.render import human_time, iso_time
 from watcher.types import Article, FeedState, Hit, OutboxItem, OutboxStatus, StoredHit
 
 if TYPE_CHECKING:
@@ -976,7 +976,7 @@ def _parse_since(value: str) -> timedelta:
 
 
 def _when(value: datetime | None) -> str:
-    return "never" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "never" if value is None else human_time(value)
 
 
 def _relative(value: datetime | None, now: datetime) -> str:

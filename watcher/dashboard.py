@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from watcher.errors import redact_url
-from watcher.render import hit_view, page
+from watcher.render import hit_view, human_time, page
 from watcher.types import FeedState, OutboxItem, StoredHit
 
 #: Days the chart covers, today (UTC) included.
@@ -130,7 +130,7 @@ def status_page(
 
 
 def when(value: datetime | None) -> str:
-    return "never" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "never" if value is None else human_time(value)
 
 
 def _cut(text: str, limit: int) -> str:

@@ -18,9 +18,10 @@ caller stores it with its alerts only if the feed still has the health it was re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from watcher.config import ChannelSettings, FeedSettings, format_duration
+from watcher.render import human_time
 from watcher.types import FeedState, Health, HealthChange
 
 
@@ -70,4 +71,4 @@ def health_channels(channels: Sequence[ChannelSettings]) -> list[str]:
 
 
 def _when(value: datetime | None) -> str:
-    return "?" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "?" if value is None else human_time(value)

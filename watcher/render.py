@@ -159,7 +159,13 @@ def segments(evidence: Evidence) -> tuple[Segment, ...]:
 def _published(stored: StoredHit) -> str:
     if stored.published is None:
         return "unknown"
-    return stored.published.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return human_time(stored.published)
+
+
+def human_time(value: datetime) -> str:
+    """A time for people, to the minute in UTC (``2026-11-25 11:00 UTC``), as every alert,
+    table and page watcher shows has it."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def iso_time(value: datetime | None) -> str | None:
@@ -383,7 +389,7 @@ def _render_health(
     item: OutboxItem, event: HealthEvent, *, sender: str, to: Sequence[str], now: datetime
 ) -> EmailMessage:
     subject = health_subject(event)
-    since = None if event.since is None else event.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    since = None if event.since is None else human_time(event.since)
     parts = _body("health", event=event, subject=subject, since=since, reason=_cut(one_line(event.reason), TEXT_MAX))
     headers = {
         "Subject": subject,
