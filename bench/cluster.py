@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
-from tests.conftest import POSTGRES_URL, run_watcher, wait_for, watcher_cmd, write_config  # noqa: E402
+from tests.conftest import POSTGRES_URL, run_watcher, statement_rss, wait_for, watcher_cmd, write_config  # noqa: E402
 from tests.httpserver import LoopbackServer  # noqa: E402
 from watcher.mailsink import MailSink  # noqa: E402
 from watcher.pipeline import POLL_THREADS  # noqa: E402
@@ -69,15 +69,6 @@ def sql(name: str, query: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(PLAIN, autocommit=True, options=f"-csearch_path={name}") as conn:
         cursor = conn.execute(query)  # type: ignore[arg-type]
         return cursor.fetchall() if cursor.description else []
-
-
-def rss(feed: str, items: int) -> bytes:
-    entries = "".join(
-        f"<item><guid>{feed}-{i}</guid><title>Jen Zhu Scott said {feed} item {i}</title>"
-        f"<description>Jen Zhu Scott said that {feed} has news number {i}.</description></item>"
-        for i in range(items)
-    )
-    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>{feed}</title>{entries}</channel></rss>'.encode()
 
 
 class Site:
@@ -107,7 +98,7 @@ class Site:
                 request.send_header("Content-Length", "0")
                 request.end_headers()
                 return
-            body = rss(name, items)
+            body = statement_rss(name, items)
             with self.lock:
                 self.served.update(f"{name}-{i}" for i in range(items))
             request.send_response(200)

@@ -156,6 +156,16 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def statement_rss(feed: str, items: int) -> bytes:
+    """An RSS feed of ``items`` entries, each a statement by Jen Zhu Scott (one hit each)."""
+    entries = "".join(
+        f"<item><guid>{feed}-{i}</guid><title>Jen Zhu Scott said {feed} item {i}</title>"
+        f"<description>Jen Zhu Scott said that {feed} has news number {i}.</description></item>"
+        for i in range(items)
+    )
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>{feed}</title>{entries}</channel></rss>'.encode()
+
+
 def write_config(
     path: Path,
     database_url: str,

@@ -21,7 +21,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import ROOT, run_watcher, wait_for, watcher_cmd, write_config
+from tests.conftest import ROOT, run_watcher, statement_rss, wait_for, watcher_cmd, write_config
 from tests.httpserver import LoopbackServer
 from watcher.mailsink import MailSink
 
@@ -32,15 +32,6 @@ INTERVAL = 4.0
 #: The feed that answers slowly: a poll of it is in flight when a daemon is stopped.
 SLOW = "f0"
 SLOW_SECONDS = 1.5
-
-
-def rss(feed: str, items: int) -> bytes:
-    entries = "".join(
-        f"<item><guid>{feed}-{i}</guid><title>Jen Zhu Scott said {feed} item {i}</title>"
-        f"<description>Jen Zhu Scott said that {feed} has news number {i}.</description></item>"
-        for i in range(items)
-    )
-    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>{feed}</title>{entries}</channel></rss>'.encode()
 
 
 class Feeds:
@@ -60,7 +51,7 @@ class Feeds:
         def handler(request: Any) -> None:
             with self.lock:
                 self.times[name].append(time.monotonic())
-                body = rss(name, self.items)
+                body = statement_rss(name, self.items)
             if name == SLOW:
                 time.sleep(SLOW_SECONDS)
             request.send_response(200)
@@ -187,7 +178,7 @@ def test_three_daemons_poll_each_feed_once_per_interval_and_alert_each_hit_once_
             check_operability(config, daemons, survivors)
 
             # A feed added to the config file: every daemon reloads, and one polls it at once.
-            server.respond("/extra.xml", rss("extra", 1), headers={"Content-Type": "application/rss+xml"})
+            server.respond("/extra.xml", statement_rss("extra", 1), headers={"Content-Type": "application/rss+xml"})
             write_config(config, database_url, {**feeds.urls(), "extra": server.url("/extra.xml")}, **settings)
             wait_for(lambda: server.requests_for("/extra.xml"), "the added feed polled", timeout=10)
             logs = [tmp_path / f"daemon{i}.log" for i, d in enumerate(daemons) if d in survivors]
